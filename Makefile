@@ -1,0 +1,35 @@
+# artifact: the two commands a fresh machine needs are `make demo` and `make test`.
+# `make test` installs what the checks need (idempotently), then runs them all.
+
+CARGO ?= cargo
+BIN := target/release/artifact
+
+.PHONY: all build release-build demo test install fmt-check clippy unit-and-integration
+
+all: build
+
+build:
+	$(CARGO) build
+
+release-build:
+	$(CARGO) build --release
+
+# Build, then push -> pull -> yank on the local backend: no server, no account.
+demo: release-build
+	@sh scripts/demo.sh $(BIN)
+
+# Every check CI runs.
+test: install fmt-check clippy unit-and-integration
+
+# What the checks need, installed only when missing.
+install:
+	@sh scripts/install-test-deps.sh
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit-and-integration:
+	$(CARGO) test --all-targets

@@ -1,0 +1,229 @@
+//! Files that appear whole or not at all.
+//!
+//! A download (and a write into the local backend's store) goes to a
+//! temporary file beside its destination and is renamed into place only
+//! when complete, so a failed or killed run never leaves half a file where a
+//! later step would read it. Temporary names carry the writer's host and PID
+//! (`.artifact-tmp~HOST~PID~NONCE~NAME`), so a later run can remove the
+//! leftovers of dead runs — only its own host's whose process is gone, or
+//! any older than a day — and never a live run's, even on a shared volume.
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use crate::error::{Error, Result, Side};
+use crate::log;
+
+const TEMP_PREFIX: &str = ".artifact-tmp~";
+const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether a name is one of our temporary files.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with(TEMP_PREFIX)
+}
+
+/// This machine's name, as temporary files record it.
+fn host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let name = fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| fs::read_to_string("/etc/hostname"))
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_default();
+        let clean: String = name
+            .trim()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+            .take(64)
+            .collect();
+        if clean.is_empty() {
+            "localhost".to_string()
+        } else {
+            clean
+        }
+    })
+}
+
+/// A fresh temporary path in `dest`'s directory.
+pub fn temp_path_for(dest: &Path) -> PathBuf {
+    static NONCE: AtomicU64 = AtomicU64::new(0);
+    let nonce = NONCE.fetch_add(1, Ordering::Relaxed);
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // Keep the whole name within the usual 255-byte limit.
+    let short: String = name.chars().take(120).collect();
+    let temp = format!(
+        "{TEMP_PREFIX}{}~{}~{nonce}~{short}",
+        host(),
+        std::process::id()
+    );
+    dest.with_file_name(temp)
+}
+
+/// A temporary file that removes itself unless committed.
+pub struct TempFile {
+    path: PathBuf,
+    file: File,
+    committed: bool,
+}
+
+impl TempFile {
+    /// Creates the temporary file for `dest`, and `dest`'s parent directories.
+    pub fn create(dest: &Path) -> Result<TempFile> {
+        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)
+                .map_err(|e| Error::local_io("create directory", parent, e))?;
+        }
+        let path = temp_path_for(dest);
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::local_io("create", dest, e))?;
+        Ok(TempFile {
+            path,
+            file,
+            committed: false,
+        })
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// Moves the finished file to `dest`. With `overwrite` false, fails
+    /// with AlreadyExists if `dest` appeared meanwhile (a hard link cannot
+    /// replace a file, so two racing writers cannot both win).
+    pub fn commit(mut self, dest: &Path, overwrite: bool, display: &str, side: Side) -> Result<()> {
+        if overwrite {
+            fs::rename(&self.path, dest).map_err(|e| Error::local_io("write", dest, e))?;
+        } else {
+            match fs::hard_link(&self.path, dest) {
+                Ok(()) => {
+                    let _ = fs::remove_file(&self.path);
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(Error::AlreadyExists {
+                        side,
+                        path: display.to_string(),
+                    })
+                }
+                Err(e) => return Err(Error::local_io("write", dest, e)),
+            }
+        }
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Removes the temporary files that dead runs left in `dir`.
+pub fn remove_stale(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !is_temp_name(name) {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if old || owner_is_gone(name) {
+            let path = entry.path();
+            if fs::remove_file(&path).is_ok() {
+                log::debug(|| format!("removed a stale temporary file '{}'", path.display()));
+            }
+        }
+    }
+}
+
+/// True when the name records this host and a PID that no longer runs.
+fn owner_is_gone(name: &str) -> bool {
+    let mut fields = name[TEMP_PREFIX.len()..].splitn(4, '~');
+    let (Some(owner_host), Some(pid)) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    if owner_host != host() {
+        return false;
+    }
+    match pid.parse::<u32>() {
+        Ok(pid) if pid == std::process::id() => false,
+        Ok(pid) => Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists(),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn commit_moves_the_file_and_drop_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("sub/out.txt");
+        let mut t = TempFile::create(&dest).unwrap();
+        t.file().write_all(b"hello").unwrap();
+        t.commit(&dest, false, "out.txt", Side::Local).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"hello");
+
+        let t = TempFile::create(&dest).unwrap();
+        let err = t.commit(&dest, false, "out.txt", Side::Local).unwrap_err();
+        assert_eq!(err.exit_code(), 5);
+
+        {
+            let mut t = TempFile::create(&dest).unwrap();
+            t.file().write_all(b"partial").unwrap();
+        }
+        let names: Vec<_> = fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.txt")]);
+    }
+
+    #[test]
+    fn stale_files_of_dead_local_processes_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir
+            .path()
+            .join(format!("{TEMP_PREFIX}{}~999999999~0~a", host()));
+        let live = dir.path().join(format!(
+            "{TEMP_PREFIX}{}~{}~0~b",
+            host(),
+            std::process::id()
+        ));
+        let other_host = dir
+            .path()
+            .join(format!("{TEMP_PREFIX}elsewhere~999999999~0~c"));
+        let user_file = dir.path().join("data.txt");
+        for p in [&dead, &live, &other_host, &user_file] {
+            fs::write(p, b"x").unwrap();
+        }
+        remove_stale(dir.path());
+        assert!(!dead.exists());
+        assert!(live.exists() && other_host.exists() && user_file.exists());
+    }
+}

@@ -1,0 +1,557 @@
+//! Semaphore's artifact Hub: signed URLs from the Hub, bytes to storage.
+//!
+//! The wire protocol is the Go CLI's (DESIGN.md, "Hub backend"): one `POST`
+//! to `<organization URL>/api/v1/artifacts` with `authorization: <token>` and
+//! `{"paths":[…],"type":N}` returns signed URLs; the bytes then go straight to
+//! the storage behind them. Push gets a HEAD and a PUT URL per path (a PUT
+//! only, when forced), pull one GET URL per object, yank one URL per object
+//! to send DELETE to.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
+
+use serde_json::{json, Value};
+
+use super::{check_length, signed_url, Backend, Intent, RemoteObject, Source, Upload};
+use crate::config::{Env, Settings};
+use crate::error::{Error, Result, Side};
+use crate::http::{self, Http, Payload};
+use crate::{log, pool, retry};
+
+/// The request types of the Hub's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Push = 0,
+    PushForce = 1,
+    Pull = 2,
+    Yank = 3,
+}
+
+#[derive(Debug)]
+struct SignedUrl {
+    url: String,
+    method: String,
+}
+
+pub struct Hub {
+    http: Http,
+    api_url: String,
+    token: String,
+    parallelism: usize,
+}
+
+impl Hub {
+    pub fn from_env(env: &Env, settings: &Settings) -> Result<Hub> {
+        let token = env.require("SEMAPHORE_ARTIFACT_TOKEN")?.to_string();
+        let org_url = env.require("SEMAPHORE_ORGANIZATION_URL")?;
+        let api_url = api_url(org_url)?;
+        log::debug(|| format!("Hub client configured: {api_url}"));
+        Ok(Hub {
+            http: Http::new(settings.http, settings.parallelism),
+            api_url,
+            token,
+            parallelism: settings.parallelism,
+        })
+    }
+
+    /// Asks the Hub for signed URLs.
+    fn signed_urls(&self, paths: &[String], kind: Kind) -> Result<Vec<SignedUrl>> {
+        let mut body = json!({ "paths": paths });
+        if kind != Kind::Push {
+            // The Go client omits a zero type, and Hubs expect that.
+            body["type"] = json!(kind as u8);
+        }
+        let body = body.to_string();
+        let what = format!("the Hub's {kind:?} request");
+        log::debug(|| {
+            format!(
+                "asking the Hub for {kind:?} URLs for {} path(s)",
+                paths.len()
+            )
+        });
+        retry::run(&self.http.settings, &what, || {
+            let headers = [
+                ("authorization", self.token.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let mut response = match self.http.call(
+                "POST",
+                &self.api_url,
+                &headers,
+                Payload::Bytes(body.as_bytes()),
+            ) {
+                Ok(r) => r,
+                Err(Error::Remote { detail, .. }) if says_missing(&detail) && is_read(kind) => {
+                    return Err(Error::NotFound(paths.join(", ")))
+                }
+                Err(e) => return Err(e),
+            };
+            let status = response.status().as_u16();
+            if status == 401 || status == 403 {
+                return Err(Error::PermissionDenied {
+                    what: format!("the Hub refused the request ({status})"),
+                    hint: "check SEMAPHORE_ARTIFACT_TOKEN and SEMAPHORE_ORGANIZATION_URL".into(),
+                });
+            }
+            if !(200..300).contains(&status) {
+                let detail = http::error_detail(&mut response);
+                if says_missing(&detail) && is_read(kind) {
+                    return Err(Error::NotFound(paths.join(", ")));
+                }
+                return Err(Error::Remote {
+                    what: "the Hub's request for signed URLs".into(),
+                    status,
+                    detail,
+                });
+            }
+            let text = response
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024 * 1024)
+                .read_to_string()
+                .map_err(|e| Error::Network {
+                    what: "reading the Hub's answer".into(),
+                    detail: e.to_string(),
+                })?;
+            parse_answer(&text, kind, paths)
+        })
+    }
+
+    /// Sends one storage request, retried, and returns its final status.
+    fn storage_call(
+        &self,
+        method: &str,
+        url: &str,
+        key: &str,
+        mut payload: impl FnMut() -> Result<Payload<'static>>,
+    ) -> Result<u16> {
+        retry::run(&self.http.settings, &format!("{method} '{key}'"), || {
+            let mut response = self.http.call(method, url, &[], payload()?)?;
+            let status = response.status().as_u16();
+            if !(200..300).contains(&status) && status != 404 {
+                let detail = http::error_detail(&mut response);
+                return Err(storage_error(method, key, status, detail));
+            }
+            Ok(status)
+        })
+    }
+}
+
+fn is_read(kind: Kind) -> bool {
+    matches!(kind, Kind::Pull | Kind::Yank)
+}
+
+/// Whether a Hub error says the path is not there.
+fn says_missing(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("not exist") || d.contains("not found") || d.contains("no such")
+}
+
+fn storage_error(method: &str, key: &str, status: u16, detail: String) -> Error {
+    match status {
+        401 | 403 => Error::PermissionDenied {
+            what: format!("the storage refused {method} of '{key}' ({status})"),
+            hint:
+                "the signed URL may have expired or been damaged by a proxy; run the command again"
+                    .into(),
+        },
+        _ => Error::Remote {
+            what: format!("{method} request for '{key}'"),
+            status,
+            detail,
+        },
+    }
+}
+
+/// `SEMAPHORE_ORGANIZATION_URL` with its path replaced by `/api/v1/artifacts`.
+fn api_url(org_url: &str) -> Result<String> {
+    let invalid = || {
+        Error::Config(format!(
+            "SEMAPHORE_ORGANIZATION_URL='{}' is not a URL such as https://myorg.semaphoreci.com",
+            log::redact_url(org_url)
+        ))
+    };
+    let (scheme, rest) = org_url.split_once("://").ok_or_else(invalid)?;
+    if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
+        return Err(invalid());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(invalid());
+    }
+    Ok(format!("{scheme}://{authority}/api/v1/artifacts"))
+}
+
+/// Decodes `{"urls":[{"url":…,"method":…}],"error":""}`.
+fn parse_answer(text: &str, kind: Kind, paths: &[String]) -> Result<Vec<SignedUrl>> {
+    let bad = |why: &str| Error::Protocol(format!("the Hub's answer cannot be used: {why}"));
+    let value: Value = serde_json::from_str(text).map_err(|_| bad("it is not JSON"))?;
+    if let Some(err) = value
+        .get("error")
+        .and_then(Value::as_str)
+        .filter(|e| !e.is_empty())
+    {
+        if is_read(kind) && says_missing(err) {
+            return Err(Error::NotFound(paths.join(", ")));
+        }
+        return Err(Error::Protocol(format!(
+            "the Hub refused the request: {err}"
+        )));
+    }
+    let urls = match value.get("urls") {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(urls)) => urls,
+        Some(_) => return Err(bad("'urls' is not a list")),
+    };
+    urls.iter()
+        .map(|u| {
+            let url = u
+                .get("url")
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad("a URL is missing"))?;
+            let method = u
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            Ok(SignedUrl {
+                url: url.to_string(),
+                method,
+            })
+        })
+        .collect()
+}
+
+/// The PUT URL for each path, in order, checking the count the Go CLI checks.
+fn pair_push_urls(
+    urls: Vec<SignedUrl>,
+    keys: &[String],
+    force: bool,
+) -> Result<Vec<(Option<String>, String)>> {
+    let per_key = if force { 1 } else { 2 };
+    if urls.len() != keys.len() * per_key {
+        return Err(Error::Protocol(format!(
+            "bad number of signed URLs ({}) for {} push - should be {}",
+            urls.len(),
+            if force { "forceful" } else { "non-forceful" },
+            keys.len() * per_key
+        )));
+    }
+    for (i, u) in urls.iter().enumerate() {
+        let want = if force || i % 2 == 1 { "PUT" } else { "HEAD" };
+        if !u.method.is_empty() && u.method != want {
+            return Err(Error::Protocol(format!(
+                "the Hub's answer cannot be used: URL {} is for {} where {want} was expected",
+                i + 1,
+                u.method
+            )));
+        }
+    }
+    let mut it = urls.into_iter();
+    let mut out = Vec::with_capacity(keys.len());
+    while let Some(first) = it.next() {
+        if force {
+            out.push((None, first.url));
+        } else {
+            let put = it.next().map(|u| u.url).unwrap_or_default();
+            out.push((Some(first.url), put));
+        }
+    }
+    Ok(out)
+}
+
+impl Backend for Hub {
+    fn prepare_push(&self, keys: &[String], force: bool) -> Result<Vec<Upload>> {
+        let kind = if force { Kind::PushForce } else { Kind::Push };
+        let pairs = pair_push_urls(self.signed_urls(keys, kind)?, keys, force)?;
+        if !force {
+            let checks: Vec<(&String, &str)> = keys
+                .iter()
+                .zip(&pairs)
+                .map(|(k, (head, _))| (k, head.as_deref().unwrap_or("")))
+                .collect();
+            let found = pool::run(&checks, self.parallelism, |(key, head)| {
+                let status = self.storage_call("HEAD", head, key, || Ok(Payload::Empty))?;
+                Ok((200..300).contains(&status))
+            });
+            for (result, (key, _)) in found.into_iter().zip(&checks) {
+                match result {
+                    Some(Ok(true)) => {
+                        return Err(Error::AlreadyExists {
+                            side: Side::Remote,
+                            path: (*key).clone(),
+                        })
+                    }
+                    Some(Err(e)) => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(keys
+            .iter()
+            .zip(pairs)
+            .map(|(key, (_, put))| Upload {
+                key: key.clone(),
+                locator: put,
+            })
+            .collect())
+    }
+
+    fn put(&self, upload: &Upload, source: Source<'_>, _force: bool) -> Result<u64> {
+        let (mut file, size) = match source {
+            Source::File(path, size) => (
+                File::open(path).map_err(|e| Error::local_io("open", path, e))?,
+                size,
+            ),
+            Source::Stdin => stdin_as_file()?,
+        };
+        let status = retry::run(
+            &self.http.settings,
+            &format!("PUT '{}'", upload.key),
+            || {
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::local_io("read", std::path::Path::new(&upload.key), e))?;
+                let mut body = (&mut file).take(size);
+                let mut response = self.http.call(
+                    "PUT",
+                    &upload.locator,
+                    &[],
+                    Payload::Reader(&mut body, size),
+                )?;
+                let status = response.status().as_u16();
+                if !(200..300).contains(&status) {
+                    let detail = http::error_detail(&mut response);
+                    return Err(storage_error("PUT", &upload.key, status, detail));
+                }
+                Ok(status)
+            },
+        )?;
+        log::debug(|| format!("stored '{}' ({status})", upload.key));
+        Ok(size)
+    }
+
+    fn list(&self, key: &str, intent: Intent) -> Result<Vec<RemoteObject>> {
+        let kind = match intent {
+            Intent::Pull => Kind::Pull,
+            Intent::Yank => Kind::Yank,
+        };
+        let urls = self.signed_urls(&[key.to_string()], kind)?;
+        urls.into_iter()
+            .map(|u| {
+                let object_key = match intent {
+                    Intent::Pull => signed_url::object_key(&u.url)?,
+                    // Yank needs no file names; keep what can be read for -v.
+                    Intent::Yank => {
+                        signed_url::object_key(&u.url).unwrap_or_else(|_| key.to_string())
+                    }
+                };
+                Ok(RemoteObject {
+                    key: object_key,
+                    size: None,
+                    locator: u.url,
+                })
+            })
+            .collect()
+    }
+
+    fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64> {
+        retry::run(
+            &self.http.settings,
+            &format!("GET '{}'", object.key),
+            || {
+                out.set_len(0)
+                    .and_then(|_| out.seek(SeekFrom::Start(0)))
+                    .map_err(|e| Error::local_io("write", std::path::Path::new(&object.key), e))?;
+                let mut response = self
+                    .http
+                    .call("GET", &object.locator, &[], Payload::Empty)?;
+                let status = response.status().as_u16();
+                if status == 404 {
+                    return Err(Error::NotFound(object.key.clone()));
+                }
+                if !(200..300).contains(&status) {
+                    let detail = http::error_detail(&mut response);
+                    return Err(storage_error("GET", &object.key, status, detail));
+                }
+                let announced = response.body().content_length();
+                let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
+                let n = copy_body(&mut reader, out, &object.key)?;
+                check_length(&object.key, announced, n)?;
+                Ok(n)
+            },
+        )
+    }
+
+    fn delete(&self, object: &RemoteObject) -> Result<()> {
+        self.storage_call("DELETE", &object.locator, &object.key, || {
+            Ok(Payload::Empty)
+        })?;
+        Ok(())
+    }
+}
+
+/// Copies a download into the file; a broken body is a network error
+/// (retried), a failed write a local one.
+fn copy_body(reader: &mut impl Read, out: &mut File, key: &str) -> Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Network {
+                    what: format!("download of '{key}'"),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        io::Write::write_all(out, &buf[..n])
+            .map_err(|e| Error::local_io("write", std::path::Path::new(key), e))?;
+        total += n as u64;
+    }
+}
+
+/// Standard input as a seekable file of known size: itself when it is a
+/// regular file (`< file`), else spooled to an unlinked temporary file,
+/// because signed PUT URLs need the length before the first byte.
+fn stdin_as_file() -> Result<(File, u64)> {
+    let stdin_path = std::path::Path::new("standard input");
+    let fd = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::local_io("read", stdin_path, e))?;
+    let file = File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::local_io("read", stdin_path, e))?;
+    if meta.is_file() {
+        let mut file = file;
+        let pos = file.stream_position().unwrap_or(0);
+        let size = meta.len().saturating_sub(pos);
+        // Reading starts at 0 on every attempt, so give a file read from its start.
+        if pos == 0 {
+            return Ok((file, size));
+        }
+    }
+    let mut spool = tempfile_in_tmp()?;
+    let size = io::copy(&mut io::stdin().lock(), &mut spool)
+        .map_err(|e| Error::local_io("read", stdin_path, e))?;
+    Ok((spool, size))
+}
+
+fn tempfile_in_tmp() -> Result<File> {
+    let dir = std::env::temp_dir();
+    let path = crate::atomic::temp_path_for(&dir.join("stdin"));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| Error::local_io("create a temporary file in", &dir, e))?;
+    let _ = std::fs::remove_file(&path);
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn urls(n: usize) -> Vec<SignedUrl> {
+        (0..n)
+            .map(|i| SignedUrl {
+                url: format!("http://127.0.0.1/{i}"),
+                method: if i % 2 == 0 {
+                    "HEAD".into()
+                } else {
+                    "PUT".into()
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn api_url_replaces_the_path() {
+        assert_eq!(
+            api_url("https://org.semaphoreci.com").unwrap(),
+            "https://org.semaphoreci.com/api/v1/artifacts"
+        );
+        assert_eq!(
+            api_url("https://org.semaphoreci.com/projects/x?y=1").unwrap(),
+            "https://org.semaphoreci.com/api/v1/artifacts"
+        );
+        assert_eq!(
+            api_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080/api/v1/artifacts"
+        );
+        for bad in ["org.semaphoreci.com", "ftp://x", "https://"] {
+            let err = api_url(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 3, "{bad}");
+            assert!(err.to_string().contains("SEMAPHORE_ORGANIZATION_URL"));
+        }
+    }
+
+    #[test]
+    fn push_urls_pair_by_position() {
+        let keys = vec!["a".to_string(), "b".to_string()];
+        let pairs = pair_push_urls(urls(4), &keys, false).unwrap();
+        assert_eq!(
+            pairs[0],
+            (
+                Some("http://127.0.0.1/0".into()),
+                "http://127.0.0.1/1".into()
+            )
+        );
+        assert_eq!(
+            pairs[1],
+            (
+                Some("http://127.0.0.1/2".into()),
+                "http://127.0.0.1/3".into()
+            )
+        );
+        let mut puts = urls(2);
+        puts[0].method = "PUT".into();
+        let forced = pair_push_urls(puts, &keys, true).unwrap();
+        assert_eq!(forced[1], (None, "http://127.0.0.1/1".into()));
+        let swapped: Vec<SignedUrl> = urls(4).into_iter().rev().collect();
+        assert!(pair_push_urls(swapped, &keys, false)
+            .unwrap_err()
+            .to_string()
+            .contains("where HEAD was expected"));
+        let err = pair_push_urls(urls(3), &keys, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad number of signed URLs (3) for non-forceful push - should be 4"),
+            "{err}"
+        );
+        assert!(pair_push_urls(urls(4), &keys, true).is_err());
+    }
+
+    #[test]
+    fn answers_and_hub_errors() {
+        let paths = vec!["artifacts/jobs/1/x".to_string()];
+        let ok = parse_answer(
+            r#"{"urls":[{"url":"http://h/k","method":"get"}],"error":""}"#,
+            Kind::Pull,
+            &paths,
+        )
+        .unwrap();
+        assert_eq!(
+            (ok[0].url.as_str(), ok[0].method.as_str()),
+            ("http://h/k", "GET")
+        );
+        assert!(parse_answer(r#"{"urls":null}"#, Kind::Pull, &paths)
+            .unwrap()
+            .is_empty());
+        let missing =
+            parse_answer(r#"{"error":"path does not exist"}"#, Kind::Pull, &paths).unwrap_err();
+        assert_eq!(missing.exit_code(), 4);
+        let refused =
+            parse_answer(r#"{"error":"quota exceeded"}"#, Kind::Push, &paths).unwrap_err();
+        assert!(refused.to_string().contains("quota exceeded"));
+        assert!(parse_answer("<html>", Kind::Pull, &paths).is_err());
+    }
+}

@@ -1,0 +1,168 @@
+//! A store that is a directory: a shared volume, or a temp dir to try things.
+//!
+//! Each object is a plain file at `$ARTIFACT_LOCAL_DIR/<key>`, written through
+//! a temporary file and a rename (or, without --force, a hard link, which
+//! cannot replace a file: two racing pushes cannot both win). It needs no
+//! server and no account, which makes it what `make demo` runs and the
+//! fastest real backend for testing the transfer engine.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use super::{check_length, Backend, Intent, RemoteObject, Source, Upload};
+use crate::atomic::{self, TempFile};
+use crate::config::Env;
+use crate::error::{Error, Result, Side};
+
+pub struct Local {
+    root: PathBuf,
+}
+
+impl Local {
+    pub fn from_env(env: &Env) -> Result<Local> {
+        let dir = env.get("ARTIFACT_LOCAL_DIR").ok_or_else(|| {
+            Error::Config(
+                "ARTIFACT_LOCAL_DIR is not set: ARTIFACT_BACKEND=local stores artifacts in that directory".into(),
+            )
+        })?;
+        let root = PathBuf::from(dir);
+        match fs::metadata(&root) {
+            Ok(m) if m.is_dir() => Ok(Local { root }),
+            Ok(_) => Err(Error::Config(format!(
+                "ARTIFACT_LOCAL_DIR='{dir}' is not a directory"
+            ))),
+            Err(e) => Err(Error::Config(format!(
+                "ARTIFACT_LOCAL_DIR='{dir}' cannot be used: {e}; create the directory first"
+            ))),
+        }
+    }
+
+    fn path_of(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// Every file under `dir`, with its key.
+    fn walk(&self, dir: &Path, key: &str, out: &mut Vec<RemoteObject>) -> Result<()> {
+        let entries =
+            fs::read_dir(dir).map_err(|e| Error::local_io("read the store directory", dir, e))?;
+        let mut children: Vec<(String, fs::Metadata)> = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::local_io("read the store directory", dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if atomic::is_temp_name(name) {
+                continue;
+            }
+            let meta = fs::metadata(entry.path())
+                .map_err(|e| Error::local_io("read", &entry.path(), e))?;
+            children.push((name.to_string(), meta));
+        }
+        children.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, meta) in children {
+            let child_key = format!("{key}/{name}");
+            let child = dir.join(&name);
+            if meta.is_dir() {
+                self.walk(&child, &child_key, out)?;
+            } else if meta.is_file() {
+                out.push(RemoteObject {
+                    locator: child_key.clone(),
+                    key: child_key,
+                    size: Some(meta.len()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Local {
+    fn prepare_push(&self, keys: &[String], force: bool) -> Result<Vec<Upload>> {
+        if !force {
+            if let Some(taken) = keys
+                .iter()
+                .find(|k| fs::symlink_metadata(self.path_of(k)).is_ok())
+            {
+                return Err(Error::AlreadyExists {
+                    side: Side::Remote,
+                    path: taken.clone(),
+                });
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| Upload {
+                key: k.clone(),
+                locator: k.clone(),
+            })
+            .collect())
+    }
+
+    fn put(&self, upload: &Upload, source: Source<'_>, force: bool) -> Result<u64> {
+        let dest = self.path_of(&upload.locator);
+        let mut temp = TempFile::create(&dest)?;
+        let written = match source {
+            Source::File(path, size) => {
+                let mut file = File::open(path).map_err(|e| Error::local_io("open", path, e))?;
+                let n = io::copy(&mut file, temp.file())
+                    .map_err(|e| Error::local_io("copy", path, e))?;
+                if n != size {
+                    return Err(Error::local_io(
+                        "read",
+                        path,
+                        io::Error::other(format!(
+                            "the file changed size while being pushed ({size} → {n} bytes)"
+                        )),
+                    ));
+                }
+                n
+            }
+            Source::Stdin => io::copy(&mut io::stdin().lock(), temp.file())
+                .map_err(|e| Error::local_io("read", Path::new("standard input"), e))?,
+        };
+        temp.commit(&dest, force, &upload.key, Side::Remote)?;
+        Ok(written)
+    }
+
+    fn list(&self, key: &str, _intent: Intent) -> Result<Vec<RemoteObject>> {
+        let path = self.path_of(key);
+        let mut out = Vec::new();
+        match fs::metadata(&path) {
+            Ok(m) if m.is_file() => out.push(RemoteObject {
+                key: key.to_string(),
+                size: Some(m.len()),
+                locator: key.to_string(),
+            }),
+            Ok(m) if m.is_dir() => self.walk(&path, key, &mut out)?,
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64> {
+        let path = self.path_of(&object.locator);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(object.key.clone()))
+            }
+            Err(e) => return Err(Error::local_io("open", &path, e)),
+        };
+        let n = copy_into(&mut file, out, &path)?;
+        check_length(&object.key, object.size, n)?;
+        Ok(n)
+    }
+
+    fn delete(&self, object: &RemoteObject) -> Result<()> {
+        let path = self.path_of(&object.locator);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::local_io("delete", &path, e)),
+        }
+    }
+}
+
+fn copy_into(from: &mut impl Read, out: &mut File, path: &Path) -> Result<u64> {
+    io::copy(from, out).map_err(|e| Error::local_io("copy", path, e))
+}

@@ -1,0 +1,95 @@
+//! Where artifacts are stored: one trait, one implementation per store.
+//!
+//! The seed's Backend interface (push, pull, yank, exists) cut into the
+//! object-level steps the transfer engine drives, so that walking, conflict
+//! checks, parallel workers, retries of whole operations and atomic writes
+//! exist once (in `transfer`) and every backend gets them. Batch steps
+//! (`prepare_push`, `list`) let a backend answer for many objects in one
+//! round trip: the Hub hands out every signed URL in one POST.
+
+pub mod hub;
+pub mod local;
+mod signed_url;
+
+use std::fs::File;
+use std::path::Path;
+
+use crate::config::{BackendKind, Env, Settings};
+use crate::error::{Error, Result};
+
+/// One object about to be written.
+#[derive(Debug, Clone)]
+pub struct Upload {
+    pub key: String,
+    /// Backend-specific address: a signed URL, or the key itself.
+    pub locator: String,
+}
+
+/// One object found in the store.
+#[derive(Debug, Clone)]
+pub struct RemoteObject {
+    pub key: String,
+    /// The size the store reports, when it reports one.
+    pub size: Option<u64>,
+    /// Backend-specific address: a signed URL, or the key itself.
+    pub locator: String,
+}
+
+/// Where the bytes of a push come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// A regular file of a known size.
+    File(&'a Path, u64),
+    /// Standard input, read once, to its end.
+    Stdin,
+}
+
+/// Why objects are listed: the Hub hands out different URLs for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    Pull,
+    Yank,
+}
+
+pub trait Backend: Sync {
+    /// Gets ready to write `keys`. Without `force`, fails with
+    /// `AlreadyExists` naming the first key that is already stored, before
+    /// anything is written. Returns one `Upload` per key, in order.
+    fn prepare_push(&self, keys: &[String], force: bool) -> Result<Vec<Upload>>;
+
+    /// Writes one object and returns its size. Without `force`, a store
+    /// that can refuse to replace an object which appeared since
+    /// `prepare_push` does so, with `AlreadyExists`.
+    fn put(&self, upload: &Upload, source: Source<'_>, force: bool) -> Result<u64>;
+
+    /// The object at `key` and every object under `key/`.
+    fn list(&self, key: &str, intent: Intent) -> Result<Vec<RemoteObject>>;
+
+    /// Writes the object's bytes into `out`, an empty file, and returns how
+    /// many were written. A short or damaged body is an error.
+    fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64>;
+
+    fn delete(&self, object: &RemoteObject) -> Result<()>;
+}
+
+/// The backend that ARTIFACT_BACKEND names, configured from the environment.
+pub fn from_settings(settings: &Settings, env: &Env) -> Result<Box<dyn Backend>> {
+    match settings.backend {
+        BackendKind::Hub => Ok(Box::new(hub::Hub::from_env(env, settings)?)),
+        BackendKind::Local => Ok(Box::new(local::Local::from_env(env)?)),
+        BackendKind::S3 => Err(Error::Config(
+            "ARTIFACT_BACKEND=s3 is not available in this build yet: use hub or local".into(),
+        )),
+    }
+}
+
+/// Checks that `got` bytes are what the store announced.
+pub fn check_length(key: &str, expected: Option<u64>, got: u64) -> Result<()> {
+    match expected {
+        Some(want) if want != got => Err(Error::Network {
+            what: format!("download of '{key}'"),
+            detail: format!("received {got} bytes of {want}"),
+        }),
+        _ => Ok(()),
+    }
+}

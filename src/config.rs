@@ -1,0 +1,228 @@
+//! Settings from the environment, read once, after the command line.
+//!
+//! Everything the program takes from environment variables is parsed here
+//! into plain values with clear errors (`error: ARTIFACT_PARALLELISM …`), so
+//! the rest of the program never calls `std::env`. `Env` is a snapshot, which
+//! lets unit tests pass their own variables instead of mutating the process.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// The environment, as a lookup table of non-empty variables.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    pub fn from_process() -> Env {
+        Env::from_pairs(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        )
+    }
+
+    pub fn from_pairs<I, K, V>(pairs: I) -> Env
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let vars = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        Env { vars }
+    }
+
+    /// The variable's value; unset and empty are the same.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+
+    /// The variable or a configuration error naming it.
+    pub fn require(&self, name: &str) -> Result<&str> {
+        self.get(name)
+            .ok_or_else(|| Error::Config(format!("{name} is not set")))
+    }
+
+    /// A duration variable: `30`, `30s`, `1.5`, `500ms`; unset is `default`.
+    pub fn duration(&self, name: &str, default: Duration) -> Result<Duration> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => parse_duration(text).ok_or_else(|| {
+                Error::Config(format!(
+                    "{name}='{text}' is not a duration: use seconds such as 30, 1.5 or 500ms"
+                ))
+            }),
+        }
+    }
+
+    /// A whole-number variable within `range`; unset is `default`.
+    pub fn number(
+        &self,
+        name: &str,
+        range: std::ops::RangeInclusive<usize>,
+        default: usize,
+    ) -> Result<usize> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(text) => match text.trim().parse::<usize>() {
+                Ok(n) if range.contains(&n) => Ok(n),
+                _ => Err(Error::Config(format!(
+                    "{name}='{text}' is not valid: use a whole number from {} to {}",
+                    range.start(),
+                    range.end()
+                ))),
+            },
+        }
+    }
+}
+
+fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number.trim().parse().ok()?;
+    if !value.is_finite() || !(0.0..=86_400.0).contains(&value) {
+        return None;
+    }
+    Some(Duration::from_secs_f64(value * scale))
+}
+
+/// Which storage the command talks to (ARTIFACT_BACKEND).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendKind {
+    Hub,
+    S3,
+    Local,
+}
+
+/// How HTTP requests behave: timeouts and retries, for every backend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HttpSettings {
+    /// ARTIFACT_CONNECT_TIMEOUT: to open a connection (default 10 s).
+    pub connect_timeout: Duration,
+    /// ARTIFACT_IO_TIMEOUT: longest wait for a byte, either way (default 30 s).
+    pub io_timeout: Duration,
+    /// ARTIFACT_RETRY_ATTEMPTS: attempts per request, first included (default 5).
+    pub attempts: usize,
+    /// ARTIFACT_RETRY_DELAY: the first backoff; it doubles (default 0.5 s).
+    pub retry_delay: Duration,
+}
+
+/// Everything the environment says, before any backend is built.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub backend: BackendKind,
+    /// Files (or parts) in flight at once: --parallel, else ARTIFACT_PARALLELISM.
+    pub parallelism: usize,
+    pub http: HttpSettings,
+}
+
+/// Default number of transfers in flight. Small files are bound by
+/// round trips, not bandwidth, and a waiting thread costs little.
+pub const DEFAULT_PARALLELISM: usize = 64;
+
+impl Settings {
+    pub fn from_env(env: &Env, parallel_flag: Option<usize>) -> Result<Settings> {
+        let backend = match env
+            .get("ARTIFACT_BACKEND")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            None | Some("hub") => BackendKind::Hub,
+            Some("s3") => BackendKind::S3,
+            Some("local") => BackendKind::Local,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "ARTIFACT_BACKEND='{other}' is not a backend: use hub, s3 or local"
+                )))
+            }
+        };
+        let parallelism = match parallel_flag {
+            Some(n) => n,
+            None => env.number("ARTIFACT_PARALLELISM", 1..=1024, DEFAULT_PARALLELISM)?,
+        };
+        let http = HttpSettings {
+            connect_timeout: env.duration("ARTIFACT_CONNECT_TIMEOUT", Duration::from_secs(10))?,
+            io_timeout: env.duration("ARTIFACT_IO_TIMEOUT", Duration::from_secs(30))?,
+            attempts: env.number("ARTIFACT_RETRY_ATTEMPTS", 1..=20, 5)?,
+            retry_delay: env.duration("ARTIFACT_RETRY_DELAY", Duration::from_millis(500))?,
+        };
+        Ok(Settings {
+            backend,
+            parallelism,
+            http,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env::from_pairs(pairs.iter().copied())
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::from_env(&env(&[]), None).unwrap();
+        assert_eq!(s.backend, BackendKind::Hub);
+        assert_eq!(s.parallelism, DEFAULT_PARALLELISM);
+        assert_eq!(s.http.connect_timeout, Duration::from_secs(10));
+        assert_eq!(s.http.io_timeout, Duration::from_secs(30));
+        assert_eq!(s.http.attempts, 5);
+        assert_eq!(s.http.retry_delay, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn backend_choice() {
+        let kind =
+            |v| Settings::from_env(&env(&[("ARTIFACT_BACKEND", v)]), None).map(|s| s.backend);
+        assert_eq!(kind("hub").unwrap(), BackendKind::Hub);
+        assert_eq!(kind("S3").unwrap(), BackendKind::S3);
+        assert_eq!(kind("local").unwrap(), BackendKind::Local);
+        assert_eq!(kind("").unwrap(), BackendKind::Hub);
+        let err = kind("gcs").unwrap_err().to_string();
+        assert!(err.contains("ARTIFACT_BACKEND='gcs'"), "{err}");
+    }
+
+    #[test]
+    fn parallelism_flag_wins_over_variable() {
+        let e = env(&[("ARTIFACT_PARALLELISM", "8")]);
+        assert_eq!(Settings::from_env(&e, None).unwrap().parallelism, 8);
+        assert_eq!(Settings::from_env(&e, Some(2)).unwrap().parallelism, 2);
+        let bad = env(&[("ARTIFACT_PARALLELISM", "0")]);
+        assert!(Settings::from_env(&bad, None).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(parse_duration("-1"), None);
+        assert_eq!(parse_duration("soon"), None);
+        let e = env(&[("ARTIFACT_IO_TIMEOUT", "soon")]);
+        let err = Settings::from_env(&e, None).unwrap_err().to_string();
+        assert!(err.contains("ARTIFACT_IO_TIMEOUT='soon'"), "{err}");
+    }
+
+    #[test]
+    fn required_variables_are_named() {
+        let e = env(&[("A", "x"), ("B", "")]);
+        assert_eq!(e.require("A").unwrap(), "x");
+        assert_eq!(e.require("B").unwrap_err().to_string(), "B is not set");
+        assert_eq!(e.require("Z").unwrap_err().to_string(), "Z is not set");
+    }
+}

@@ -1,0 +1,273 @@
+//! The one error type of the program.
+//!
+//! Every failure a user can meet is one of these variants. Each says what
+//! failed, why, and what to do about it, and maps to one documented exit code
+//! (see the table in README.md and `exit_code`). Backends, the transfer engine
+//! and the CLI all return this type; `main` is the only place that turns it
+//! into output and an exit status.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Where an `AlreadyExists` conflict was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The object is already in the remote storage (push without --force).
+    Remote,
+    /// The file is already on the local disk (pull without --force).
+    Local,
+}
+
+#[derive(Debug)]
+pub enum Error {
+    /// The command line is wrong: unknown command, level or flag, missing or
+    /// extra PATH. The text is the complaint; usage is printed after it.
+    Usage(String),
+    /// A variable or setting is missing or invalid. Printed as `error: …`.
+    Config(String),
+    /// Nothing exists at the remote path (pull, yank).
+    NotFound(String),
+    /// The target exists and --force was not given.
+    AlreadyExists { side: Side, path: String },
+    /// The storage refused our credentials (401, 403).
+    PermissionDenied { what: String, hint: String },
+    /// The local file system failed us: unreadable source, full disk,
+    /// a destination whose parent is a file.
+    LocalIo {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The request did not complete: refused connection, reset, timeout,
+    /// a body shorter than announced. Retried before it is reported.
+    Network { what: String, detail: String },
+    /// The Hub or the storage answered with an error status.
+    Remote {
+        what: String,
+        status: u16,
+        detail: String,
+    },
+    /// The Hub or storage answered something we cannot use (bad JSON, wrong
+    /// number of URLs, a key outside the requested path).
+    Protocol(String),
+    /// A push or pull failed part way: `done` of `total` files completed.
+    Partial {
+        done: usize,
+        total: usize,
+        failed: Vec<String>,
+        first: Box<Error>,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The documented exit status for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Config(_) => 3,
+            Error::NotFound(_) => 4,
+            Error::AlreadyExists { .. } => 5,
+            Error::PermissionDenied { .. } => 6,
+            Error::LocalIo { .. } => 8,
+            Error::Network { .. } | Error::Remote { .. } | Error::Protocol(_) => 1,
+            Error::Partial { first, .. } => first.exit_code(),
+        }
+    }
+
+    /// Whether trying the same request again may succeed: connection
+    /// problems, 429 and 5xx other than 501.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Network { .. } => true,
+            Error::Remote { status, .. } => *status == 429 || (*status >= 500 && *status != 501),
+            _ => false,
+        }
+    }
+
+    pub fn local_io(action: &'static str, path: &Path, source: io::Error) -> Error {
+        Error::LocalIo {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(msg) | Error::Config(msg) | Error::Protocol(msg) => f.write_str(msg),
+            Error::NotFound(what) => {
+                write!(f, "'{what}' does not exist in the remote storage")
+            }
+            Error::AlreadyExists {
+                side: Side::Remote,
+                path,
+            } => write!(
+                f,
+                "'{path}' already exists in the remote storage; delete it first, or use --force flag"
+            ),
+            Error::AlreadyExists {
+                side: Side::Local,
+                path,
+            } => write!(
+                f,
+                "'{path}' already exists locally; delete it first, or use --force flag"
+            ),
+            Error::PermissionDenied { what, hint } => {
+                write!(f, "{what}: permission denied; {hint}")
+            }
+            Error::LocalIo {
+                action,
+                path,
+                source,
+            } => write!(f, "failed to {action} '{}': {}", path.display(), io_reason(source)),
+            Error::Network { what, detail } => write!(
+                f,
+                "{what}: {detail}; check the network connection and try again"
+            ),
+            Error::Remote {
+                what,
+                status,
+                detail,
+            } => {
+                write!(f, "{what} failed with {status} status code")?;
+                if !detail.is_empty() {
+                    write!(f, ": {detail}")?;
+                }
+                Ok(())
+            }
+            Error::Partial {
+                done,
+                total,
+                failed,
+                first,
+            } => {
+                write!(f, "{first} ({done} of {total} files transferred")?;
+                if !failed.is_empty() {
+                    let shown: Vec<&str> = failed.iter().take(5).map(String::as_str).collect();
+                    write!(f, "; not transferred: {}", shown.join(", "))?;
+                    if failed.len() > shown.len() {
+                        write!(f, " and {} more", failed.len() - shown.len())?;
+                    }
+                }
+                write!(f, ")")
+            }
+        }
+    }
+}
+
+/// An io::Error's text with a hint for the cases users meet most.
+fn io_reason(err: &io::Error) -> String {
+    let hint = match err.kind() {
+        io::ErrorKind::NotFound => "; check the path",
+        io::ErrorKind::PermissionDenied => "; check the file permissions",
+        io::ErrorKind::StorageFull => "; free some disk space",
+        io::ErrorKind::NotADirectory => "; a parent of this path is a file",
+        _ => "",
+    };
+    format!("{err}{hint}")
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_match_the_documented_table() {
+        let io = || io::Error::other("x");
+        let cases: Vec<(Error, u8)> = vec![
+            (Error::Usage("x".into()), 2),
+            (Error::Config("x".into()), 3),
+            (Error::NotFound("x".into()), 4),
+            (
+                Error::AlreadyExists {
+                    side: Side::Remote,
+                    path: "x".into(),
+                },
+                5,
+            ),
+            (
+                Error::PermissionDenied {
+                    what: "x".into(),
+                    hint: "y".into(),
+                },
+                6,
+            ),
+            (Error::local_io("read", Path::new("x"), io()), 8),
+            (
+                Error::Network {
+                    what: "x".into(),
+                    detail: "y".into(),
+                },
+                1,
+            ),
+            (
+                Error::Remote {
+                    what: "x".into(),
+                    status: 500,
+                    detail: String::new(),
+                },
+                1,
+            ),
+            (Error::Protocol("x".into()), 1),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.exit_code(), code, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        let remote = |status| Error::Remote {
+            what: "x".into(),
+            status,
+            detail: String::new(),
+        };
+        for s in [429, 500, 502, 503, 504] {
+            assert!(remote(s).is_retryable(), "{s}");
+        }
+        for s in [400, 401, 403, 404, 412, 501] {
+            assert!(!remote(s).is_retryable(), "{s}");
+        }
+    }
+
+    #[test]
+    fn conflict_messages_use_the_go_wording() {
+        let remote = Error::AlreadyExists {
+            side: Side::Remote,
+            path: "artifacts/jobs/1/a".into(),
+        };
+        assert_eq!(
+            remote.to_string(),
+            "'artifacts/jobs/1/a' already exists in the remote storage; delete it first, or use --force flag"
+        );
+        let local = Error::AlreadyExists {
+            side: Side::Local,
+            path: "a".into(),
+        };
+        assert_eq!(
+            local.to_string(),
+            "'a' already exists locally; delete it first, or use --force flag"
+        );
+    }
+
+    #[test]
+    fn partial_failures_name_what_failed_and_keep_the_first_exit_code() {
+        let err = Error::Partial {
+            done: 2,
+            total: 4,
+            failed: vec!["a".into(), "b".into()],
+            first: Box::new(Error::NotFound("a".into())),
+        };
+        assert_eq!(err.exit_code(), 4);
+        assert!(err
+            .to_string()
+            .contains("2 of 4 files transferred; not transferred: a, b"));
+    }
+}

@@ -1,0 +1,203 @@
+//! The one HTTP client: a pooled ureq agent with our timeouts and logging.
+//!
+//! Every request the program sends (Hub API, signed storage URLs, S3) goes
+//! through `Http::call`, so timeouts, proxies, connection reuse, `-v` lines
+//! and redaction exist once. A call is one attempt: statuses worth retrying
+//! come back as errors that `retry::run` understands, any other status comes
+//! back as a response for the backend to interpret (a HEAD's 404 is an answer,
+//! not a failure).
+
+use std::io::Read;
+use std::time::Instant;
+
+use ureq::http::{Request, Response};
+use ureq::{Agent, Body, SendBody};
+
+use crate::config::HttpSettings;
+use crate::error::{Error, Result};
+use crate::log;
+
+/// What a request carries.
+pub enum Payload<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    /// A stream of exactly `len` bytes.
+    Reader(&'a mut dyn Read, u64),
+}
+
+#[derive(Clone)]
+pub struct Http {
+    agent: Agent,
+    pub settings: HttpSettings,
+}
+
+impl Http {
+    /// An agent whose pool keeps `connections` idle connections per host,
+    /// one per worker.
+    pub fn new(settings: HttpSettings, connections: usize) -> Http {
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(settings.connect_timeout))
+            .timeout_per_read(Some(settings.io_timeout))
+            .timeout_per_write(Some(settings.io_timeout))
+            .max_idle_connections(connections.max(1) * 2)
+            .max_idle_connections_per_host(connections.max(1))
+            .max_redirects(0)
+            .accept_encoding("identity")
+            .user_agent(concat!("artifact/", env!("CARGO_PKG_VERSION")))
+            .build();
+        Http {
+            agent: config.new_agent(),
+            settings,
+        }
+    }
+
+    /// Sends one request. Transport failures and retryable statuses (429,
+    /// 5xx but 501) are errors; every other status is returned as is.
+    pub fn call(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> Result<Response<Body>> {
+        let what = format!("{method} {}", log::redact_url(url));
+        let mut builder = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let started = Instant::now();
+        let sent = match payload {
+            Payload::Empty => {
+                let req = builder
+                    .header("content-length", "0")
+                    .body(())
+                    .map_err(|e| bad_request(&what, e))?;
+                self.agent.run(req)
+            }
+            Payload::Bytes(bytes) => {
+                let req = builder.body(bytes).map_err(|e| bad_request(&what, e))?;
+                self.agent.run(req)
+            }
+            Payload::Reader(reader, len) => {
+                let req = builder
+                    .header("content-length", len.to_string())
+                    .body(SendBody::from_reader(reader))
+                    .map_err(|e| bad_request(&what, e))?;
+                self.agent.run(req)
+            }
+        };
+        let elapsed = started.elapsed().as_millis();
+        let mut response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug(|| format!("{what} -> failed after {elapsed} ms"));
+                return Err(transport_error(&what, url, e));
+            }
+        };
+        let status = response.status().as_u16();
+        log::debug(|| format!("{what} -> {status} ({elapsed} ms)"));
+        if status == 429 || (status >= 500 && status != 501) {
+            let detail = match retry_after(&response) {
+                Some(secs) => format!("retry after {secs} s"),
+                None => error_detail(&mut response),
+            };
+            return Err(Error::Remote {
+                what,
+                status,
+                detail,
+            });
+        }
+        Ok(response)
+    }
+}
+
+fn retry_after(response: &Response<Body>) -> Option<u64> {
+    response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// A short, secret-free summary of an error body: S3's `<Code>` and
+/// `<Message>`, a JSON `error` field, or the first line of text.
+pub fn error_detail(response: &mut Response<Body>) -> String {
+    let text = response
+        .body_mut()
+        .with_config()
+        .limit(16 * 1024)
+        .read_to_string()
+        .unwrap_or_default();
+    summarize_error_body(&text)
+}
+
+pub fn summarize_error_body(text: &str) -> String {
+    let tag = |name: &str| {
+        let open = format!("<{name}>");
+        let start = text.find(&open)? + open.len();
+        let end = text[start..].find("</")? + start;
+        Some(text[start..end].trim().to_string())
+    };
+    if let Some(code) = tag("Code") {
+        return match tag("Message") {
+            Some(msg) if !msg.is_empty() => format!("{code}: {msg}"),
+            _ => code,
+        };
+    }
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(text) {
+        if let Some(serde_json::Value::String(msg)) =
+            map.get("error").or_else(|| map.get("message"))
+        {
+            return msg.clone();
+        }
+    }
+    let line = text.lines().next().unwrap_or("").trim();
+    line.chars().take(200).collect()
+}
+
+fn bad_request(what: &str, err: ureq::http::Error) -> Error {
+    Error::Protocol(format!("{what}: cannot build the request: {err}"))
+}
+
+fn transport_error(what: &str, url: &str, err: ureq::Error) -> Error {
+    // ureq's messages may quote the URL; keep its query out of the output.
+    let detail = err.to_string().replace(url, &log::redact_url(url));
+    match err {
+        ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
+            Error::Protocol(format!("{what}: invalid URL: {detail}"))
+        }
+        _ => Error::Network {
+            what: what.to_string(),
+            detail,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_are_summarised_without_secrets() {
+        let s3 = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match</Message><SignatureProvided>deadbeef</SignatureProvided></Error>";
+        let got = summarize_error_body(s3);
+        assert_eq!(
+            got,
+            "SignatureDoesNotMatch: The request signature we calculated does not match"
+        );
+        assert!(!got.contains("deadbeef"));
+        assert_eq!(
+            summarize_error_body("{\"error\":\"unauthorized\"}"),
+            "unauthorized"
+        );
+        assert_eq!(
+            summarize_error_body("temporarily unavailable\nmore"),
+            "temporarily unavailable"
+        );
+        assert_eq!(summarize_error_body(""), "");
+    }
+}

@@ -1,0 +1,125 @@
+//! Log lines on stderr, in the Go CLI's format, with secrets kept out.
+//!
+//! The Go CLI prints `[Nov  5 04:31:00.000] message` (UTC, Go's
+//! `time.StampMilli`) on stderr through logrus; users grep CI logs for those
+//! lines, so we print the same. `-v` turns on debug lines. Lines from worker
+//! threads are written whole under stderr's lock, so they never interleave.
+//! Anything that may carry a secret (signed URLs) goes through `redact_url`
+//! before it reaches a line.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+pub fn verbose() -> bool {
+    VERBOSE.load(Ordering::Relaxed)
+}
+
+/// A timestamped line on stderr.
+pub fn info(message: &str) {
+    let line = format!("[{}] {message}\n", timestamp(SystemTime::now()));
+    let mut err = std::io::stderr().lock();
+    // Nothing sensible is left to do when stderr itself is gone.
+    let _ = err.write_all(line.as_bytes());
+}
+
+/// A timestamped line on stderr, only with `-v`.
+pub fn debug(message: impl FnOnce() -> String) {
+    if verbose() {
+        info(&message());
+    }
+}
+
+/// Go's `time.StampMilli` in UTC: `Nov  5 04:31:00.000`.
+pub fn timestamp(at: SystemTime) -> String {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (_, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}.{:03}",
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), proleptic
+/// Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A URL fit to print: the query string (where signed URLs keep their
+/// signature and credentials) and any user:password are replaced.
+pub fn redact_url(url: &str) -> String {
+    let (base, had_query) = match url.find(['?', '#']) {
+        Some(i) => (&url[..i], true),
+        None => (url, false),
+    };
+    let base = match base.find("://") {
+        Some(scheme_end) => {
+            let rest = &base[scheme_end + 3..];
+            let auth_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..auth_end].rfind('@') {
+                Some(at) => format!("{}://***@{}", &base[..scheme_end], &rest[at + 1..]),
+                None => base.to_string(),
+            }
+        }
+        None => base.to_string(),
+    };
+    if had_query {
+        format!("{base}?<redacted>")
+    } else {
+        base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn stamp_milli_format() {
+        // 2025-11-05 04:31:00.007 UTC
+        let at = UNIX_EPOCH + Duration::from_millis(1_762_317_060_007);
+        assert_eq!(timestamp(at), "Nov  5 04:31:00.007");
+        // 2024-02-29 23:59:59.999 UTC (leap day)
+        let at = UNIX_EPOCH + Duration::from_millis(1_709_251_199_999);
+        assert_eq!(timestamp(at), "Feb 29 23:59:59.999");
+        assert_eq!(timestamp(UNIX_EPOCH), "Jan  1 00:00:00.000");
+    }
+
+    #[test]
+    fn redaction_hides_queries_and_userinfo() {
+        assert_eq!(
+            redact_url("https://b.s3.amazonaws.com/p/k?X-Amz-Signature=abc&X-Amz-Credential=AKIA"),
+            "https://b.s3.amazonaws.com/p/k?<redacted>"
+        );
+        assert_eq!(redact_url("http://u:pw@host:1/x"), "http://***@host:1/x");
+        assert_eq!(redact_url("http://host/x"), "http://host/x");
+        assert_eq!(redact_url("http://host/x#frag"), "http://host/x?<redacted>");
+    }
+}

@@ -1,0 +1,129 @@
+//! `artifact`: keep files between CI jobs, workflows and releases.
+//!
+//! The flow of every command, top to bottom:
+//! `cli` parses the arguments (pure) → `config` reads the environment →
+//! `paths` turns PATH into remote keys → `backend` picks the store (Hub, S3,
+//! local) → `transfer` plans and runs the work on parallel workers →
+//! `report` prints the Go CLI's lines. Errors travel as one `error::Error`
+//! and become an exit code here, in one place.
+
+mod atomic;
+mod backend;
+mod cli;
+mod config;
+mod error;
+mod http;
+mod log;
+mod paths;
+mod pool;
+mod report;
+mod retry;
+mod transfer;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use cli::{Invocation, Op, Parsed};
+use config::{Env, Settings};
+use error::{Error, Result};
+use paths::Resolver;
+use transfer::PushSource;
+
+fn main() -> ExitCode {
+    let parsed = cli::parse(std::env::args_os().skip(1));
+    let (op, result) = match parsed {
+        Ok(Parsed::Help(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("{}", version());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(inv)) => (inv.op, run(&inv)),
+        Err(e) => (None, Err(e)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            report::failure(op, &err);
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+fn version() -> String {
+    format!(
+        "artifact {} (commit {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("ARTIFACT_COMMIT"),
+        env!("ARTIFACT_TARGET")
+    )
+}
+
+/// Runs one parsed command.
+fn run(inv: &Invocation) -> Result<()> {
+    log::set_verbose(inv.verbose);
+    if let Some(file) = &inv.config_file {
+        report::config_file_ignored(file);
+    }
+    if inv.expire_in.is_some() {
+        report::expire_in_is_obsolete();
+    }
+    let (Some(op), Some(level)) = (inv.op, inv.level) else {
+        return Err(Error::Usage("missing command or level".into()));
+    };
+    let env = Env::from_process();
+    let id = inv
+        .id_flag(level)
+        .filter(|id| !id.is_empty())
+        .or_else(|| env.get(level.env_var()))
+        .ok_or_else(|| level.missing_id())?;
+    let resolver = Resolver::new(level, id);
+    let settings = Settings::from_env(&env, inv.parallel)?;
+    let backend = backend::from_settings(&settings, &env)?;
+    let workers = settings.parallelism;
+
+    match op {
+        Op::Push => {
+            let paths = resolver.push(&inv.path, inv.destination.as_deref());
+            let source = if inv.reads_stdin() {
+                PushSource::Stdin
+            } else {
+                PushSource::Path(Path::new(&paths.local))
+            };
+            log::debug(|| {
+                format!(
+                    "pushing '{}' to '{}' (force: {})",
+                    paths.local, paths.remote, inv.force
+                )
+            });
+            let totals =
+                transfer::push(backend.as_ref(), source, &paths.remote, inv.force, workers)?;
+            report::pushed(level, &paths.local, &paths.remote, totals);
+        }
+        Op::Pull => {
+            let paths = resolver.pull(&inv.path, inv.destination.as_deref());
+            log::debug(|| {
+                format!(
+                    "pulling '{}' to '{}' (force: {})",
+                    paths.remote, paths.local, inv.force
+                )
+            });
+            let totals = transfer::pull(
+                backend.as_ref(),
+                &paths.remote,
+                Path::new(&paths.local),
+                inv.force,
+                workers,
+            )?;
+            report::pulled(level, &paths.remote, &paths.local, totals);
+        }
+        Op::Yank => {
+            let remote = resolver.yank(&inv.path);
+            transfer::yank(backend.as_ref(), &remote, workers)?;
+            report::yanked(level, &remote);
+        }
+    }
+    Ok(())
+}

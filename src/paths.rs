@@ -1,0 +1,537 @@
+//! Where things go: the Go CLI's path rules, ported exactly.
+//!
+//! `artifact push job dist/app.tar -d releases/app.tar` must name the same
+//! remote object as the Go CLI does, or a job that pushes with one tool and
+//! pulls with the other breaks. This module holds those rules as pure
+//! functions (no file system, no environment), unit-tested over the whole table:
+//! - push: remote = prefix + (destination made relative, else basename(source));
+//!   local = cleaned source;
+//! - pull: remote = prefix + source made relative; local = cleaned destination,
+//!   else basename of the relative source;
+//! - yank: remote = prefix + source made relative;
+//! - prefix = `artifacts/{jobs|workflows|projects}/{id}/`.
+//!
+//! It also decides whether a key handed back by a server may be written under
+//! a local directory (`local_path_for`).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The scope an artifact lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Job,
+    Workflow,
+    Project,
+}
+
+impl Level {
+    pub fn parse(word: &str) -> Option<Level> {
+        match word {
+            "job" => Some(Level::Job),
+            "workflow" => Some(Level::Workflow),
+            "project" => Some(Level::Project),
+            _ => None,
+        }
+    }
+
+    /// `job`, `workflow`, `project`: as in "current job".
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Job => "job",
+            Level::Workflow => "workflow",
+            Level::Project => "project",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Level::Job => "jobs",
+            Level::Workflow => "workflows",
+            Level::Project => "projects",
+        }
+    }
+
+    /// The variable that holds this level's ID.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Level::Job => "SEMAPHORE_JOB_ID",
+            Level::Workflow => "SEMAPHORE_WORKFLOW_ID",
+            Level::Project => "SEMAPHORE_PROJECT_ID",
+        }
+    }
+
+    /// The flag that overrides this level's ID.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Level::Job => "--job-id",
+            Level::Workflow => "--workflow-id",
+            Level::Project => "--project-id",
+        }
+    }
+
+    /// The error the Go CLI gives when no ID is known, word for word.
+    pub fn missing_id(self) -> Error {
+        Error::Config(format!(
+            "{} ID is not set. Please use the {} environment variable or the {} parameter to configure it",
+            self.name(),
+            self.env_var(),
+            self.flag()
+        ))
+    }
+}
+
+/// Maps user paths to remote keys for one level and ID.
+#[derive(Debug, Clone)]
+pub struct Resolver {
+    level: Level,
+    id: String,
+}
+
+/// A resolved push: the local file or directory and the remote key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushPaths {
+    pub local: String,
+    pub remote: String,
+}
+
+/// A resolved pull: the remote key and the local file or directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullPaths {
+    pub remote: String,
+    pub local: String,
+}
+
+impl Resolver {
+    pub fn new(level: Level, id: &str) -> Resolver {
+        Resolver {
+            level,
+            id: id.to_string(),
+        }
+    }
+
+    /// `artifacts/{jobs|workflows|projects}/{id}/{path}`, cleaned.
+    pub fn prefixed(&self, path: &str) -> String {
+        join(&["artifacts", self.level.plural(), &self.id, path])
+    }
+
+    pub fn push(&self, source: &str, destination: Option<&str>) -> PushPaths {
+        let source = to_slash(source);
+        let dest = to_relative(&to_slash(destination.unwrap_or("")));
+        let name = if dest.is_empty() { base(&source) } else { dest };
+        PushPaths {
+            local: clean(&source),
+            remote: self.prefixed(&name),
+        }
+    }
+
+    pub fn pull(&self, source: &str, destination: Option<&str>) -> PullPaths {
+        let remote = to_relative(&to_slash(source));
+        let local = match destination.map(to_slash) {
+            Some(d) if !d.is_empty() => d,
+            _ => base(&remote),
+        };
+        PullPaths {
+            remote: self.prefixed(&remote),
+            local: clean(&local),
+        }
+    }
+
+    pub fn yank(&self, source: &str) -> String {
+        self.prefixed(&to_relative(&to_slash(source)))
+    }
+}
+
+fn to_slash(p: &str) -> String {
+    // Go's filepath.ToSlash is the identity on Unix.
+    p.to_string()
+}
+
+/// Go's `path.Clean`: the shortest path with the same meaning, lexically.
+pub fn clean(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_string();
+    }
+    let rooted = path.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if matches!(parts.last(), Some(p) if *p != "..") {
+                    parts.pop();
+                } else if !rooted {
+                    parts.push("..");
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let joined = parts.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
+}
+
+/// Go's `path.Base`: the last element, `.` for an empty path, `/` for root.
+pub fn base(path: &str) -> String {
+    if path.is_empty() {
+        return ".".to_string();
+    }
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return "/".to_string();
+    }
+    match trimmed.rfind('/') {
+        Some(i) => trimmed[i + 1..].to_string(),
+        None => trimmed.to_string(),
+    }
+}
+
+/// Go's `path.Join`: the non-empty elements joined with `/`, cleaned.
+pub fn join(parts: &[&str]) -> String {
+    let kept: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    if kept.is_empty() {
+        return String::new();
+    }
+    clean(&kept.join("/"))
+}
+
+/// The Go CLI's `ToRelative`: removes leading `/`, `./` and `../` from a
+/// cleaned path, so every destination lands under the prefix.
+pub fn to_relative(path: &str) -> String {
+    let cleaned = clean(path);
+    if cleaned.chars().all(|c| c == '.') {
+        return String::new();
+    }
+    let trimmed = cleaned.trim_start_matches(['.', '/']);
+    let left = &cleaned[..cleaned.len() - trimmed.len()];
+    // Dots that start the name itself (".hidden") stay with it.
+    let far_left = left.trim_end_matches('.');
+    cleaned[far_left.len()..].to_string()
+}
+
+/// The local path for `key`, an object found under the remote path `root`,
+/// when pulling `root` to `local_root`. `None` when the key is not under
+/// `root` at all (a sibling such as `dirx/` when pulling `dir`). An error when
+/// the key would escape `local_root`: `..` segments, an absolute part, a
+/// backslash or a control character.
+pub fn local_path_for(root: &str, key: &str, local_root: &Path) -> Result<Option<PathBuf>> {
+    let rest = if key == root {
+        ""
+    } else if let Some(rest) = key.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
+        rest
+    } else if root.is_empty() {
+        key
+    } else {
+        return Ok(None);
+    };
+    let unsafe_key = || {
+        Error::Protocol(format!(
+            "refusing remote object '{}': its name would place it outside the destination",
+            key.escape_debug()
+        ))
+    };
+    if rest.chars().any(|c| c.is_control() || c == '\\') {
+        return Err(unsafe_key());
+    }
+    let mut path = local_root.to_path_buf();
+    for segment in rest.split('/') {
+        match segment {
+            "" => {
+                if !rest.is_empty() {
+                    return Err(unsafe_key());
+                }
+            }
+            "." | ".." => return Err(unsafe_key()),
+            s => path.push(s),
+        }
+    }
+    Ok(Some(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_matches_go() {
+        let cases = [
+            ("", "."),
+            (".", "."),
+            ("/", "/"),
+            ("a/b", "a/b"),
+            ("a//b", "a/b"),
+            ("a/./b", "a/b"),
+            ("a/../b", "b"),
+            ("../a", "../a"),
+            ("../../a/b/..", "../../a"),
+            ("/../a", "/a"),
+            ("./a/", "a"),
+            ("a/b/", "a/b"),
+            ("/long/path/to/x", "/long/path/to/x"),
+            (".hidden", ".hidden"),
+            ("./.hidden/", ".hidden"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(clean(input), want, "clean({input:?})");
+        }
+    }
+
+    #[test]
+    fn base_matches_go() {
+        let cases = [
+            ("", "."),
+            ("/", "/"),
+            ("x", "x"),
+            ("/x", "x"),
+            ("a/b/", "b"),
+            ("./x", "x"),
+            ("../x", "x"),
+            (".", "."),
+            ("..", ".."),
+        ];
+        for (input, want) in cases {
+            assert_eq!(base(input), want, "base({input:?})");
+        }
+    }
+
+    #[test]
+    fn to_relative_matches_go() {
+        let cases = [
+            ("", ""),
+            (".", ""),
+            ("..", ""),
+            ("/", ""),
+            ("x", "x"),
+            ("/x", "x"),
+            ("./x", "x"),
+            ("../x", "x"),
+            ("../../x", "x"),
+            ("long/path/to/x", "long/path/to/x"),
+            ("/long/path/to/x", "long/path/to/x"),
+            ("./long/path/to/x", "long/path/to/x"),
+            ("../long/path/to/x", "long/path/to/x"),
+            (".x", ".x"),
+            ("/.x", ".x"),
+            ("./.x", ".x"),
+            ("../.x", ".x"),
+            ("..x", "..x"),
+            ("./..x", "..x"),
+            ("x/../../y", "y"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(to_relative(input), want, "to_relative({input:?})");
+        }
+    }
+
+    fn job() -> Resolver {
+        Resolver::new(Level::Job, "1")
+    }
+
+    #[test]
+    fn prefixes_per_level() {
+        assert_eq!(job().prefixed("x"), "artifacts/jobs/1/x");
+        assert_eq!(
+            Resolver::new(Level::Workflow, "w").prefixed("x"),
+            "artifacts/workflows/w/x"
+        );
+        assert_eq!(
+            Resolver::new(Level::Project, "p").prefixed("x"),
+            "artifacts/projects/p/x"
+        );
+        assert_eq!(job().prefixed(""), "artifacts/jobs/1");
+    }
+
+    #[test]
+    fn push_table() {
+        // (source, destination, local, remote)
+        let cases = [
+            ("x", None, "x", "artifacts/jobs/1/x"),
+            ("/x", None, "/x", "artifacts/jobs/1/x"),
+            ("./x", None, "x", "artifacts/jobs/1/x"),
+            ("../x", None, "../x", "artifacts/jobs/1/x"),
+            (
+                "long/path/to/x",
+                None,
+                "long/path/to/x",
+                "artifacts/jobs/1/x",
+            ),
+            (
+                "/long/path/to/x",
+                None,
+                "/long/path/to/x",
+                "artifacts/jobs/1/x",
+            ),
+            (
+                "./long/path/to/x",
+                None,
+                "long/path/to/x",
+                "artifacts/jobs/1/x",
+            ),
+            ("dir/", None, "dir", "artifacts/jobs/1/dir"),
+            (".hidden", None, ".hidden", "artifacts/jobs/1/.hidden"),
+            ("./.hidden", None, ".hidden", "artifacts/jobs/1/.hidden"),
+            ("x", Some("y"), "x", "artifacts/jobs/1/y"),
+            ("x", Some("/y"), "x", "artifacts/jobs/1/y"),
+            ("x", Some("./y"), "x", "artifacts/jobs/1/y"),
+            ("x", Some("../y"), "x", "artifacts/jobs/1/y"),
+            (
+                "x",
+                Some("long/path/to/y"),
+                "x",
+                "artifacts/jobs/1/long/path/to/y",
+            ),
+            (
+                "x",
+                Some("/long/path/to/y"),
+                "x",
+                "artifacts/jobs/1/long/path/to/y",
+            ),
+            (
+                "x",
+                Some("./long/path/to/y"),
+                "x",
+                "artifacts/jobs/1/long/path/to/y",
+            ),
+            (
+                "x",
+                Some("../long/path/to/y"),
+                "x",
+                "artifacts/jobs/1/long/path/to/y",
+            ),
+            ("x", Some(".y"), "x", "artifacts/jobs/1/.y"),
+            ("x", Some(""), "x", "artifacts/jobs/1/x"),
+            ("x", Some("."), "x", "artifacts/jobs/1/x"),
+            ("/long/x", Some("/"), "/long/x", "artifacts/jobs/1/x"),
+        ];
+        for (src, dest, local, remote) in cases {
+            let got = job().push(src, dest);
+            assert_eq!(
+                got,
+                PushPaths {
+                    local: local.into(),
+                    remote: remote.into()
+                },
+                "push({src:?}, {dest:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn pull_table() {
+        // (source, destination, remote, local)
+        let cases = [
+            ("x", None, "artifacts/jobs/1/x", "x"),
+            ("/x", None, "artifacts/jobs/1/x", "x"),
+            ("./x", None, "artifacts/jobs/1/x", "x"),
+            ("../x", None, "artifacts/jobs/1/x", "x"),
+            (
+                "long/path/to/x",
+                None,
+                "artifacts/jobs/1/long/path/to/x",
+                "x",
+            ),
+            (
+                "/long/path/to/x",
+                None,
+                "artifacts/jobs/1/long/path/to/x",
+                "x",
+            ),
+            (
+                "./long/path/to/x",
+                None,
+                "artifacts/jobs/1/long/path/to/x",
+                "x",
+            ),
+            (".hidden", None, "artifacts/jobs/1/.hidden", ".hidden"),
+            ("x", Some("y"), "artifacts/jobs/1/x", "y"),
+            ("x", Some("/y"), "artifacts/jobs/1/x", "/y"),
+            ("x", Some("./y"), "artifacts/jobs/1/x", "y"),
+            ("x", Some("../y"), "artifacts/jobs/1/x", "../y"),
+            (
+                "x",
+                Some("long/path/to/y"),
+                "artifacts/jobs/1/x",
+                "long/path/to/y",
+            ),
+            (
+                "x",
+                Some("/long/path/to/y/"),
+                "artifacts/jobs/1/x",
+                "/long/path/to/y",
+            ),
+            (
+                "x",
+                Some("./long/path/to/y"),
+                "artifacts/jobs/1/x",
+                "long/path/to/y",
+            ),
+            ("dir/", None, "artifacts/jobs/1/dir", "dir"),
+            ("x", Some(""), "artifacts/jobs/1/x", "x"),
+        ];
+        for (src, dest, remote, local) in cases {
+            let got = job().pull(src, dest);
+            assert_eq!(
+                got,
+                PullPaths {
+                    remote: remote.into(),
+                    local: local.into()
+                },
+                "pull({src:?}, {dest:?})"
+            );
+        }
+    }
+
+    #[test]
+    fn yank_table() {
+        let cases = [
+            ("x", "artifacts/jobs/1/x"),
+            ("/x", "artifacts/jobs/1/x"),
+            ("./x", "artifacts/jobs/1/x"),
+            ("../x", "artifacts/jobs/1/x"),
+            ("long/path/to/x", "artifacts/jobs/1/long/path/to/x"),
+            ("/long/path/to/x", "artifacts/jobs/1/long/path/to/x"),
+            ("./long/path/to/x", "artifacts/jobs/1/long/path/to/x"),
+            (".x", "artifacts/jobs/1/.x"),
+            ("dir/", "artifacts/jobs/1/dir"),
+        ];
+        for (src, remote) in cases {
+            assert_eq!(job().yank(src), remote, "yank({src:?})");
+        }
+    }
+
+    #[test]
+    fn missing_id_names_variable_and_flag() {
+        let msg = Level::Job.missing_id().to_string();
+        assert_eq!(
+            msg,
+            "job ID is not set. Please use the SEMAPHORE_JOB_ID environment variable or the --job-id parameter to configure it"
+        );
+    }
+
+    #[test]
+    fn local_paths_stay_under_the_destination() {
+        let root = Path::new("/dest");
+        let ok = |key: &str| local_path_for("r/d", key, root).unwrap();
+        assert_eq!(ok("r/d"), Some(PathBuf::from("/dest")));
+        assert_eq!(ok("r/d/a/b"), Some(PathBuf::from("/dest/a/b")));
+        assert_eq!(ok("r/dx/a"), None);
+        assert_eq!(ok("other"), None);
+        for bad in [
+            "r/d/../x",
+            "r/d/a/../../x",
+            "r/d//abs",
+            "r/d/a\\b",
+            "r/d/a\0b",
+            "r/d/a\nb",
+            "r/d/./a",
+            "r/d/a/",
+        ] {
+            assert!(local_path_for("r/d", bad, root).is_err(), "{bad:?}");
+        }
+    }
+}

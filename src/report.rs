@@ -1,0 +1,142 @@
+//! The words users see when a command ends, in the Go CLI's wording.
+//!
+//! CI scripts grep for these lines (`Successfully pushed artifact for current
+//! job.`, `Pushed 3 files. Total of 1.2 MB`), so every fixed sentence the
+//! program prints on success or failure is written here and nowhere else.
+
+use crate::cli::Op;
+use crate::error::Error;
+use crate::log;
+use crate::paths::Level;
+
+/// What a finished transfer moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// The Go CLI's `formatBytes`: 1024-based, one decimal, `B` below 1 KiB.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNIT: u64 = 1024;
+    if bytes < UNIT {
+        return format!("{bytes} B");
+    }
+    let (mut div, mut exp) = (UNIT, 0);
+    let mut n = bytes / UNIT;
+    while n >= UNIT {
+        div *= UNIT;
+        exp += 1;
+        n /= UNIT;
+    }
+    let unit = ['K', 'M', 'G', 'T', 'P', 'E'][exp];
+    format!("{:.1} {unit}B", bytes as f64 / div as f64)
+}
+
+fn count(totals: Totals) -> String {
+    let noun = if totals.files == 1 { "file" } else { "files" };
+    format!(
+        "{} {noun}. Total of {}",
+        totals.files,
+        format_bytes(totals.bytes)
+    )
+}
+
+pub fn pushed(level: Level, local: &str, remote: &str, totals: Totals) {
+    log::info(&format!(
+        "Successfully pushed artifact for current {}.",
+        level.name()
+    ));
+    log::info(&format!("* Local source: {local}."));
+    log::info(&format!("* Remote destination: {remote}."));
+    log::info(&format!("Pushed {}", count(totals)));
+}
+
+pub fn pulled(level: Level, remote: &str, local: &str, totals: Totals) {
+    log::info(&format!(
+        "Successfully pulled artifact for current {}.",
+        level.name()
+    ));
+    log::info(&format!("* Remote source: '{remote}'."));
+    log::info(&format!("* Local destination: '{local}'."));
+    log::info(&format!("Pulled {}", count(totals)));
+}
+
+pub fn yanked(level: Level, remote: &str) {
+    log::info(&format!(
+        "Successfully yanked '{remote}' from current {} artifacts.",
+        level.name()
+    ));
+}
+
+/// The Go CLI's warning for `--expire-in`, on stdout as it prints it.
+pub fn expire_in_is_obsolete() {
+    println!();
+    println!("WARNING: The --expire-in flag is obsolete and will have no efffect.");
+    println!("Use artifact retention policies to control the lifetime of artifacts.");
+    println!(
+        "Docs: https://docs.semaphoreci.com/essentials/artifacts/#artifact-retention-policies"
+    );
+    println!();
+}
+
+pub fn config_file_ignored(path: &str) {
+    log::info(&format!(
+        "Warning: --config '{path}' is ignored; artifact is configured through environment variables only."
+    ));
+}
+
+/// Prints a failed command's error the way the Go CLI does.
+pub fn failure(op: Option<Op>, err: &Error) {
+    match (op, err) {
+        (_, Error::Usage(_) | Error::Config(_)) | (None, _) => eprintln!("error: {err}"),
+        (Some(Op::Push), _) => log::info(&format!("Error pushing artifact: {err}")),
+        (Some(Op::Pull), _) => {
+            log::info(&format!("Error pulling artifact: {err}"));
+            log::info("Please check if the artifact you are trying to pull exists.");
+        }
+        (Some(Op::Yank), _) => {
+            log::info(&format!("Error yanking artifact: {err}"));
+            log::info("Please check if the artifact you are trying to yank exists.");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_like_go() {
+        let cases = [
+            (0, "0 B"),
+            (1, "1 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KB"),
+            (1229, "1.2 KB"),
+            (1_258_291, "1.2 MB"),
+            (1024 * 1024 * 1024, "1.0 GB"),
+            (5 * 1024_u64.pow(4), "5.0 TB"),
+            (u64::MAX, "16.0 EB"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(format_bytes(n), want, "{n}");
+        }
+    }
+
+    #[test]
+    fn counts_are_pluralised() {
+        assert_eq!(count(Totals { files: 1, bytes: 5 }), "1 file. Total of 5 B");
+        assert_eq!(
+            count(Totals {
+                files: 3,
+                bytes: 1229
+            }),
+            "3 files. Total of 1.2 KB"
+        );
+        assert_eq!(
+            count(Totals { files: 0, bytes: 0 }),
+            "0 files. Total of 0 B"
+        );
+    }
+}

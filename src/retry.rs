@@ -1,0 +1,176 @@
+//! One retry loop for every request the program makes.
+//!
+//! Storage and Hubs throttle and drop connections; a CI job should ride that
+//! out, not fail. The policy is DESIGN.md's: connection errors, timeouts, 429
+//! and 5xx other than 501 are tried again, up to `attempts` in all, waiting
+//! `retry_delay`, then twice that, and so on (with jitter, at most 10 s), or
+//! as long as a `Retry-After` header asks (at most 60 s). Anything else is
+//! final at once. An attempt is a whole operation (request and body), so a
+//! download cut short starts over cleanly. This is the only place that sleeps.
+
+use std::cell::Cell;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::config::HttpSettings;
+use crate::error::{Error, Result};
+use crate::log;
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs `op` until it succeeds, fails for good, or the attempts run out.
+/// `what` names the operation in `-v` lines.
+pub fn run<T>(policy: &HttpSettings, what: &str, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        match op() {
+            Ok(value) => return Ok(value),
+            Err(err) if err.is_retryable() && attempt < policy.attempts => {
+                let wait = delay(policy.retry_delay, attempt, retry_after(&err));
+                log::debug(|| {
+                    format!(
+                        "{what}: {err}; retrying in {:.1} s (attempt {} of {})",
+                        wait.as_secs_f64(),
+                        attempt + 1,
+                        policy.attempts
+                    )
+                });
+                std::thread::sleep(wait);
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn retry_after(err: &Error) -> Option<Duration> {
+    match err {
+        Error::Remote { detail, .. } => detail
+            .strip_prefix("retry after ")
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse::<u64>().ok())
+            .map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// The wait before attempt `attempt + 1`: exponential from `base` with ±25 %
+/// jitter, capped, and never shorter than a server's `Retry-After`.
+fn delay(base: Duration, attempt: usize, retry_after: Option<Duration>) -> Duration {
+    let exp = base
+        .saturating_mul(1 << (attempt - 1).min(16))
+        .min(MAX_BACKOFF);
+    let jitter = 0.75 + 0.5 * random_unit();
+    let backoff = exp.mul_f64(jitter);
+    match retry_after {
+        Some(asked) => backoff.max(asked.min(MAX_RETRY_AFTER)),
+        None => backoff,
+    }
+}
+
+/// A number in [0, 1): a per-thread xorshift seeded from the clock, enough
+/// to keep parallel workers from retrying in lockstep.
+fn random_unit() -> f64 {
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new({
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+            let tid = &nanos as *const u64 as u64;
+            (nanos ^ tid.rotate_left(32) ^ u64::from(std::process::id())) | 1
+        });
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.set(x);
+        (x >> 11) as f64 / (1u64 << 53) as f64
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(attempts: usize) -> HttpSettings {
+        HttpSettings {
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(1),
+            attempts,
+            retry_delay: Duration::from_millis(1),
+        }
+    }
+
+    fn unavailable() -> Error {
+        Error::Remote {
+            what: "GET x".into(),
+            status: 503,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn retries_until_success() {
+        let mut calls = 0;
+        let out = run(&policy(5), "op", || {
+            calls += 1;
+            if calls < 3 {
+                Err(unavailable())
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(out.unwrap(), 3);
+    }
+
+    #[test]
+    fn gives_up_after_the_attempts() {
+        let mut calls = 0;
+        let out: Result<()> = run(&policy(5), "op", || {
+            calls += 1;
+            Err(unavailable())
+        });
+        assert!(out.is_err());
+        assert_eq!(calls, 5);
+    }
+
+    #[test]
+    fn final_errors_are_not_retried() {
+        let mut calls = 0;
+        let out: Result<()> = run(&policy(5), "op", || {
+            calls += 1;
+            Err(Error::NotFound("x".into()))
+        });
+        assert!(out.is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_honours_retry_after() {
+        let base = Duration::from_millis(500);
+        for attempt in 1..=4 {
+            let d = delay(base, attempt, None);
+            let exp = base * (1 << (attempt - 1));
+            assert!(
+                d >= exp.mul_f64(0.75) && d <= exp.mul_f64(1.25),
+                "{attempt}: {d:?}"
+            );
+        }
+        assert!(delay(base, 30, None) <= MAX_BACKOFF.mul_f64(1.25));
+        assert!(delay(base, 1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
+        assert_eq!(
+            delay(base, 1, Some(Duration::from_secs(3600))),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn retry_after_is_read_from_the_detail() {
+        let err = Error::Remote {
+            what: "x".into(),
+            status: 429,
+            detail: "retry after 7 s".into(),
+        };
+        assert_eq!(retry_after(&err), Some(Duration::from_secs(7)));
+    }
+}

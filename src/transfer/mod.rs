@@ -1,0 +1,153 @@
+//! The transfer engine: push, pull and yank, the same for every backend.
+//!
+//! A command is planned in full before anything is written — every file
+//! found, every conflict checked — and then run by parallel workers over the
+//! backend's object-level operations. Downloads land in a temporary file
+//! beside their destination and are renamed into place only when complete.
+//! The engine counts files and bytes for the summary line and, when a run
+//! fails part way, says which files made it and which did not.
+
+pub mod walk;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::atomic::{self, TempFile};
+use crate::backend::{Backend, Intent, RemoteObject, Source};
+use crate::error::{Error, Result, Side};
+use crate::paths;
+use crate::pool;
+use crate::report::Totals;
+
+/// What the user's PATH means for a push.
+pub enum PushSource<'a> {
+    Path(&'a Path),
+    Stdin,
+}
+
+/// Stores `source` at `remote`: a file, a tree, or standard input.
+pub fn push(
+    backend: &dyn Backend,
+    source: PushSource<'_>,
+    remote: &str,
+    force: bool,
+    parallelism: usize,
+) -> Result<Totals> {
+    let items = match source {
+        PushSource::Path(path) => walk::walk(path, remote)?,
+        PushSource::Stdin => {
+            let uploads = backend.prepare_push(&[remote.to_string()], force)?;
+            let mut bytes = 0;
+            for upload in &uploads {
+                bytes += backend.put(upload, Source::Stdin, force)?;
+            }
+            return Ok(Totals {
+                files: uploads.len(),
+                bytes,
+            });
+        }
+    };
+    if items.is_empty() {
+        crate::log::info("Warning: there are no files to push in that directory.");
+        return Ok(Totals::default());
+    }
+    let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
+    let uploads = backend.prepare_push(&keys, force)?;
+    let work: Vec<_> = items.iter().zip(&uploads).collect();
+    let results = pool::run(&work, parallelism, |(item, upload)| {
+        backend.put(upload, Source::File(&item.local, item.size), force)
+    });
+    summarize(results, &keys)
+}
+
+/// Downloads everything at `remote` to `local`.
+pub fn pull(
+    backend: &dyn Backend,
+    remote: &str,
+    local: &Path,
+    force: bool,
+    parallelism: usize,
+) -> Result<Totals> {
+    let objects = backend.list(remote, Intent::Pull)?;
+    let mut plan: Vec<(RemoteObject, PathBuf)> = Vec::with_capacity(objects.len());
+    for object in objects {
+        match paths::local_path_for(remote, &object.key, local)? {
+            Some(path) => plan.push((object, path)),
+            None => {
+                crate::log::debug(|| format!("skipping '{}': not under '{remote}'", object.key))
+            }
+        }
+    }
+    if plan.is_empty() {
+        return Err(Error::NotFound(remote.to_string()));
+    }
+    if !force {
+        if let Some((_, taken)) = plan.iter().find(|(_, p)| fs::symlink_metadata(p).is_ok()) {
+            return Err(Error::AlreadyExists {
+                side: Side::Local,
+                path: taken.display().to_string(),
+            });
+        }
+    }
+    let mut dirs: Vec<&Path> = plan.iter().filter_map(|(_, p)| p.parent()).collect();
+    dirs.dedup();
+    for dir in dirs {
+        atomic::remove_stale(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        });
+    }
+    let keys: Vec<String> = plan.iter().map(|(o, _)| o.key.clone()).collect();
+    let results = pool::run(&plan, parallelism, |(object, path)| {
+        let mut temp = TempFile::create(path)?;
+        let bytes = backend.get(object, temp.file())?;
+        temp.commit(path, force, &path.display().to_string(), Side::Local)?;
+        Ok(bytes)
+    });
+    summarize(results, &keys)
+}
+
+/// Deletes everything at `remote`.
+pub fn yank(backend: &dyn Backend, remote: &str, parallelism: usize) -> Result<Totals> {
+    let objects = backend.list(remote, Intent::Yank)?;
+    if objects.is_empty() {
+        return Err(Error::NotFound(remote.to_string()));
+    }
+    let keys: Vec<String> = objects.iter().map(|o| o.key.clone()).collect();
+    let results = pool::run(&objects, parallelism, |object| {
+        backend.delete(object).map(|()| 0)
+    });
+    summarize(results, &keys)
+}
+
+/// Totals of a run, or its first error with what did and did not complete.
+fn summarize(results: Vec<Option<Result<u64>>>, keys: &[String]) -> Result<Totals> {
+    let total = results.len();
+    let mut totals = Totals::default();
+    let mut failed = Vec::new();
+    let mut first = None;
+    for (result, key) in results.into_iter().zip(keys) {
+        match result {
+            Some(Ok(bytes)) => {
+                totals.files += 1;
+                totals.bytes += bytes;
+            }
+            Some(Err(e)) => {
+                failed.push(key.clone());
+                first.get_or_insert(e);
+            }
+            None => failed.push(key.clone()),
+        }
+    }
+    match first {
+        None => Ok(totals),
+        Some(err) if total == 1 => Err(err),
+        Some(err) => Err(Error::Partial {
+            done: totals.files,
+            total,
+            failed,
+            first: Box::new(err),
+        }),
+    }
+}

@@ -1,0 +1,196 @@
+//! What a push sends: the files under a local path, with their remote keys.
+//!
+//! The rules, the same for every backend:
+//! - a file is one object; a directory is every file below it, hidden files
+//!   included, sorted by path;
+//! - a symlink to a file is read through (its content is pushed under the
+//!   link's name); a symlink to a directory is followed, unless it points at
+//!   a directory already being walked (a loop), which is skipped with a
+//!   warning; a dangling symlink is skipped with a warning;
+//! - FIFOs, sockets and devices inside a directory are skipped with a
+//!   warning; given as PATH itself they are an error;
+//! - empty directories have no object (stores have no directories); empty
+//!   files are objects of 0 bytes;
+//! - names must be UTF-8, since keys are.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::log;
+
+/// One file to push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub local: PathBuf,
+    pub key: String,
+    pub size: u64,
+}
+
+/// The files under `source`, with keys under `remote`.
+pub fn walk(source: &Path, remote: &str) -> Result<Vec<Item>> {
+    let meta = fs::metadata(source).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::local_io(
+                "push",
+                source,
+                std::io::Error::new(e.kind(), "the path does not exist locally"),
+            )
+        } else {
+            Error::local_io("read", source, e)
+        }
+    })?;
+    if meta.is_file() {
+        return Ok(vec![Item {
+            local: source.to_path_buf(),
+            key: remote.to_string(),
+            size: meta.len(),
+        }]);
+    }
+    if !meta.is_dir() {
+        return Err(Error::local_io(
+            "push",
+            source,
+            std::io::Error::other("not a regular file or directory (a FIFO, socket or device cannot be pushed; pipe it into 'artifact push ... - -d NAME' instead)"),
+        ));
+    }
+    let mut items = Vec::new();
+    let mut ancestors = vec![(meta.dev(), meta.ino())];
+    walk_dir(source, remote, &mut ancestors, &mut items)?;
+    Ok(items)
+}
+
+fn walk_dir(
+    dir: &Path,
+    key: &str,
+    ancestors: &mut Vec<(u64, u64)>,
+    items: &mut Vec<Item>,
+) -> Result<()> {
+    let mut names: Vec<(String, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::local_io("read directory", dir, e))? {
+        let entry = entry.map_err(|e| Error::local_io("read directory", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name().into_string().map_err(|_| {
+            Error::local_io(
+                "push",
+                &path,
+                std::io::Error::other(
+                    "the name is not valid UTF-8, which object keys must be; rename it",
+                ),
+            )
+        })?;
+        names.push((name, path));
+    }
+    names.sort();
+    for (name, path) in names {
+        let child_key = format!("{key}/{name}");
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if is_link(&path) => {
+                log::info(&format!(
+                    "Warning: skipping '{}': the symlink points nowhere ({e}).",
+                    path.display()
+                ));
+                continue;
+            }
+            Err(e) => return Err(Error::local_io("read", &path, e)),
+        };
+        if meta.is_file() {
+            items.push(Item {
+                local: path,
+                key: child_key,
+                size: meta.len(),
+            });
+        } else if meta.is_dir() {
+            let id = (meta.dev(), meta.ino());
+            if ancestors.contains(&id) {
+                log::info(&format!(
+                    "Warning: skipping '{}': the symlink loops back to a directory being pushed.",
+                    path.display()
+                ));
+                continue;
+            }
+            ancestors.push(id);
+            walk_dir(&path, &child_key, ancestors, items)?;
+            ancestors.pop();
+        } else {
+            log::info(&format!(
+                "Warning: skipping '{}': not a regular file or directory.",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn is_link(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn keys(items: &[Item]) -> Vec<&str> {
+        items.iter().map(|i| i.key.as_str()).collect()
+    }
+
+    #[test]
+    fn a_file_is_one_item() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("a.txt");
+        fs::write(&f, b"abc").unwrap();
+        let items = walk(&f, "r/a.txt").unwrap();
+        assert_eq!(
+            items,
+            vec![Item {
+                local: f,
+                key: "r/a.txt".into(),
+                size: 3
+            }]
+        );
+    }
+
+    #[test]
+    fn directories_hidden_files_empty_files_and_empty_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir_all(d.join("sub/deeper")).unwrap();
+        fs::create_dir_all(d.join("empty")).unwrap();
+        fs::write(d.join(".hidden"), b"h").unwrap();
+        fs::write(d.join("sub/deeper/x"), b"xx").unwrap();
+        fs::write(d.join("zero"), b"").unwrap();
+        let items = walk(d, "r").unwrap();
+        assert_eq!(keys(&items), vec!["r/.hidden", "r/sub/deeper/x", "r/zero"]);
+        assert_eq!(items[2].size, 0);
+    }
+
+    #[test]
+    fn symlinks_files_dirs_loops_and_dangling() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("root");
+        fs::create_dir_all(d.join("real")).unwrap();
+        fs::write(d.join("real/f"), b"f").unwrap();
+        symlink(d.join("real/f"), d.join("file-link")).unwrap();
+        symlink(d.join("real"), d.join("dir-link")).unwrap();
+        symlink(&d, d.join("real/loop")).unwrap();
+        symlink(d.join("nowhere"), d.join("dangling")).unwrap();
+        let items = walk(&d, "r").unwrap();
+        assert_eq!(
+            keys(&items),
+            vec!["r/dir-link/f", "r/file-link", "r/real/f"]
+        );
+    }
+
+    #[test]
+    fn missing_and_special_sources_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = walk(&dir.path().join("missing"), "r").unwrap_err();
+        assert_eq!(err.exit_code(), 8);
+        assert!(err.to_string().contains("does not exist locally"), "{err}");
+        let err = walk(Path::new("/dev/null"), "r").unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+}

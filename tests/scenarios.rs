@@ -1,0 +1,249 @@
+//! Push, pull and yank as a user sees them, once per backend.
+
+use std::fs;
+
+use crate::scenario;
+use crate::support::data;
+
+const JOB: &str = "artifacts/jobs/job-1";
+
+scenario!(push_file, |env| {
+    env.write("build.log", b"hello");
+    env.run(&["push", "job", "build.log"])
+        .success()
+        .stderr_has("Successfully pushed artifact for current job.")
+        .stderr_has("* Local source: build.log.")
+        .stderr_has(&format!("* Remote destination: {JOB}/build.log."))
+        .stderr_has("Pushed 1 file. Total of 5 B");
+    assert_eq!(env.object(&format!("{JOB}/build.log")).unwrap(), b"hello");
+});
+
+scenario!(push_nested_file_keeps_the_base_name, |env| {
+    env.write("a/b/c.txt", b"c");
+    env.run(&["push", "job", "./a/b/c.txt"]).success();
+    assert_eq!(env.keys(), vec![format!("{JOB}/c.txt")]);
+});
+
+scenario!(push_directory, |env| {
+    env.write("dist/app.bin", &data(3000, 1));
+    env.write("dist/lib/x.so", &data(10, 2));
+    env.write("dist/.hidden", b"h");
+    env.write("dist/empty.txt", b"");
+    fs::create_dir_all(env.path("dist/empty-dir")).unwrap();
+    env.run(&["push", "workflow", "dist/"])
+        .success()
+        .stderr_has("Successfully pushed artifact for current workflow.")
+        .stderr_has("Pushed 4 files. Total of 2.9 KB");
+    let wf = "artifacts/workflows/wf-1/dist";
+    assert_eq!(
+        env.keys(),
+        vec![
+            format!("{wf}/.hidden"),
+            format!("{wf}/app.bin"),
+            format!("{wf}/empty.txt"),
+            format!("{wf}/lib/x.so"),
+        ]
+    );
+    assert_eq!(env.object(&format!("{wf}/app.bin")).unwrap(), data(3000, 1));
+});
+
+scenario!(push_with_destination, |env| {
+    env.write("x.txt", b"x");
+    for (flag, key) in [
+        (vec!["-d", "renamed.txt"], "renamed.txt"),
+        (vec!["-dother/deep.txt"], "other/deep.txt"),
+        (vec!["--destination", "/abs.txt"], "abs.txt"),
+        (vec!["--destination=../up.txt"], "up.txt"),
+    ] {
+        let mut args = vec!["push", "project", "x.txt"];
+        args.extend(flag);
+        env.run(&args).success();
+        assert_eq!(
+            env.object(&format!("artifacts/projects/proj-1/{key}"))
+                .unwrap(),
+            b"x",
+            "{key}"
+        );
+    }
+});
+
+scenario!(push_conflict_without_and_with_force, |env| {
+    env.put_object(&format!("{JOB}/dir/b.txt"), b"old");
+    env.write("dir/a.txt", b"a");
+    env.write("dir/b.txt", b"new");
+    env.write("dir/c.txt", b"c");
+    env.run(&["push", "job", "dir"])
+        .failure(5)
+        .stderr_has("Error pushing artifact: ")
+        .stderr_has(&format!(
+            "'{JOB}/dir/b.txt' already exists in the remote storage; delete it first, or use --force flag"
+        ));
+    // Nothing was uploaded: the conflict was found first.
+    assert_eq!(env.keys(), vec![format!("{JOB}/dir/b.txt")]);
+    assert_eq!(env.object(&format!("{JOB}/dir/b.txt")).unwrap(), b"old");
+
+    env.run(&["push", "job", "dir", "--force"])
+        .success()
+        .stderr_has("Pushed 3 files.");
+    assert_eq!(env.object(&format!("{JOB}/dir/b.txt")).unwrap(), b"new");
+    assert_eq!(env.keys().len(), 3);
+});
+
+scenario!(pull_file, |env| {
+    env.put_object(&format!("{JOB}/report.xml"), b"<xml/>");
+    env.run(&["pull", "job", "report.xml"])
+        .success()
+        .stderr_has("Successfully pulled artifact for current job.")
+        .stderr_has(&format!("* Remote source: '{JOB}/report.xml'."))
+        .stderr_has("* Local destination: 'report.xml'.")
+        .stderr_has("Pulled 1 file. Total of 6 B");
+    assert_eq!(env.read("report.xml"), b"<xml/>");
+});
+
+scenario!(pull_directory_and_into_nested_destination, |env| {
+    env.put_object(&format!("{JOB}/out/a.txt"), b"a");
+    env.put_object(&format!("{JOB}/out/sub/b.txt"), b"bb");
+    env.put_object(&format!("{JOB}/outside.txt"), b"no");
+    env.run(&["pull", "job", "out"])
+        .success()
+        .stderr_has("Pulled 2 files. Total of 3 B");
+    assert_eq!(env.read("out/a.txt"), b"a");
+    assert_eq!(env.read("out/sub/b.txt"), b"bb");
+
+    env.run(&["pull", "job", "/out/sub/b.txt", "-d", "deep/er/b.copy"])
+        .success();
+    assert_eq!(env.read("deep/er/b.copy"), b"bb");
+    env.run(&["pull", "job", "out", "-d", "x/y"]).success();
+    assert_eq!(env.read("x/y/sub/b.txt"), b"bb");
+});
+
+scenario!(pull_onto_existing_file, |env| {
+    env.put_object(&format!("{JOB}/f.txt"), b"remote");
+    env.write("f.txt", b"local");
+    env.run(&["pull", "job", "f.txt"])
+        .failure(5)
+        .stderr_has("'f.txt' already exists locally; delete it first, or use --force flag");
+    assert_eq!(env.read("f.txt"), b"local");
+    env.run(&["pull", "job", "f.txt", "-f"]).success();
+    assert_eq!(env.read("f.txt"), b"remote");
+    // Nothing but the file is left in the directory: no temporary files.
+    let names: Vec<_> = fs::read_dir(env.work.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("f.txt")]);
+});
+
+scenario!(pull_missing, |env| {
+    env.run(&["pull", "job", "nothing-here"])
+        .failure(4)
+        .stderr_has("Error pulling artifact: ")
+        .stderr_has("Please check if the artifact you are trying to pull exists.");
+    assert!(!env.path("nothing-here").exists());
+});
+
+scenario!(yank_file_directory_and_alias, |env| {
+    env.put_object(&format!("{JOB}/one.txt"), b"1");
+    env.put_object(&format!("{JOB}/dir/a"), b"a");
+    env.put_object(&format!("{JOB}/dir/b/c"), b"c");
+    env.put_object(&format!("{JOB}/keep.txt"), b"k");
+    env.run(&["yank", "job", "one.txt"])
+        .success()
+        .stderr_has(&format!(
+            "Successfully yanked '{JOB}/one.txt' from current job artifacts."
+        ));
+    env.run(&["delete", "job", "dir"]).success();
+    assert_eq!(env.keys(), vec![format!("{JOB}/keep.txt")]);
+    env.run(&["yank", "job", "one.txt"])
+        .failure(4)
+        .stderr_has("Error yanking artifact: ")
+        .stderr_has("Please check if the artifact you are trying to yank exists.");
+});
+
+scenario!(stdin_both_ways, |env| {
+    let bytes = data(100_000, 7);
+    env.run_with_stdin(&["push", "job", "-", "-d", "piped.bin"], &bytes)
+        .success()
+        .stderr_has("Pushed 1 file. Total of 97.7 KB");
+    env.run_with_stdin(
+        &["push", "job", "/dev/stdin", "-d", "dev.bin"],
+        b"\0\x01\xff binary",
+    )
+    .success();
+    env.run(&["pull", "job", "piped.bin"]).success();
+    assert_eq!(env.read("piped.bin"), bytes);
+    assert_eq!(
+        env.object(&format!("{JOB}/dev.bin")).unwrap(),
+        b"\0\x01\xff binary"
+    );
+});
+
+scenario!(file_path_with_stdin_open_pushes_the_file, |env| {
+    env.write("real.txt", b"file content");
+    env.run_with_stdin(&["push", "job", "real.txt"], b"not this")
+        .success();
+    assert_eq!(
+        env.object(&format!("{JOB}/real.txt")).unwrap(),
+        b"file content"
+    );
+});
+
+scenario!(empty_file_round_trip, |env| {
+    env.write("empty", b"");
+    env.run(&["push", "job", "empty"])
+        .success()
+        .stderr_has("Pushed 1 file. Total of 0 B");
+    fs::remove_file(env.path("empty")).unwrap();
+    env.run(&["pull", "job", "empty"])
+        .success()
+        .stderr_has("Pulled 1 file. Total of 0 B");
+    assert_eq!(env.read("empty"), b"");
+});
+
+scenario!(two_hundred_small_files_round_trip, |env| {
+    for i in 0..200 {
+        env.write(&format!("many/d{}/f{i}.txt", i % 7), &data(i * 13, i as u8));
+    }
+    env.run(&["push", "job", "many", "--parallel", "16"])
+        .success()
+        .stderr_has("Pushed 200 files.");
+    env.run(&["pull", "job", "many", "-d", "back"])
+        .success()
+        .stderr_has("Pulled 200 files.");
+    for i in 0..200 {
+        assert_eq!(
+            env.read(&format!("back/d{}/f{i}.txt", i % 7)),
+            data(i * 13, i as u8),
+            "file {i}"
+        );
+    }
+});
+
+scenario!(ids_from_flags_override_the_environment, |env| {
+    env.write("x", b"x");
+    env.run(&["push", "job", "x", "--job-id", "other-job"])
+        .success();
+    env.run(&["push", "workflow", "x", "-w", "other-wf"])
+        .success();
+    env.run(&["push", "project", "x", "--project-id=other-proj"])
+        .success();
+    assert_eq!(
+        env.keys(),
+        vec![
+            "artifacts/jobs/other-job/x".to_string(),
+            "artifacts/projects/other-proj/x".to_string(),
+            "artifacts/workflows/other-wf/x".to_string(),
+        ]
+    );
+    env.run(&["pull", "job", "x", "-j", "other-job", "-d", "got"])
+        .success();
+    assert_eq!(env.read("got"), b"x");
+});
+
+scenario!(push_missing_source, |env| {
+    env.run(&["push", "job", "does-not-exist"])
+        .failure(8)
+        .stderr_has("Error pushing artifact: ")
+        .stderr_has("does-not-exist");
+    assert!(env.keys().is_empty());
+});

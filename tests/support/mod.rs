@@ -1,0 +1,282 @@
+//! Test harness: a temp work dir, a store, and the built binary.
+//!
+//! `TestEnv` gives each test its own directory and a real store (the Hub
+//! server of `hub_server`, or a local-backend directory), and runs
+//! `CARGO_BIN_EXE_artifact` in that directory with a cleared environment.
+//! Every run is checked for leaked secrets (the Hub token, any signed-URL
+//! signature), so the whole suite proves that no output carries one.
+#![allow(dead_code)]
+
+pub mod hub_server;
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use hub_server::HubServer;
+
+/// The store a test talks to.
+pub enum Store {
+    Hub(HubServer),
+    Local(tempfile::TempDir),
+}
+
+pub struct TestEnv {
+    pub work: tempfile::TempDir,
+    pub store: Store,
+    extra_env: Vec<(String, String)>,
+}
+
+/// A finished run of the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn success(&self) -> &Run {
+        assert_eq!(self.code, 0, "expected success\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(&self, code: i32) -> &Run {
+        assert_eq!(self.code, code, "expected exit code {code}\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Run {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}\n{self}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Run {
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}\n{self}");
+        self
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit code: {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl TestEnv {
+    pub fn hub() -> TestEnv {
+        TestEnv::with(Store::Hub(HubServer::start()))
+    }
+
+    pub fn local() -> TestEnv {
+        TestEnv::with(Store::Local(tempfile::tempdir().expect("temp dir")))
+    }
+
+    fn with(store: Store) -> TestEnv {
+        TestEnv {
+            work: tempfile::tempdir().expect("temp dir"),
+            store,
+            extra_env: Vec::new(),
+        }
+    }
+
+    pub fn hub_server(&self) -> &HubServer {
+        match &self.store {
+            Store::Hub(h) => h,
+            _ => panic!("not a Hub test"),
+        }
+    }
+
+    /// Sets a variable for every later run.
+    pub fn set_env(&mut self, name: &str, value: &str) {
+        self.extra_env.retain(|(n, _)| n != name);
+        self.extra_env.push((name.to_string(), value.to_string()));
+    }
+
+    /// The work directory, where the binary runs.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.work.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.path(rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("create dirs");
+        }
+        fs::write(&path, bytes).expect("write file");
+        path
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        fs::read(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+    }
+
+    /// Puts an object straight into the store, as an earlier push would.
+    pub fn put_object(&self, key: &str, bytes: &[u8]) {
+        match &self.store {
+            Store::Hub(h) => h.put_object(key, bytes),
+            Store::Local(dir) => {
+                let path = dir.path().join(key);
+                fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                fs::write(path, bytes).expect("write object");
+            }
+        }
+    }
+
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        match &self.store {
+            Store::Hub(h) => h.object(key),
+            Store::Local(dir) => fs::read(dir.path().join(key)).ok(),
+        }
+    }
+
+    /// Every stored key, sorted.
+    pub fn keys(&self) -> Vec<String> {
+        match &self.store {
+            Store::Hub(h) => h.keys(),
+            Store::Local(dir) => {
+                let mut out = Vec::new();
+                collect_files(dir.path(), dir.path(), &mut out);
+                out.sort();
+                out
+            }
+        }
+    }
+
+    /// The command with a clean environment for this store.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_artifact"));
+        cmd.args(args)
+            .current_dir(self.work.path())
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("SEMAPHORE_JOB_ID", "job-1")
+            .env("SEMAPHORE_WORKFLOW_ID", "wf-1")
+            .env("SEMAPHORE_PROJECT_ID", "proj-1")
+            .env("ARTIFACT_RETRY_DELAY", "5ms");
+        match &self.store {
+            Store::Hub(h) => {
+                cmd.env("SEMAPHORE_ARTIFACT_TOKEN", h.token())
+                    .env("SEMAPHORE_ORGANIZATION_URL", h.org_url());
+            }
+            Store::Local(dir) => {
+                cmd.env("ARTIFACT_BACKEND", "local")
+                    .env("ARTIFACT_LOCAL_DIR", dir.path());
+            }
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_cmd(self.command(args), None)
+    }
+
+    pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Run {
+        self.run_cmd(self.command(args), Some(input))
+    }
+
+    pub fn run_cmd(&self, mut cmd: Command, input: Option<&[u8]>) -> Run {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().expect("run the artifact binary");
+        if let Some(bytes) = input {
+            let mut stdin = child.stdin.take().expect("stdin");
+            // The binary may rightly exit without reading it all.
+            if let Err(e) = stdin.write_all(bytes) {
+                assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "write stdin: {e}");
+            }
+        }
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = child.wait_with_output().expect("wait");
+        let run = Run {
+            code: status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        };
+        self.assert_no_secrets(&run);
+        run
+    }
+
+    #[track_caller]
+    fn assert_no_secrets(&self, run: &Run) {
+        let mut secrets = vec!["SIGSECRET".to_string()];
+        if let Store::Hub(h) = &self.store {
+            secrets.push(h.token());
+        }
+        for secret in secrets {
+            assert!(
+                !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
+                "a secret ({secret}) leaked into the output\n{run}"
+            );
+        }
+    }
+}
+
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in fs::read_dir(dir).expect("read store") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            collect_files(root, &path, out);
+        } else {
+            let rel = path.strip_prefix(root).expect("under root");
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// Deterministic bytes of a given length (different per seed).
+pub fn data(len: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = 0x9E37_79B9 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Runs a test body once per backend: `scenario!(name, |env| { … })`.
+#[macro_export]
+macro_rules! scenario {
+    ($name:ident, |$env:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn hub() {
+                #[allow(unused_mut)]
+                let mut $env = $crate::support::TestEnv::hub();
+                $body
+            }
+
+            #[test]
+            fn local() {
+                #[allow(unused_mut)]
+                let mut $env = $crate::support::TestEnv::local();
+                $body
+            }
+        }
+    };
+}

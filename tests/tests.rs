@@ -1,0 +1,18 @@
+//! The integration suite: the built binary against real servers and files.
+//!
+//! One test crate (see Cargo.toml), themed modules:
+
+/// The harness: temp dirs, stores, running the binary, the Hub server.
+mod support;
+
+/// Help, version, usage errors and configuration errors; no transfers.
+mod cli;
+
+/// Push, pull and yank behaviour, run once per backend (`scenario!`).
+mod scenarios;
+
+/// What only the Hub backend has: its wire protocol, retries, signed URLs.
+mod hub;
+
+/// What only the local backend has: racing writers on one directory.
+mod local;
