@@ -49,6 +49,18 @@ impl Env {
             .ok_or_else(|| Error::Config(format!("{name} is not set")))
     }
 
+    /// A boolean variable: true/false, 1/0, yes/no; unset is `default`.
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(Error::Config(format!(
+                "{name}='{other}' is not a boolean: use true or false"
+            ))),
+        }
+    }
+
     /// A duration variable: `30`, `30s`, `1.5`, `500ms`; unset is `default`.
     pub fn duration(&self, name: &str, default: Duration) -> Result<Duration> {
         match self.get(name) {
@@ -216,6 +228,15 @@ mod tests {
         let e = env(&[("ARTIFACT_IO_TIMEOUT", "soon")]);
         let err = Settings::from_env(&e, None).unwrap_err().to_string();
         assert!(err.contains("ARTIFACT_IO_TIMEOUT='soon'"), "{err}");
+    }
+
+    #[test]
+    fn booleans() {
+        let e = env(&[("A", "TRUE"), ("B", "0"), ("C", "maybe")]);
+        assert!(e.flag("A", false).unwrap());
+        assert!(!e.flag("B", true).unwrap());
+        assert!(e.flag("C", true).is_err());
+        assert!(e.flag("D", true).unwrap());
     }
 
     #[test]

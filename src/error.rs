@@ -32,6 +32,9 @@ pub enum Error {
     AlreadyExists { side: Side, path: String },
     /// The storage refused our credentials (401, 403).
     PermissionDenied { what: String, hint: String },
+    /// Bytes arrived, but not the bytes that were stored: a checksum
+    /// mismatch. The bad data never reaches the destination path.
+    Integrity { what: String, detail: String },
     /// The local file system failed us: unreadable source, full disk,
     /// a destination whose parent is a file.
     LocalIo {
@@ -71,6 +74,7 @@ impl Error {
             Error::NotFound(_) => 4,
             Error::AlreadyExists { .. } => 5,
             Error::PermissionDenied { .. } => 6,
+            Error::Integrity { .. } => 7,
             Error::LocalIo { .. } => 8,
             Error::Network { .. } | Error::Remote { .. } | Error::Protocol(_) => 1,
             Error::Partial { first, .. } => first.exit_code(),
@@ -120,6 +124,10 @@ impl fmt::Display for Error {
             Error::PermissionDenied { what, hint } => {
                 write!(f, "{what}: permission denied; {hint}")
             }
+            Error::Integrity { what, detail } => write!(
+                f,
+                "{what}: the data is damaged ({detail}); nothing was written, run the command again"
+            ),
             Error::LocalIo {
                 action,
                 path,
@@ -198,6 +206,13 @@ mod tests {
                     hint: "y".into(),
                 },
                 6,
+            ),
+            (
+                Error::Integrity {
+                    what: "x".into(),
+                    detail: "y".into(),
+                },
+                7,
             ),
             (Error::local_io("read", Path::new("x"), io()), 8),
             (

@@ -8,10 +8,10 @@
 //! not a failure).
 
 use std::io::Read;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ureq::http::{Request, Response};
-use ureq::{Agent, Body, SendBody};
+use ureq::{Agent, AsSendBody, Body, SendBody};
 
 use crate::config::HttpSettings;
 use crate::error::{Error, Result};
@@ -61,6 +61,20 @@ impl Http {
         headers: &[(&str, &str)],
         payload: Payload<'_>,
     ) -> Result<Response<Body>> {
+        self.call_with_wait(method, url, headers, payload, None)
+    }
+
+    /// `call`, waiting up to `wait` (instead of the I/O timeout) for the
+    /// answer: for requests a server may take minutes to answer, such as
+    /// CompleteMultipartUpload.
+    pub fn call_with_wait(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+        wait: Option<Duration>,
+    ) -> Result<Response<Body>> {
         let what = format!("{method} {}", log::redact_url(url));
         let mut builder = Request::builder().method(method).uri(url);
         for (name, value) in headers {
@@ -73,18 +87,18 @@ impl Http {
                     .header("content-length", "0")
                     .body(())
                     .map_err(|e| bad_request(&what, e))?;
-                self.agent.run(req)
+                self.run(req, wait)
             }
             Payload::Bytes(bytes) => {
                 let req = builder.body(bytes).map_err(|e| bad_request(&what, e))?;
-                self.agent.run(req)
+                self.run(req, wait)
             }
             Payload::Reader(reader, len) => {
                 let req = builder
                     .header("content-length", len.to_string())
                     .body(SendBody::from_reader(reader))
                     .map_err(|e| bad_request(&what, e))?;
-                self.agent.run(req)
+                self.run(req, wait)
             }
         };
         let elapsed = started.elapsed().as_millis();
@@ -109,6 +123,26 @@ impl Http {
             });
         }
         Ok(response)
+    }
+}
+
+impl Http {
+    fn run(
+        &self,
+        req: Request<impl AsSendBody>,
+        wait: Option<Duration>,
+    ) -> std::result::Result<Response<Body>, ureq::Error> {
+        match wait {
+            Some(wait) => {
+                let req = self
+                    .agent
+                    .configure_request(req)
+                    .timeout_per_read(Some(wait))
+                    .build();
+                self.agent.run(req)
+            }
+            None => self.agent.run(req),
+        }
     }
 }
 

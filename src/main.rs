@@ -9,6 +9,7 @@
 
 mod atomic;
 mod backend;
+mod checksum;
 mod cli;
 mod config;
 mod error;

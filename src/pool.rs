@@ -67,6 +67,26 @@ where
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Every result, in order, or the first error among them.
+pub fn all<R>(results: Vec<Option<Result<R>>>) -> Result<Vec<R>> {
+    let mut out = Vec::with_capacity(results.len());
+    let mut skipped = false;
+    for result in results {
+        match result {
+            Some(Ok(value)) => out.push(value),
+            Some(Err(e)) => return Err(e),
+            None => skipped = true,
+        }
+    }
+    if skipped {
+        // Items are skipped only after a failure, which was returned above.
+        return Err(crate::error::Error::Protocol(
+            "work stopped before every item ran".into(),
+        ));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 
 pub mod hub;
 pub mod local;
+pub mod s3;
 mod signed_url;
 
 use std::fs::File;
@@ -77,9 +78,7 @@ pub fn from_settings(settings: &Settings, env: &Env) -> Result<Box<dyn Backend>>
     match settings.backend {
         BackendKind::Hub => Ok(Box::new(hub::Hub::from_env(env, settings)?)),
         BackendKind::Local => Ok(Box::new(local::Local::from_env(env)?)),
-        BackendKind::S3 => Err(Error::Config(
-            "ARTIFACT_BACKEND=s3 is not available in this build yet: use hub or local".into(),
-        )),
+        BackendKind::S3 => Ok(Box::new(s3::S3::from_env(env, settings)?)),
     }
 }
 

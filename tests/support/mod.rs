@@ -1,13 +1,15 @@
 //! Test harness: a temp work dir, a store, and the built binary.
 //!
 //! `TestEnv` gives each test its own directory and a real store (the Hub
-//! server of `hub_server`, or a local-backend directory), and runs
+//! server of `hub_server`, a local-backend directory, or an S3 server of
+//! `s3_server`), and runs
 //! `CARGO_BIN_EXE_artifact` in that directory with a cleared environment.
 //! Every run is checked for leaked secrets (the Hub token, any signed-URL
 //! signature), so the whole suite proves that no output carries one.
 #![allow(dead_code)]
 
 pub mod hub_server;
+pub mod s3_server;
 
 use std::fs;
 use std::io::Write;
@@ -15,11 +17,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use hub_server::HubServer;
+use s3_server::{Moto, S3Server};
 
 /// The store a test talks to.
 pub enum Store {
     Hub(HubServer),
     Local(tempfile::TempDir),
+    /// s3s-fs in process: verifies signatures.
+    S3(S3Server),
+    /// moto_server: an independent S3 implementation.
+    Moto(Moto),
 }
 
 pub struct TestEnv {
@@ -81,6 +88,28 @@ impl TestEnv {
         TestEnv::with(Store::Local(tempfile::tempdir().expect("temp dir")))
     }
 
+    pub fn s3() -> TestEnv {
+        TestEnv::with(Store::S3(S3Server::start()))
+    }
+
+    pub fn moto() -> TestEnv {
+        TestEnv::with(Store::Moto(Moto::bucket()))
+    }
+
+    pub fn s3_server(&self) -> &S3Server {
+        match &self.store {
+            Store::S3(s) => s,
+            _ => panic!("not an s3s-fs test"),
+        }
+    }
+
+    pub fn moto_bucket(&self) -> &Moto {
+        match &self.store {
+            Store::Moto(m) => m,
+            _ => panic!("not a moto test"),
+        }
+    }
+
     fn with(store: Store) -> TestEnv {
         TestEnv {
             work: tempfile::tempdir().expect("temp dir"),
@@ -129,6 +158,8 @@ impl TestEnv {
                 fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
                 fs::write(path, bytes).expect("write object");
             }
+            Store::S3(s) => s.put_object(key, bytes),
+            Store::Moto(m) => m.put_object(key, bytes),
         }
     }
 
@@ -136,6 +167,8 @@ impl TestEnv {
         match &self.store {
             Store::Hub(h) => h.object(key),
             Store::Local(dir) => fs::read(dir.path().join(key)).ok(),
+            Store::S3(s) => s.object(key),
+            Store::Moto(m) => m.object(key),
         }
     }
 
@@ -149,6 +182,8 @@ impl TestEnv {
                 out.sort();
                 out
             }
+            Store::S3(s) => s.keys(),
+            Store::Moto(m) => m.keys(),
         }
     }
 
@@ -171,6 +206,24 @@ impl TestEnv {
             Store::Local(dir) => {
                 cmd.env("ARTIFACT_BACKEND", "local")
                     .env("ARTIFACT_LOCAL_DIR", dir.path());
+            }
+            Store::S3(s) => {
+                cmd.env("ARTIFACT_BACKEND", "s3")
+                    .env("ARTIFACT_S3_BUCKET", s.bucket())
+                    .env("ARTIFACT_S3_ENDPOINT", s.endpoint())
+                    .env("ARTIFACT_S3_REGION", "us-east-1")
+                    .env("AWS_ACCESS_KEY_ID", s.access_key())
+                    .env("AWS_SECRET_ACCESS_KEY", s.secret_key())
+                    .env("AWS_EC2_METADATA_DISABLED", "true");
+            }
+            Store::Moto(m) => {
+                cmd.env("ARTIFACT_BACKEND", "s3")
+                    .env("ARTIFACT_S3_BUCKET", &m.bucket)
+                    .env("ARTIFACT_S3_ENDPOINT", &m.endpoint)
+                    .env("ARTIFACT_S3_REGION", "us-east-1")
+                    .env("AWS_ACCESS_KEY_ID", "AKIAMOTO")
+                    .env("AWS_SECRET_ACCESS_KEY", "MOTOSECRETKEY")
+                    .env("AWS_EC2_METADATA_DISABLED", "true");
             }
         }
         for (k, v) in &self.extra_env {
@@ -218,9 +271,16 @@ impl TestEnv {
 
     #[track_caller]
     fn assert_no_secrets(&self, run: &Run) {
-        let mut secrets = vec!["SIGSECRET".to_string()];
-        if let Store::Hub(h) = &self.store {
-            secrets.push(h.token());
+        let mut secrets = vec![
+            "SIGSECRET".to_string(),
+            "X-Amz-Signature".to_string(),
+            "Signature=".to_string(),
+        ];
+        match &self.store {
+            Store::Hub(h) => secrets.push(h.token()),
+            Store::S3(s) => secrets.push(s.secret_key().to_string()),
+            Store::Moto(_) => secrets.push("MOTOSECRETKEY".to_string()),
+            Store::Local(_) => {}
         }
         for secret in secrets {
             assert!(
@@ -275,6 +335,20 @@ macro_rules! scenario {
             fn local() {
                 #[allow(unused_mut)]
                 let mut $env = $crate::support::TestEnv::local();
+                $body
+            }
+
+            #[test]
+            fn s3() {
+                #[allow(unused_mut)]
+                let mut $env = $crate::support::TestEnv::s3();
+                $body
+            }
+
+            #[test]
+            fn moto() {
+                #[allow(unused_mut)]
+                let mut $env = $crate::support::TestEnv::moto();
                 $body
             }
         }

@@ -1,0 +1,107 @@
+//! The HTTP side every credential source shares.
+//!
+//! Credential endpoints (IMDS, the container agent, STS, SSO) go through the
+//! program's one client, `crate::http::Http`, but with short limits of their
+//! own: a source that is not there must cost about a second, not the 10 s
+//! connect timeout meant for storage, so "no credentials anywhere" fails
+//! fast. One request here is one call plus its body, retried as a whole by
+//! `retry::run`; callers get the status and the text and decide what it means.
+
+use std::time::Duration;
+
+use url::Url;
+
+use crate::config::HttpSettings;
+use crate::error::{Error, Result};
+use crate::http::{summarize_error_body, Http, Payload};
+use crate::retry;
+
+/// Connect 1 s, wait for a byte 5 s, two attempts 100 ms apart.
+pub fn settings() -> HttpSettings {
+    HttpSettings {
+        connect_timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_secs(5),
+        attempts: 2,
+        retry_delay: Duration::from_millis(100),
+    }
+}
+
+pub fn http() -> Http {
+    Http::new(settings(), 2)
+}
+
+/// An answer: its status and its body as text (at most 1 MiB).
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+impl Answer {
+    /// A short summary of an error body, free of secrets (see
+    /// `http::summarize_error_body`).
+    pub fn detail(&self) -> String {
+        summarize_error_body(&self.body)
+    }
+}
+
+const BODY_LIMIT: u64 = 1024 * 1024;
+
+/// Sends one request (retrying connection failures, 429 and 5xx) and reads
+/// the answer. `body` empty means no body.
+pub fn send(
+    http: &Http,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<Answer> {
+    let what = format!("{method} {}", crate::log::redact_url(url));
+    retry::run(&http.settings, &what, || {
+        let payload = if body.is_empty() {
+            Payload::Empty
+        } else {
+            Payload::Bytes(body)
+        };
+        let mut response = http.call(method, url, headers, payload)?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(BODY_LIMIT)
+            .read_to_string()
+            .map_err(|e| Error::Network {
+                what: what.clone(),
+                detail: format!("reading the answer failed: {e}"),
+            })?;
+        Ok(Answer { status, body })
+    })
+}
+
+/// What the Host header of a request to `url` says: the host, and the port
+/// when it is not the scheme's default (as ureq sends it).
+pub fn host_header(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
+}
+
+/// An endpoint from a variable or a default, without its trailing slash.
+pub fn base_url(text: &str) -> String {
+    text.trim().trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_header_keeps_only_explicit_ports() {
+        let url = |s| Url::parse(s).unwrap();
+        assert_eq!(host_header(&url("https://sts.amazonaws.com/")), "sts.amazonaws.com");
+        assert_eq!(host_header(&url("https://sts.amazonaws.com:443/")), "sts.amazonaws.com");
+        assert_eq!(host_header(&url("http://127.0.0.1:8080/x")), "127.0.0.1:8080");
+        assert_eq!(base_url(" http://h:1/ "), "http://h:1");
+    }
+}

@@ -1,0 +1,304 @@
+//! Straight to an S3-compatible bucket (AWS S3, MinIO, R2, Ceph, GCS's S3
+//! interface), with no Hub in between.
+//!
+//! The seed's contract (`shared/seed/s3-backend.md`) over the same engine as
+//! the Hub: keys are `[ARTIFACT_S3_PREFIX/]artifacts/…`; a push without
+//! --force fails on any existing key before uploading (one LIST of the
+//! destination prefix answers that for a whole tree) and writes with
+//! `If-None-Match: *`, so two racing pushes cannot both win; pull and yank
+//! take the object at the key, else everything under `key/`. Large files go
+//! up in parallel multipart parts and come down in parallel ranges
+//! (`upload`, `download`). rust-s3 signs and parses; ureq carries the bytes.
+
+mod client;
+pub mod credentials;
+mod download;
+mod settings;
+mod upload;
+mod xml;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::sync::Arc;
+
+use client::{Client, Request, S3Failure};
+use credentials::Chain;
+use settings::S3Settings;
+
+use super::{Backend, Intent, RemoteObject, Source, Upload};
+use crate::config::{Env, HttpSettings, Settings};
+use crate::error::{Error, Result, Side};
+use crate::http::{Http, Payload};
+use crate::{log, retry};
+
+pub struct S3 {
+    client: Client,
+    settings: S3Settings,
+    parallelism: usize,
+    /// Where the credentials came from, for hints in errors.
+    credential_source: String,
+}
+
+impl S3 {
+    pub fn from_env(env: &Env, settings: &Settings) -> Result<S3> {
+        let s3 = S3Settings::from_env(env, || credentials::profile_region(env))?;
+        let chain = Chain::resolve(env)?;
+        let credential_source = chain.source().to_string();
+        log::debug(|| format!("S3 credentials from {credential_source}"));
+        let http = Http::new(settings.http, settings.parallelism);
+        let region = match &s3.region {
+            Some(r) => r.clone(),
+            None => detect_region(&s3, settings.http),
+        };
+        let bucket_url = s3.bucket_url(&region);
+        log::debug(|| {
+            format!(
+                "S3 bucket '{}' at {bucket_url} (region {region})",
+                s3.bucket
+            )
+        });
+        Ok(S3 {
+            client: Client::new(http, Arc::new(chain), region, bucket_url),
+            settings: s3,
+            parallelism: settings.parallelism,
+            credential_source,
+        })
+    }
+
+    /// The bucket key for an artifact key.
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.settings.prefix)
+    }
+
+    /// Every object whose key starts with `prefix`, as (key, size).
+    fn list_prefix(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut req = Request::new("GET", None)
+                .query("list-type", "2")
+                .query("prefix", prefix);
+            if let Some(t) = &token {
+                req = req.query("continuation-token", t.clone());
+            }
+            let text = retry::run(&self.client.http.settings, "ListObjectsV2", || {
+                let mut response = self.client.send(&req, Payload::Empty)?;
+                if response.status().as_u16() != 200 {
+                    return Err(self.error(
+                        client::failure(&mut response),
+                        "ListObjectsV2",
+                        prefix,
+                    ));
+                }
+                read_text(&mut response, "ListObjectsV2")
+            })?;
+            let page = xml::list_page(&text)?;
+            objects.extend(page.objects);
+            match page.next {
+                Some(next) => token = Some(next),
+                None => return Ok(objects),
+            }
+        }
+    }
+
+    /// Turns S3's answer into the error a user can act on.
+    fn error(&self, failure: S3Failure, what: &str, key: &str) -> Error {
+        let S3Failure {
+            status,
+            code,
+            message,
+            bucket_region,
+        } = failure;
+        let bucket = &self.settings.bucket;
+        let region = self.client.region();
+        match (status, code.as_str()) {
+            (301, _) | (400, "AuthorizationHeaderMalformed") | (400, "IllegalLocationConstraintException") => {
+                let hint = match bucket_region {
+                    Some(r) if r != region => format!("it is in region '{r}': set ARTIFACT_S3_REGION={r}"),
+                    _ => "set ARTIFACT_S3_REGION to the bucket's region".to_string(),
+                };
+                Error::Config(format!("bucket '{bucket}' is not in region '{region}': {hint}"))
+            }
+            (404, "NoSuchBucket") => Error::Config(format!(
+                "bucket '{bucket}' does not exist at {}: check ARTIFACT_S3_BUCKET, ARTIFACT_S3_ENDPOINT and the region",
+                self.settings.region_probe_url()
+            )),
+            (404, _) => Error::NotFound(key.to_string()),
+            (401 | 403, _) => Error::PermissionDenied {
+                what: format!("S3 refused {what} of '{key}' ({code}: {message})"),
+                hint: format!(
+                    "check the credentials (found in: {}) and that the bucket policy allows s3:ListBucket, s3:GetObject, s3:PutObject and s3:DeleteObject on '{bucket}'",
+                    self.credential_source
+                ),
+            },
+            (412, _) => Error::AlreadyExists {
+                side: Side::Remote,
+                path: key.to_string(),
+            },
+            _ => Error::Remote {
+                what: format!("S3 {what} of '{key}'"),
+                status,
+                detail: format!("{code}: {message}"),
+            },
+        }
+    }
+
+    /// The artifact key of a bucket key under our prefix.
+    fn artifact_key<'k>(&self, full: &'k str) -> Option<&'k str> {
+        full.strip_prefix(self.settings.prefix.as_str())
+    }
+}
+
+/// Asks the bucket which region it is in: an unsigned HEAD that AWS (and
+/// MinIO) answer with `x-amz-bucket-region`, even when it is a 301 or 403.
+/// Falls back to us-east-1.
+fn detect_region(s3: &S3Settings, http: HttpSettings) -> String {
+    let quick = HttpSettings {
+        attempts: 2,
+        ..http
+    };
+    let probe = Http::new(quick, 1);
+    let url = s3.region_probe_url();
+    let found = retry::run(&quick, "bucket region lookup", || {
+        let response = probe.call("HEAD", &url, &[], Payload::Empty)?;
+        Ok(response
+            .headers()
+            .get("x-amz-bucket-region")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    });
+    match found {
+        Ok(Some(region)) => {
+            log::debug(|| format!("bucket '{}' is in region {region}", s3.bucket));
+            region
+        }
+        _ => "us-east-1".to_string(),
+    }
+}
+
+fn read_text(response: &mut ureq::http::Response<ureq::Body>, what: &str) -> Result<String> {
+    response
+        .body_mut()
+        .with_config()
+        .limit(256 * 1024 * 1024)
+        .read_to_string()
+        .map_err(|e| Error::Network {
+            what: format!("reading the answer to {what}"),
+            detail: e.to_string(),
+        })
+}
+
+/// The longest common prefix of the keys, for one LIST that covers them.
+fn common_prefix(keys: &[String]) -> &str {
+    let Some(first) = keys.first() else { return "" };
+    let mut len = first.len();
+    for k in &keys[1..] {
+        len = first
+            .bytes()
+            .zip(k.bytes())
+            .take(len)
+            .take_while(|(a, b)| a == b)
+            .count();
+    }
+    while !first.is_char_boundary(len) {
+        len -= 1;
+    }
+    &first[..len]
+}
+
+impl Backend for S3 {
+    fn prepare_push(&self, keys: &[String], force: bool) -> Result<Vec<Upload>> {
+        let uploads: Vec<Upload> = keys
+            .iter()
+            .map(|k| Upload {
+                key: k.clone(),
+                locator: self.full_key(k),
+            })
+            .collect();
+        if !force {
+            let prefix = self.full_key(common_prefix(keys));
+            let existing: HashSet<String> = self
+                .list_prefix(&prefix)?
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            if let Some(taken) = uploads.iter().find(|u| existing.contains(&u.locator)) {
+                return Err(Error::AlreadyExists {
+                    side: Side::Remote,
+                    path: taken.key.clone(),
+                });
+            }
+        }
+        Ok(uploads)
+    }
+
+    fn put(&self, upload: &Upload, source: Source<'_>, force: bool) -> Result<u64> {
+        let uploader = upload::Uploader {
+            s3: self,
+            key: &upload.key,
+            full_key: &upload.locator,
+            force,
+        };
+        match source {
+            Source::File(path, size) => uploader.file(path, size),
+            Source::Stdin => uploader.stdin(),
+        }
+    }
+
+    fn list(&self, key: &str, _intent: Intent) -> Result<Vec<RemoteObject>> {
+        let full = self.full_key(key);
+        let found = self.list_prefix(&full)?;
+        let to_object = |(k, size): &(String, u64)| {
+            self.artifact_key(k).map(|artifact| RemoteObject {
+                key: artifact.to_string(),
+                size: Some(*size),
+                locator: k.clone(),
+            })
+        };
+        if let Some(exact) = found.iter().find(|(k, _)| *k == full) {
+            return Ok(to_object(exact).into_iter().collect());
+        }
+        let under = format!("{full}/");
+        Ok(found
+            .iter()
+            .filter(|(k, _)| k.starts_with(&under))
+            .filter_map(to_object)
+            .collect())
+    }
+
+    fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64> {
+        download::Downloader { s3: self, object }.to_file(out)
+    }
+
+    fn delete(&self, object: &RemoteObject) -> Result<()> {
+        let req = Request::new("DELETE", Some(&object.locator));
+        retry::run(
+            &self.client.http.settings,
+            &format!("DELETE '{}'", object.key),
+            || {
+                let mut response = self.client.send(&req, Payload::Empty)?;
+                match response.status().as_u16() {
+                    200..=299 | 404 => Ok(()),
+                    _ => {
+                        Err(self.error(client::failure(&mut response), "DeleteObject", &object.key))
+                    }
+                }
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_prefixes() {
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        assert_eq!(common_prefix(&keys(&["a/b/c"])), "a/b/c");
+        assert_eq!(common_prefix(&keys(&["a/b/c", "a/b/d", "a/bx"])), "a/b");
+        assert_eq!(common_prefix(&keys(&["x", "y"])), "");
+        assert_eq!(common_prefix(&keys(&["é1", "é2"])), "é");
+        assert_eq!(common_prefix(&[]), "");
+    }
+}

@@ -1,0 +1,145 @@
+//! S3's XML, both ways: answers parsed with rust-s3's types where they fit,
+//! and the one body we write (CompleteMultipartUpload, which needs each
+//! part's checksum, a field rust-s3's `Part` does not have).
+
+use s3::serde_types::{InitiateMultipartUploadResponse, ListBucketResult};
+
+use crate::error::{Error, Result};
+
+/// One ListObjectsV2 page: the objects and the token for the next page.
+pub struct Page {
+    pub objects: Vec<(String, u64)>,
+    pub next: Option<String>,
+}
+
+pub fn list_page(text: &str) -> Result<Page> {
+    let parsed: ListBucketResult =
+        quick_xml::de::from_str(text).map_err(|e| unusable("ListObjectsV2", &e.to_string()))?;
+    let next = parsed
+        .next_continuation_token
+        .filter(|t| parsed.is_truncated && !t.is_empty());
+    if parsed.is_truncated && next.is_none() {
+        return Err(unusable(
+            "ListObjectsV2",
+            "a truncated page without a continuation token",
+        ));
+    }
+    Ok(Page {
+        objects: parsed
+            .contents
+            .into_iter()
+            .map(|o| (o.key, o.size))
+            .collect(),
+        next,
+    })
+}
+
+pub fn upload_id(text: &str) -> Result<String> {
+    let parsed: InitiateMultipartUploadResponse = quick_xml::de::from_str(text)
+        .map_err(|e| unusable("CreateMultipartUpload", &e.to_string()))?;
+    Ok(parsed.upload_id)
+}
+
+/// The CompleteMultipartUpload body: each part's number, ETag and checksum.
+pub fn complete_body(parts: &[(u32, String, String)]) -> String {
+    let mut body =
+        String::from("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
+    for (number, etag, checksum) in parts {
+        body.push_str(&format!(
+            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag><ChecksumSHA256>{}</ChecksumSHA256></Part>",
+            escape(etag),
+            escape(checksum)
+        ));
+    }
+    body.push_str("</CompleteMultipartUpload>");
+    body
+}
+
+/// `<Code>` and `<Message>` of an S3 error document, if it is one.
+pub fn error_code_and_message(text: &str) -> (Option<String>, Option<String>) {
+    (tag(text, "Code"), tag(text, "Message"))
+}
+
+/// Whether a 200 answer is really an `<Error>` (CompleteMultipartUpload
+/// reports late failures that way).
+pub fn is_error_document(text: &str) -> bool {
+    let start = text.trim_start();
+    let body = start
+        .strip_prefix("<?xml")
+        .map_or(start, |rest| rest.split_once("?>").map_or(rest, |(_, b)| b));
+    body.trim_start().starts_with("<Error>")
+}
+
+fn tag(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{name}>"))? + start;
+    Some(unescape(text[start..end].trim()))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+fn unusable(what: &str, why: &str) -> Error {
+    Error::Protocol(format!("the S3 answer to {what} cannot be read: {why}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_pages() {
+        let text = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix>p</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><NextContinuationToken>tok+/=</NextContinuationToken>
+<Contents><Key>p/a &amp; b.txt</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>"x"</ETag><Size>5</Size><StorageClass>STANDARD</StorageClass></Contents>
+<Contents><Key>p/c</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>"y"</ETag><Size>0</Size></Contents></ListBucketResult>"#;
+        let page = list_page(text).unwrap();
+        assert_eq!(
+            page.objects,
+            vec![("p/a & b.txt".to_string(), 5), ("p/c".to_string(), 0)]
+        );
+        assert_eq!(page.next.as_deref(), Some("tok+/="));
+        let last = r#"<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated></ListBucketResult>"#;
+        let page = list_page(last).unwrap();
+        assert!(page.objects.is_empty() && page.next.is_none());
+    }
+
+    #[test]
+    fn upload_ids_and_errors() {
+        let init = r#"<InitiateMultipartUploadResult><Bucket>b</Bucket><Key>k</Key><UploadId>id-1</UploadId></InitiateMultipartUploadResult>"#;
+        assert_eq!(upload_id(init).unwrap(), "id-1");
+        let err = r#"<?xml version="1.0"?><Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>"#;
+        assert_eq!(
+            error_code_and_message(err),
+            (
+                Some("NoSuchBucket".into()),
+                Some("The specified bucket does not exist".into())
+            )
+        );
+        assert!(is_error_document(err));
+        assert!(!is_error_document("<CompleteMultipartUploadResult/>"));
+    }
+
+    #[test]
+    fn complete_body_lists_parts_with_checksums() {
+        let body = complete_body(&[
+            (1, "\"e1\"".into(), "c1=".into()),
+            (2, "\"e2\"".into(), "c2=".into()),
+        ]);
+        assert!(body.contains("<Part><PartNumber>1</PartNumber><ETag>&quot;e1&quot;</ETag><ChecksumSHA256>c1=</ChecksumSHA256></Part>"));
+        assert!(body.ends_with("</CompleteMultipartUpload>"));
+    }
+}

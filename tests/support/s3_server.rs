@@ -1,0 +1,392 @@
+//! Real S3 servers for the tests: s3s-fs in process, and moto beside it.
+//!
+//! `S3Server` runs s3s-fs (a Rust S3 implementation that verifies SigV4
+//! signatures) on a loopback port, on its own tokio runtime thread, with its
+//! data in a temp dir: each test gets its own server. Accepted sockets get
+//! TCP_NODELAY, as real S3 has. `Moto` is one `moto_server` per test process
+//! (from PyPI, installed by `make test`), with a bucket per test; moto does
+//! not check signatures but is an independent implementation with
+//! ListMultipartUploads, so behaviour is not tuned to one server.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::auth::SimpleAuth;
+use s3s::host::MultiDomain;
+use s3s::service::S3ServiceBuilder;
+
+/// The domain virtual-host requests use: `<bucket>.s3.artifact.test`.
+pub const VHOST_DOMAIN: &str = "s3.artifact.test";
+
+pub struct S3Server {
+    addr: SocketAddr,
+    root: tempfile::TempDir,
+    bucket: String,
+    access_key: String,
+    secret_key: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let root = tempfile::tempdir().expect("temp dir");
+        let bucket = "artifacts-test".to_string();
+        fs::create_dir_all(root.path().join(&bucket)).expect("bucket dir");
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let access_key = format!("AKIATEST{n:08}");
+        let secret_key = format!("S3SECRET{:016x}{n}", std::process::id());
+        let listener = StdListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let fs_root = root.path().to_path_buf();
+        let (ak, sk) = (access_key.clone(), secret_key.clone());
+        let thread = thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(serve(listener, fs_root, ak, sk, stopped));
+        });
+        S3Server {
+            addr,
+            root,
+            bucket,
+            access_key,
+            secret_key,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    pub fn access_key(&self) -> &str {
+        &self.access_key
+    }
+
+    pub fn secret_key(&self) -> &str {
+        &self.secret_key
+    }
+
+    /// The directory that holds the bucket's objects as files.
+    pub fn bucket_dir(&self) -> PathBuf {
+        self.root.path().join(&self.bucket)
+    }
+
+    pub fn put_object(&self, key: &str, bytes: &[u8]) {
+        let path = self.bucket_dir().join(key);
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(path, bytes).expect("write object");
+    }
+
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let path = self.bucket_dir().join(key);
+        if path.is_file() {
+            fs::read(path).ok()
+        } else {
+            None
+        }
+    }
+
+    /// Every object key, sorted (s3s-fs keeps its metadata elsewhere).
+    pub fn keys(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        collect(&self.bucket_dir(), &self.bucket_dir(), &mut out);
+        out.sort();
+        out
+    }
+
+    /// Files s3s-fs keeps beside the bucket: unfinished multipart parts.
+    pub fn upload_leftovers(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(self.root.path()).expect("read root").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".upload") || name.contains("upload-") {
+                out.push(entry.path());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+async fn serve(
+    listener: StdListener,
+    root: PathBuf,
+    access_key: String,
+    secret_key: String,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs");
+    let service = {
+        let mut b = S3ServiceBuilder::new(fs);
+        b.set_auth(SimpleAuth::from_single(access_key, secret_key));
+        b.set_host(MultiDomain::new([VHOST_DOMAIN]).expect("domain"));
+        b.build()
+    };
+    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+    let http = ConnBuilder::new(TokioExecutor::new());
+    loop {
+        let socket = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(_) => continue,
+            },
+            _ = &mut stopped => return,
+        };
+        let _ = socket.set_nodelay(true);
+        let conn = http
+            .serve_connection(TokioIo::new(socket), service.clone())
+            .into_owned();
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            out.push(rel.to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// One moto_server for the whole test process, and a bucket per test.
+pub struct Moto {
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+struct MotoProcess {
+    endpoint: String,
+    /// The wrapper shell stops moto when this pipe closes, which happens
+    /// when the test process exits: no server outlives the tests.
+    _lifeline: std::sync::Mutex<std::process::ChildStdin>,
+    _child: Child,
+}
+
+static MOTO: OnceLock<MotoProcess> = OnceLock::new();
+static BUCKETS: AtomicUsize = AtomicUsize::new(0);
+
+impl Moto {
+    pub fn bucket() -> Moto {
+        let process = MOTO.get_or_init(start_moto);
+        let bucket = format!(
+            "moto-{}-{}",
+            std::process::id(),
+            BUCKETS.fetch_add(1, Ordering::Relaxed)
+        );
+        let agent = agent();
+        let url = format!("{}/{bucket}", process.endpoint);
+        let status = agent
+            .put(&url)
+            .send_empty()
+            .map(|r| r.status().as_u16())
+            .unwrap_or_else(|e| panic!("create moto bucket: {e}"));
+        assert_eq!(status, 200, "create moto bucket {bucket}");
+        Moto {
+            endpoint: process.endpoint.clone(),
+            bucket,
+        }
+    }
+
+    pub fn put_object(&self, key: &str, bytes: &[u8]) {
+        let status = agent()
+            .put(&self.object_url(key))
+            .header("authorization", MOTO_AUTH)
+            .send(bytes)
+            .map(|r| r.status().as_u16())
+            .expect("moto put");
+        assert_eq!(status, 200, "moto put {key}");
+    }
+
+    pub fn object(&self, key: &str) -> Option<Vec<u8>> {
+        let mut response = agent()
+            .get(&self.object_url(key))
+            .header("authorization", MOTO_AUTH)
+            .call()
+            .expect("moto get");
+        if response.status() != 200 {
+            return None;
+        }
+        Some(
+            response
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_vec()
+                .expect("moto body"),
+        )
+    }
+
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{}/{}?list-type=2", self.endpoint, self.bucket);
+            if let Some(t) = &token {
+                url.push_str(&format!("&continuation-token={}", encode(t)));
+            }
+            let text = agent()
+                .get(&url)
+                .header("authorization", MOTO_AUTH)
+                .call()
+                .expect("moto list")
+                .body_mut()
+                .with_config()
+                .limit(u64::MAX)
+                .read_to_string()
+                .expect("moto list body");
+            keys.extend(tags(&text, "Key"));
+            token = tags(&text, "NextContinuationToken").into_iter().next();
+            if token.is_none() {
+                break;
+            }
+        }
+        keys.sort();
+        keys
+    }
+
+    /// Multipart uploads still open in the bucket (ListMultipartUploads).
+    pub fn open_uploads(&self) -> Vec<String> {
+        let url = format!("{}/{}?uploads", self.endpoint, self.bucket);
+        let text = agent()
+            .get(&url)
+            .header("authorization", MOTO_AUTH)
+            .call()
+            .expect("moto list uploads")
+            .body_mut()
+            .read_to_string()
+            .expect("moto uploads body");
+        tags(&text, "UploadId")
+    }
+
+    fn object_url(&self, key: &str) -> String {
+        let path: Vec<String> = key.split('/').map(encode).collect();
+        format!("{}/{}/{}", self.endpoint, self.bucket, path.join("/"))
+    }
+}
+
+/// moto wants an Authorization header on reads, but does not check it.
+const MOTO_AUTH: &str =
+    "AWS4-HMAC-SHA256 Credential=AKIAMOTO/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .new_agent()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn tags(text: &str, name: &str) -> Vec<String> {
+    let (open, close) = (format!("<{name}>"), format!("</{name}>"));
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else { break };
+        out.push(
+            after[..end]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&"),
+        );
+        rest = &after[end + close.len()..];
+    }
+    out
+}
+
+fn start_moto() -> MotoProcess {
+    let port = {
+        let l = StdListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().expect("addr").port()
+    };
+    let found = Command::new("sh")
+        .args(["-c", "command -v moto_server"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "moto_server is not installed: run `make install` (it installs moto[server] with pip)"
+    );
+    let script =
+        format!("moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; read _; kill $m");
+    let mut child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start moto_server: {e}"));
+    let lifeline = child.stdin.take().expect("moto stdin");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not start on port {port}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    MotoProcess {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _lifeline: std::sync::Mutex::new(lifeline),
+        _child: child,
+    }
+}
