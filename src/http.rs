@@ -200,10 +200,24 @@ fn bad_request(what: &str, err: ureq::http::Error) -> Error {
 fn transport_error(what: &str, url: &str, err: ureq::Error) -> Error {
     // ureq's messages may quote the URL; keep its query out of the output.
     let detail = err.to_string().replace(url, &log::redact_url(url));
+    let https = url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+    let tls = match &err {
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) => true,
+        ureq::Error::Io(e) => https && e.kind() == std::io::ErrorKind::InvalidData,
+        _ => false,
+    };
     match err {
         ureq::Error::BadUri(_) | ureq::Error::Http(_) => {
             Error::Protocol(format!("{what}: invalid URL: {detail}"))
         }
+        _ if tls => Error::Network {
+            what: what.to_string(),
+            detail: format!(
+                "the TLS handshake failed ({detail}): check that the server speaks HTTPS on that port and that its certificate is trusted (SSL_CERT_FILE, or AWS_CA_BUNDLE for S3, adds a private CA)"
+            ),
+        },
         _ => Error::Network {
             what: what.to_string(),
             detail,

@@ -71,12 +71,26 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Query parameters that never carry a secret: S3's own, on requests we
+/// sign in headers. A query with any other parameter (a presigned URL's
+/// signature, credential or token) is hidden whole.
+const PLAIN_PARAMS: &[&str] = &[
+    "continuation-token",
+    "delete",
+    "list-type",
+    "partNumber",
+    "prefix",
+    "uploadId",
+    "uploads",
+];
+
 /// A URL fit to print: the query string (where signed URLs keep their
-/// signature and credentials) and any user:password are replaced.
+/// signature and credentials) and any user:password are replaced, unless
+/// every parameter is a known plain one.
 pub fn redact_url(url: &str) -> String {
-    let (base, had_query) = match url.find(['?', '#']) {
-        Some(i) => (&url[..i], true),
-        None => (url, false),
+    let (base, query) = match url.find(['?', '#']) {
+        Some(i) => (&url[..i], Some(&url[i..])),
+        None => (url, None),
     };
     let base = match base.find("://") {
         Some(scheme_end) => {
@@ -89,11 +103,20 @@ pub fn redact_url(url: &str) -> String {
         }
         None => base.to_string(),
     };
-    if had_query {
-        format!("{base}?<redacted>")
-    } else {
-        base
+    match query {
+        None => base,
+        Some(q)
+            if q.starts_with('?') && !q.contains('#') && q[1..].split('&').all(is_plain_param) =>
+        {
+            format!("{base}{q}")
+        }
+        Some(_) => format!("{base}?<redacted>"),
     }
+}
+
+fn is_plain_param(pair: &str) -> bool {
+    let name = pair.split('=').next().unwrap_or("");
+    PLAIN_PARAMS.contains(&name)
 }
 
 #[cfg(test)]
@@ -121,5 +144,17 @@ mod tests {
         assert_eq!(redact_url("http://u:pw@host:1/x"), "http://***@host:1/x");
         assert_eq!(redact_url("http://host/x"), "http://host/x");
         assert_eq!(redact_url("http://host/x#frag"), "http://host/x?<redacted>");
+        assert_eq!(
+            redact_url("http://h/b/k?partNumber=2&uploadId=abc"),
+            "http://h/b/k?partNumber=2&uploadId=abc"
+        );
+        assert_eq!(
+            redact_url("http://h/b/k?partNumber=2&X-Amz-Signature=abc"),
+            "http://h/b/k?<redacted>"
+        );
+        assert_eq!(
+            redact_url("http://h/b/k?uploadId=a#x"),
+            "http://h/b/k?<redacted>"
+        );
     }
 }

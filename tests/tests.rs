@@ -14,5 +14,9 @@ mod scenarios;
 /// What only the Hub backend has: its wire protocol, retries, signed URLs.
 mod hub;
 
+/// What only the S3 backend has: listing at scale, multipart, conditional
+/// writes, checksums, S3's error answers.
+mod s3;
+
 /// What only the local backend has: racing writers on one directory.
 mod local;

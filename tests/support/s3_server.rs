@@ -232,9 +232,17 @@ impl Moto {
     }
 
     pub fn put_object(&self, key: &str, bytes: &[u8]) {
-        let status = agent()
+        self.put_object_with_headers(key, bytes, &[]);
+    }
+
+    pub fn put_object_with_headers(&self, key: &str, bytes: &[u8], headers: &[(&str, &str)]) {
+        let mut req = agent()
             .put(&self.object_url(key))
-            .header("authorization", MOTO_AUTH)
+            .header("authorization", MOTO_AUTH);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let status = req
             .send(bytes)
             .map(|r| r.status().as_u16())
             .expect("moto put");

@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::http::Payload;
 use crate::{log, pool, retry};
 
-/// Objects at least this large come down in parallel ranges.
-const RANGED_MIN: u64 = 64 * 1024 * 1024;
+/// Objects larger than this many parts come down in parallel ranges.
+const RANGED_MIN_PARTS: u64 = 4;
 const RANGES_IN_FLIGHT: usize = 16;
 
 pub struct Downloader<'a> {
@@ -34,7 +34,12 @@ pub struct Downloader<'a> {
 impl Downloader<'_> {
     pub fn to_file(&self, out: &mut File) -> Result<u64> {
         match self.object.size {
-            Some(size) if size >= RANGED_MIN && self.s3.parallelism > 1 => self.ranged(out, size),
+            Some(size)
+                if size > RANGED_MIN_PARTS * self.s3.settings.part_size
+                    && self.s3.parallelism > 1 =>
+            {
+                self.ranged(out, size)
+            }
             _ => self.whole(out),
         }
     }

@@ -1,0 +1,300 @@
+//! What only the S3 backend has: configuration, listing at scale,
+//! multipart, conditional writes, checksums and S3's error answers.
+//! Each case runs on s3s-fs (verifies signatures) and on moto
+//! (independent implementation) unless it needs one of them.
+
+use std::process::{Child, Stdio};
+
+use crate::support::{data, TestEnv};
+
+const JOB: &str = "artifacts/jobs/job-1";
+const MIB: usize = 1024 * 1024;
+
+/// Runs a test body against s3s-fs and moto.
+macro_rules! s3_case {
+    ($name:ident, |$env:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn s3s_fs() {
+                #[allow(unused_mut)]
+                let mut $env = TestEnv::s3();
+                $body
+            }
+
+            #[test]
+            fn moto() {
+                #[allow(unused_mut)]
+                let mut $env = TestEnv::moto();
+                $body
+            }
+        }
+    };
+}
+
+s3_case!(more_than_a_thousand_objects, |env| {
+    for i in 0..1100 {
+        env.write(
+            &format!("many/{:02}/f{i}", i % 30),
+            format!("{i}").as_bytes(),
+        );
+    }
+    env.run(&["push", "job", "many"])
+        .success()
+        .stderr_has("Pushed 1100 files.");
+    assert_eq!(env.keys().len(), 1100);
+    // A second push finds a conflict through the paginated listing.
+    env.run(&["push", "job", "many"]).failure(5);
+    env.run(&["pull", "job", "many", "-d", "back"])
+        .success()
+        .stderr_has("Pulled 1100 files.");
+    for i in (0..1100).step_by(97) {
+        assert_eq!(
+            env.read(&format!("back/{:02}/f{i}", i % 30)),
+            format!("{i}").into_bytes()
+        );
+    }
+    env.run(&["yank", "job", "many"]).success();
+    assert!(env.keys().is_empty());
+});
+
+s3_case!(multipart_upload_and_ranged_download, |env| {
+    env.set_env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    let big = data(21 * MIB + 3, 9);
+    env.write("big.bin", &big);
+    env.run(&["push", "job", "big.bin", "-v"])
+        .success()
+        .stderr_has("multipart upload of 'artifacts/jobs/job-1/big.bin' started")
+        .stderr_has("partNumber");
+    assert_eq!(env.object(&format!("{JOB}/big.bin")).unwrap(), big);
+    env.run(&["pull", "job", "big.bin", "-d", "back.bin", "-v"])
+        .success()
+        .stderr_has("downloaded in 5 ranges");
+    assert_eq!(env.read("back.bin"), big);
+    assert_no_open_uploads(&env);
+});
+
+s3_case!(multipart_from_stdin, |env| {
+    env.set_env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    let bytes = data(11 * MIB + 17, 4);
+    env.run_with_stdin(&["push", "job", "-", "-d", "piped.bin"], &bytes)
+        .success()
+        .stderr_has("Pushed 1 file. Total of 11.0 MB");
+    assert_eq!(env.object(&format!("{JOB}/piped.bin")).unwrap(), bytes);
+    assert_no_open_uploads(&env);
+});
+
+/// On moto only: s3s-fs 0.14 checks `If-None-Match` and then writes, so two
+/// requests racing on it can both pass its check (a server limitation, not
+/// a client one; moto serializes requests as S3 does conditional writes).
+#[test]
+fn racing_pushes_store_exactly_one() {
+    let env = TestEnv::moto();
+    let racers = 6;
+    for i in 0..racers {
+        env.write(&format!("v{i}.txt"), format!("version {i}").as_bytes());
+    }
+    let children: Vec<Child> = (0..racers)
+        .map(|i| {
+            let name = format!("v{i}.txt");
+            let mut cmd = env.command(&["push", "job", &name, "-d", "contested.txt"]);
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.spawn().expect("spawn")
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| {
+            c.wait_with_output()
+                .expect("wait")
+                .status
+                .code()
+                .unwrap_or(-1)
+        })
+        .collect();
+    let winners: Vec<usize> = (0..racers).filter(|&i| codes[i] == 0).collect();
+    assert_eq!(winners.len(), 1, "exit codes: {codes:?}");
+    assert!(
+        codes.iter().all(|&c| c == 0 || c == 5),
+        "exit codes: {codes:?}"
+    );
+    let stored = env.object(&format!("{JOB}/contested.txt")).unwrap();
+    assert_eq!(stored, format!("version {}", winners[0]).into_bytes());
+}
+
+s3_case!(prefix_with_or_without_slashes, |env| {
+    env.write("a.txt", b"a");
+    for (i, prefix) in ["ci", "/ci", "ci/", "/ci/"].iter().enumerate() {
+        env.set_env("ARTIFACT_S3_PREFIX", prefix);
+        let name = format!("p{i}.txt");
+        env.run(&["push", "job", "a.txt", "-d", &name]).success();
+        assert!(
+            env.object(&format!("ci/{JOB}/{name}")).is_some(),
+            "{prefix}"
+        );
+        env.run(&["pull", "job", &name]).success();
+    }
+    assert!(env.keys().iter().all(|k| k.starts_with("ci/artifacts/")));
+});
+
+s3_case!(odd_keys_round_trip, |env| {
+    let names = [
+        "sp ace.txt",
+        "plus+sign.txt",
+        "hash#frag.txt",
+        "q?uery.txt",
+        "pct%41.txt",
+        "ünï/日本語 ñ.txt",
+        "a/b/c/d/e/f/g/deep.txt",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        env.write(&format!("odd/{name}"), &data(i * 3 + 1, i as u8));
+    }
+    env.run(&["push", "job", "odd"])
+        .success()
+        .stderr_has("Pushed 7 files.");
+    for name in names {
+        assert!(env.object(&format!("{JOB}/odd/{name}")).is_some(), "{name}");
+    }
+    env.run(&["pull", "job", "odd", "-d", "back"]).success();
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(
+            env.read(&format!("back/{name}")),
+            data(i * 3 + 1, i as u8),
+            "{name}"
+        );
+    }
+    env.run(&["yank", "job", "odd/sp ace.txt"]).success();
+    assert!(env.object(&format!("{JOB}/odd/sp ace.txt")).is_none());
+});
+
+s3_case!(exact_object_wins_over_a_directory_of_the_same_name, |env| {
+    env.put_object(&format!("{JOB}/x.d"), b"file");
+    env.put_object(&format!("{JOB}/x.d.old"), b"sibling");
+    env.run(&["pull", "job", "x.d"])
+        .success()
+        .stderr_has("Pulled 1 file.");
+    assert_eq!(env.read("x.d"), b"file");
+});
+
+#[test]
+fn missing_bucket_variable() {
+    let mut env = TestEnv::s3();
+    env.set_env("ARTIFACT_S3_BUCKET", "");
+    env.run(&["push", "job", "x"])
+        .failure(3)
+        .stderr_has("error: ARTIFACT_S3_BUCKET is not set");
+}
+
+#[test]
+fn bucket_that_does_not_exist() {
+    let mut env = TestEnv::s3();
+    env.set_env("ARTIFACT_S3_BUCKET", "no-such-bucket");
+    env.write("x", b"x");
+    env.run(&["push", "job", "x"])
+        .failure(3)
+        .stderr_has("bucket 'no-such-bucket' does not exist");
+}
+
+#[test]
+fn wrong_secret_is_permission_denied() {
+    let mut env = TestEnv::s3();
+    env.set_env("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+    env.write("x", b"x");
+    env.run(&["push", "job", "x"])
+        .failure(6)
+        .stderr_has("permission denied")
+        .stderr_has("check the credentials (found in: environment)");
+    env.run(&["pull", "job", "x"]).failure(6);
+}
+
+#[test]
+fn unreachable_endpoint() {
+    let mut env = TestEnv::s3();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    env.set_env("ARTIFACT_S3_ENDPOINT", &format!("http://127.0.0.1:{port}"));
+    env.set_env("ARTIFACT_RETRY_ATTEMPTS", "2");
+    env.write("x", b"x");
+    env.run(&["push", "job", "x"])
+        .failure(1)
+        .stderr_has(&format!("127.0.0.1:{port}"))
+        .stderr_has("check the network connection");
+}
+
+#[test]
+fn tls_to_a_plain_http_server_fails_clearly() {
+    let mut env = TestEnv::s3();
+    let endpoint = env.s3_server().endpoint().replace("http://", "https://");
+    env.set_env("ARTIFACT_S3_ENDPOINT", &endpoint);
+    env.set_env("ARTIFACT_RETRY_ATTEMPTS", "1");
+    env.write("x", b"x");
+    let run = env.run(&["push", "job", "x"]);
+    run.failure(1);
+    run.stderr_has("TLS handshake");
+}
+
+#[test]
+fn no_credentials_at_all() {
+    let mut env = TestEnv::s3();
+    env.set_env("AWS_ACCESS_KEY_ID", "");
+    env.set_env("AWS_SECRET_ACCESS_KEY", "");
+    let home = env.work.path().to_str().unwrap().to_string();
+    env.set_env("HOME", &home);
+    env.run(&["pull", "job", "x"])
+        .failure(3)
+        .stderr_has("no AWS credentials found");
+}
+
+#[test]
+fn damaged_object_is_an_integrity_error_and_never_lands() {
+    let env = TestEnv::moto();
+    // moto keeps the SHA-256 it is told: store one that does not match.
+    env.moto_bucket().put_object_with_headers(
+        &format!("{JOB}/bad.bin"),
+        b"real bytes",
+        &[(
+            "x-amz-meta-sha256",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )],
+    );
+    env.run(&["pull", "job", "bad.bin"])
+        .failure(7)
+        .stderr_has("the data is damaged");
+    assert!(!env.path("bad.bin").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(env.work.path()).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn verbose_lines_show_requests_without_secrets() {
+    let env = TestEnv::s3();
+    env.write("v.txt", b"v");
+    let run = env.run(&["push", "job", "v.txt", "-v"]);
+    run.success()
+        .stderr_has("S3 credentials from environment")
+        .stderr_has(&format!(
+            "PUT {}/{}/{JOB}/v.txt -> 200",
+            env.s3_server().endpoint(),
+            env.s3_server().bucket()
+        ))
+        .stderr_has("/?list-type=2&prefix=artifacts%2Fjobs%2Fjob-1%2Fv.txt -> 200");
+    assert!(
+        !run.stderr.contains("Credential=") && !run.stderr.contains("authorization"),
+        "{run}"
+    );
+}
+
+fn assert_no_open_uploads(env: &TestEnv) {
+    match &env.store {
+        crate::support::Store::Moto(m) => assert_eq!(m.open_uploads(), Vec::<String>::new()),
+        crate::support::Store::S3(s) => {
+            assert_eq!(s.upload_leftovers(), Vec::<std::path::PathBuf>::new())
+        }
+        _ => unreachable!(),
+    }
+}
