@@ -17,6 +17,7 @@ mod http;
 mod log;
 mod paths;
 mod pool;
+mod progress;
 mod report;
 mod retry;
 mod transfer;

@@ -17,7 +17,7 @@ use super::{check_length, signed_url, Backend, Intent, RemoteObject, Source, Upl
 use crate::config::{Env, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{self, Http, Payload};
-use crate::{log, pool, retry};
+use crate::{log, pool, progress, retry};
 
 /// The request types of the Hub's API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,7 +312,7 @@ impl Backend for Hub {
             || {
                 file.seek(SeekFrom::Start(0))
                     .map_err(|e| Error::local_io("read", std::path::Path::new(&upload.key), e))?;
-                let mut body = (&mut file).take(size);
+                let mut body = progress::Counting((&mut file).take(size));
                 let mut response = self.http.call(
                     "PUT",
                     &upload.locator,
@@ -408,6 +408,7 @@ fn copy_body(reader: &mut impl Read, out: &mut File, key: &str) -> Result<u64> {
                 })
             }
         };
+        progress::add(n as u64);
         io::Write::write_all(out, &buf[..n])
             .map_err(|e| Error::local_io("write", std::path::Path::new(key), e))?;
         total += n as u64;

@@ -14,6 +14,7 @@ use super::{check_length, Backend, Intent, RemoteObject, Source, Upload};
 use crate::atomic::{self, TempFile};
 use crate::config::Env;
 use crate::error::{Error, Result, Side};
+use crate::progress::Counting;
 
 pub struct Local {
     root: PathBuf,
@@ -104,7 +105,7 @@ impl Backend for Local {
         let written = match source {
             Source::File(path, size) => {
                 let mut file = File::open(path).map_err(|e| Error::local_io("open", path, e))?;
-                let n = io::copy(&mut file, temp.file())
+                let n = io::copy(&mut Counting(&mut file), temp.file())
                     .map_err(|e| Error::local_io("copy", path, e))?;
                 if n != size {
                     return Err(Error::local_io(
@@ -117,7 +118,7 @@ impl Backend for Local {
                 }
                 n
             }
-            Source::Stdin => io::copy(&mut io::stdin().lock(), temp.file())
+            Source::Stdin => io::copy(&mut Counting(io::stdin().lock()), temp.file())
                 .map_err(|e| Error::local_io("read", Path::new("standard input"), e))?,
         };
         temp.commit(&dest, force, &upload.key, Side::Remote)?;
@@ -164,5 +165,5 @@ impl Backend for Local {
 }
 
 fn copy_into(from: &mut impl Read, out: &mut File, path: &Path) -> Result<u64> {
-    io::copy(from, out).map_err(|e| Error::local_io("copy", path, e))
+    io::copy(&mut Counting(from), out).map_err(|e| Error::local_io("copy", path, e))
 }

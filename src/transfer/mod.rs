@@ -17,6 +17,7 @@ use crate::backend::{Backend, Intent, RemoteObject, Source};
 use crate::error::{Error, Result, Side};
 use crate::paths;
 use crate::pool;
+use crate::progress;
 use crate::report::Totals;
 
 /// What the user's PATH means for a push.
@@ -54,8 +55,12 @@ pub fn push(
     let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
     let uploads = backend.prepare_push(&keys, force)?;
     let work: Vec<_> = items.iter().zip(&uploads).collect();
+    let total = items.iter().map(|i| i.size).sum();
+    let _progress = progress::Reporter::start("Pushing", items.len(), Some(total));
     let results = pool::run(&work, parallelism, |(item, upload)| {
-        backend.put(upload, Source::File(&item.local, item.size), force)
+        let bytes = backend.put(upload, Source::File(&item.local, item.size), force)?;
+        progress::file_done();
+        Ok(bytes)
     });
     summarize(results, &keys)
 }
@@ -99,10 +104,13 @@ pub fn pull(
         });
     }
     let keys: Vec<String> = plan.iter().map(|(o, _)| o.key.clone()).collect();
+    let total = plan.iter().map(|(o, _)| o.size).sum::<Option<u64>>();
+    let _progress = progress::Reporter::start("Pulling", plan.len(), total);
     let results = pool::run(&plan, parallelism, |(object, path)| {
         let mut temp = TempFile::create(path)?;
         let bytes = backend.get(object, temp.file())?;
         temp.commit(path, force, &path.display().to_string(), Side::Local)?;
+        progress::file_done();
         Ok(bytes)
     });
     summarize(results, &keys)

@@ -20,7 +20,7 @@ use crate::backend::{check_length, RemoteObject};
 use crate::checksum::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::http::Payload;
-use crate::{log, pool, retry};
+use crate::{log, pool, progress, retry};
 
 /// Objects larger than this many parts come down in parallel ranges.
 const RANGED_MIN_PARTS: u64 = 4;
@@ -190,6 +190,7 @@ fn copy(
                 })
             }
         };
+        progress::add(n as u64);
         write(&buf[..n]).map_err(|e| Error::local_io("write", Path::new(key), e))?;
         total += n as u64;
     }

@@ -22,7 +22,7 @@ use super::{xml, S3};
 use crate::checksum;
 use crate::error::{Error, Result, Side};
 use crate::http::Payload;
-use crate::{log, pool, retry};
+use crate::{log, pool, progress, retry};
 
 /// Parts of one object in flight at once (each is one request).
 const PARTS_IN_FLIGHT: usize = 16;
@@ -323,12 +323,16 @@ impl Uploader<'_> {
 
     fn send(&self, req: &Request<'_>, data: Data<'_>) -> Result<ureq::http::Response<ureq::Body>> {
         match data {
-            Data::Bytes(bytes) => self.s3.client.send(req, Payload::Bytes(bytes)),
+            Data::Bytes(bytes) => {
+                let response = self.s3.client.send(req, Payload::Bytes(bytes))?;
+                progress::add(bytes.len() as u64);
+                Ok(response)
+            }
             Data::File { path, offset, len } => {
                 let mut file = File::open(path).map_err(|e| Error::local_io("open", path, e))?;
                 file.seek(SeekFrom::Start(offset))
                     .map_err(|e| Error::local_io("read", path, e))?;
-                let mut body = file.take(len);
+                let mut body = progress::Counting(file.take(len));
                 self.s3.client.send(req, Payload::Reader(&mut body, len))
             }
         }

@@ -1,0 +1,171 @@
+//! Progress of a long transfer: a live line on a terminal, a log line every
+//! few seconds in CI logs.
+//!
+//! Quiet by default, like the Go CLI: nothing is shown for a transfer that
+//! ends within a couple of seconds. Byte counts come from the places bytes
+//! move (`Counting` wraps upload bodies; download loops call `add`), file
+//! counts from the engine; one reporter thread reads the counters.
+
+use std::io::{IsTerminal, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::log;
+use crate::report::format_bytes;
+
+static BYTES: AtomicU64 = AtomicU64::new(0);
+static FILES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts `n` bytes moved.
+pub fn add(n: u64) {
+    BYTES.fetch_add(n, Ordering::Relaxed);
+}
+
+/// Counts one file finished.
+pub fn file_done() {
+    FILES.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Wraps a reader so the bytes read from it count as moved.
+pub struct Counting<R>(pub R);
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.read(buf)?;
+        add(n as u64);
+        Ok(n)
+    }
+}
+
+const FIRST_REPORT: Duration = Duration::from_secs(2);
+const TERMINAL_EVERY: Duration = Duration::from_millis(250);
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Shows progress until dropped.
+pub struct Reporter {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<thread::JoinHandle<()>>,
+    drew_line: Arc<AtomicBool>,
+}
+
+impl Reporter {
+    /// Starts reporting `verb` ("Pushed", "Pulled") of `files` files and
+    /// `bytes` bytes (`None` when the total is not known in advance).
+    pub fn start(verb: &'static str, files: usize, bytes: Option<u64>) -> Reporter {
+        BYTES.store(0, Ordering::Relaxed);
+        FILES.store(0, Ordering::Relaxed);
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let drew_line = Arc::new(AtomicBool::new(false));
+        let terminal = std::io::stderr().is_terminal();
+        let thread = {
+            let stop = stop.clone();
+            let drew_line = drew_line.clone();
+            thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn(move || run(&stop, &drew_line, terminal, verb, files, bytes))
+                .ok()
+        };
+        Reporter {
+            stop,
+            thread,
+            drew_line,
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        if let Ok(mut stopped) = lock.lock() {
+            *stopped = true;
+        }
+        wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if self.drew_line.load(Ordering::Relaxed) {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(b"\r\x1b[2K");
+        }
+    }
+}
+
+fn run(
+    stop: &(Mutex<bool>, Condvar),
+    drew_line: &AtomicBool,
+    terminal: bool,
+    verb: &str,
+    files: usize,
+    bytes: Option<u64>,
+) {
+    let started = Instant::now();
+    let mut wait = FIRST_REPORT;
+    let (lock, wake) = stop;
+    let Ok(mut stopped) = lock.lock() else { return };
+    loop {
+        let (guard, _) = match wake.wait_timeout_while(stopped, wait, |s| !*s) {
+            Ok(r) => r,
+            Err(_) => return,
+        };
+        stopped = guard;
+        if *stopped {
+            return;
+        }
+        let line = describe(verb, files, bytes, started.elapsed());
+        if terminal {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2K{line}");
+            let _ = err.flush();
+            drew_line.store(true, Ordering::Relaxed);
+            wait = TERMINAL_EVERY;
+        } else {
+            log::info(&line);
+            wait = LOG_EVERY;
+        }
+    }
+}
+
+fn describe(verb: &str, files: usize, bytes: Option<u64>, elapsed: Duration) -> String {
+    let moved = BYTES.load(Ordering::Relaxed);
+    let done = FILES.load(Ordering::Relaxed);
+    let rate = moved as f64 / elapsed.as_secs_f64().max(0.001);
+    let of_bytes = match bytes {
+        Some(total) if total > 0 => format!(
+            " of {} ({:.0}%)",
+            format_bytes(total),
+            (moved as f64 * 100.0 / total as f64).min(100.0)
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "{verb} {done} of {files} files, {}{of_bytes}, {}/s",
+        format_bytes(moved),
+        format_bytes(rate as u64)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counting_reader_counts() {
+        let before = BYTES.load(Ordering::Relaxed);
+        let mut r = Counting(&b"hello world"[..]);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert!(BYTES.load(Ordering::Relaxed) >= before + 11);
+    }
+
+    #[test]
+    fn lines_say_files_bytes_and_rate() {
+        let line = describe("Pushed", 10, Some(1 << 30), Duration::from_secs(1));
+        assert!(line.starts_with("Pushed "), "{line}");
+        assert!(line.contains(" of 10 files, "), "{line}");
+        assert!(line.contains(" of 1.0 GB ("), "{line}");
+        let unknown = describe("Pulled", 3, None, Duration::from_secs(1));
+        assert!(!unknown.contains('%'), "{unknown}");
+    }
+}
