@@ -99,9 +99,18 @@ mod tests {
     #[test]
     fn host_header_keeps_only_explicit_ports() {
         let url = |s| Url::parse(s).unwrap();
-        assert_eq!(host_header(&url("https://sts.amazonaws.com/")), "sts.amazonaws.com");
-        assert_eq!(host_header(&url("https://sts.amazonaws.com:443/")), "sts.amazonaws.com");
-        assert_eq!(host_header(&url("http://127.0.0.1:8080/x")), "127.0.0.1:8080");
+        assert_eq!(
+            host_header(&url("https://sts.amazonaws.com/")),
+            "sts.amazonaws.com"
+        );
+        assert_eq!(
+            host_header(&url("https://sts.amazonaws.com:443/")),
+            "sts.amazonaws.com"
+        );
+        assert_eq!(
+            host_header(&url("http://127.0.0.1:8080/x")),
+            "127.0.0.1:8080"
+        );
         assert_eq!(base_url(" http://h:1/ "), "http://h:1");
     }
 }

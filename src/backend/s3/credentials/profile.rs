@@ -107,7 +107,10 @@ impl SharedFiles {
     /// "~/.aws/credentials or ~/.aws/config", for messages.
     pub fn describe(&self) -> String {
         let mut names = Vec::new();
-        for path in [&self.credentials_path, &self.config_path].into_iter().flatten() {
+        for path in [&self.credentials_path, &self.config_path]
+            .into_iter()
+            .flatten()
+        {
             names.push(self.show(path));
         }
         if names.is_empty() {
@@ -129,9 +132,13 @@ impl SharedFiles {
         let mut default_plain: Option<Section> = None;
         let mut default_prefixed: Option<Section> = None;
         let mut named: Vec<(String, Section)> = Vec::new();
-        for (kind, name, section) in parse_ini(text).map_err(|line| parse_error(self, path, line))? {
+        for (kind, name, section) in
+            parse_ini(text).map_err(|line| parse_error(self, path, line))?
+        {
             match (kind.as_str(), name.as_str()) {
-                ("", "default") => merge_into(default_plain.get_or_insert_with(Section::new), section),
+                ("", "default") => {
+                    merge_into(default_plain.get_or_insert_with(Section::new), section)
+                }
                 ("profile", "default") => {
                     merge_into(default_prefixed.get_or_insert_with(Section::new), section)
                 }
@@ -156,7 +163,9 @@ impl SharedFiles {
 
     fn add_credentials(&mut self, path: &Path, text: &str) -> Result<()> {
         let mut merged: BTreeMap<String, Section> = BTreeMap::new();
-        for (kind, name, section) in parse_ini(text).map_err(|line| parse_error(self, path, line))? {
+        for (kind, name, section) in
+            parse_ini(text).map_err(|line| parse_error(self, path, line))?
+        {
             // `[profile x]` is not a profile in the credentials file.
             if kind.is_empty() {
                 merge_into(merged.entry(name).or_default(), section);
@@ -209,9 +218,9 @@ fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
 
 fn read_optional(path: &Path) -> Result<Option<String>> {
     match std::fs::read(path) {
-        Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| {
-            Error::Config(format!("{} is not UTF-8 text", path.display()))
-        }),
+        Ok(bytes) => String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| Error::Config(format!("{} is not UTF-8 text", path.display()))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::local_io("read", path, e)),
     }
@@ -327,12 +336,24 @@ sso_region = us-east-1
         assert_eq!(default["quoted"], "a value");
         assert_eq!(default["s3"], "");
         assert!(!default.contains_key("max_concurrent_requests"));
-        assert_eq!(default["credential_process"], "/bin/get-creds --flag\n--more");
-        assert_eq!((sections[1].0.as_str(), sections[1].1.as_str()), ("profile", "dev"));
+        assert_eq!(
+            default["credential_process"],
+            "/bin/get-creds --flag\n--more"
+        );
+        assert_eq!(
+            (sections[1].0.as_str(), sections[1].1.as_str()),
+            ("profile", "dev")
+        );
         assert_eq!(sections[1].2["role_arn"], "arn:aws:iam::1:role/x");
-        assert_eq!((sections[2].0.as_str(), sections[2].1.as_str()), ("sso-session", "corp"));
+        assert_eq!(
+            (sections[2].0.as_str(), sections[2].1.as_str()),
+            ("sso-session", "corp")
+        );
         // A stray line is an error naming its number, not its text.
-        assert_eq!(parse_ini("[default]\nx = 1\nAKIASECRETPASTED\n").unwrap_err(), 3);
+        assert_eq!(
+            parse_ini("[default]\nx = 1\nAKIASECRETPASTED\n").unwrap_err(),
+            3
+        );
     }
 
     fn files(config: &str, credentials: &str) -> (tempfile::TempDir, SharedFiles) {
@@ -361,7 +382,10 @@ sso_region = us-east-1
         assert!(f.profile("bare").is_none());
         assert!(f.profile("prod").is_none());
         assert!(f.profile("profile prod").is_none());
-        assert_eq!(f.profile("default").unwrap().get("region"), Some("us-east-2"));
+        assert_eq!(
+            f.profile("default").unwrap().get("region"),
+            Some("us-east-2")
+        );
         assert!(f.config_found && f.credentials_found);
     }
 
@@ -395,7 +419,11 @@ sso_region = us-east-1
     fn half_a_key_pair_is_remembered() {
         let (_home, f) = files("", "[default]\naws_access_key_id = A\n");
         let d = f.profile("default").unwrap();
-        assert!(d.partial_keys_in.as_ref().unwrap().ends_with(".aws/credentials"));
+        assert!(d
+            .partial_keys_in
+            .as_ref()
+            .unwrap()
+            .ends_with(".aws/credentials"));
         // A complete pair in the credentials file clears a partial config one.
         let (_home, f) = files(
             "[default]\naws_secret_access_key = S\n",
@@ -408,7 +436,10 @@ sso_region = us-east-1
     fn file_locations_and_messages() {
         let home = tempfile::tempdir().unwrap();
         let elsewhere = write(home.path(), "elsewhere/cfg", "[profile x]\nregion = r\n");
-        let env = env_in(home.path(), &[("AWS_CONFIG_FILE", elsewhere.to_str().unwrap())]);
+        let env = env_in(
+            home.path(),
+            &[("AWS_CONFIG_FILE", elsewhere.to_str().unwrap())],
+        );
         let f = SharedFiles::load(&env).unwrap();
         assert!(f.config_found && !f.credentials_found);
         assert_eq!(f.profile("x").unwrap().get("region"), Some("r"));
@@ -416,10 +447,17 @@ sso_region = us-east-1
         let env = env_in(home.path(), &[("AWS_CONFIG_FILE", "~/elsewhere/cfg")]);
         assert!(SharedFiles::load(&env).unwrap().config_found);
 
-        write(home.path(), ".aws/credentials", "[default]\nnot a property\n");
+        write(
+            home.path(),
+            ".aws/credentials",
+            "[default]\nnot a property\n",
+        );
         let err = SharedFiles::load(&env_in(home.path(), &[])).unwrap_err();
         assert!(matches!(err, Error::Config(_)));
-        assert!(err.to_string().contains("~/.aws/credentials: line 2"), "{err}");
+        assert!(
+            err.to_string().contains("~/.aws/credentials: line 2"),
+            "{err}"
+        );
         assert!(!err.to_string().contains("not a property"), "{err}");
 
         let none = SharedFiles::load(&Env::from_pairs([("X", "y")])).unwrap();

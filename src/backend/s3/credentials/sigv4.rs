@@ -208,7 +208,12 @@ mod tests {
         );
         let creds = example_creds(None);
         assert_eq!(
-            hex(&signing_key(&creds.secret_access_key, "20150830", "us-east-1", "iam")),
+            hex(&signing_key(
+                &creds.secret_access_key,
+                "20150830",
+                "us-east-1",
+                "iam"
+            )),
             "c4afb1cc5771d871763a393e44b703571b55cc28424d1a5e86da6ed3c154a4b9"
         );
 
@@ -262,7 +267,10 @@ mod tests {
                 at: parse_iso8601("2015-08-30T12:36:00Z").unwrap(),
             },
         );
-        assert_eq!(added[1], ("x-amz-security-token".into(), "TOKEN/with+chars=".into()));
+        assert_eq!(
+            added[1],
+            ("x-amz-security-token".into(), "TOKEN/with+chars=".into())
+        );
         let auth = &added[2].1;
         assert!(auth.contains("/us-east-1/sts/aws4_request"), "{auth}");
         assert!(

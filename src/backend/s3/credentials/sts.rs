@@ -170,8 +170,9 @@ impl WebIdentity {
     }
 
     pub fn fetch(&self, http: &Http) -> Result<Credentials> {
-        let token = std::fs::read_to_string(&self.token_file)
-            .map_err(|e| Error::local_io("read the web identity token file", &self.token_file, e))?;
+        let token = std::fs::read_to_string(&self.token_file).map_err(|e| {
+            Error::local_io("read the web identity token file", &self.token_file, e)
+        })?;
         let token = token.trim();
         if token.is_empty() {
             return Err(Error::Config(format!(
@@ -271,8 +272,7 @@ fn credentials_from(answer: &Answer, what: &str, hint: &str) -> Result<Credentia
             }
         });
     }
-    let malformed =
-        |missing: &str| Error::Protocol(format!("{what}: the answer has no {missing}"));
+    let malformed = |missing: &str| Error::Protocol(format!("{what}: the answer has no {missing}"));
     let block = tag(&answer.body, "Credentials").ok_or_else(|| malformed("Credentials"))?;
     let field = |name: &str| tag(&block, name).filter(|v| !v.is_empty());
     let expiration = field("Expiration").ok_or_else(|| malformed("Expiration"))?;
@@ -325,20 +325,41 @@ mod tests {
     #[test]
     fn endpoint_choice() {
         let e = Endpoint::resolve(&env(&[]), None);
-        assert_eq!((e.url.as_str(), e.signing_region.as_str()), ("https://sts.amazonaws.com", "us-east-1"));
-        let e = Endpoint::resolve(&env(&[("AWS_DEFAULT_REGION", "eu-west-1")]), Some("us-west-2"));
-        assert_eq!((e.url.as_str(), e.signing_region.as_str()), ("https://sts.eu-west-1.amazonaws.com", "eu-west-1"));
-        let e = Endpoint::resolve(&env(&[("AWS_REGION", "cn-north-1"), ("AWS_DEFAULT_REGION", "x")]), None);
+        assert_eq!(
+            (e.url.as_str(), e.signing_region.as_str()),
+            ("https://sts.amazonaws.com", "us-east-1")
+        );
+        let e = Endpoint::resolve(
+            &env(&[("AWS_DEFAULT_REGION", "eu-west-1")]),
+            Some("us-west-2"),
+        );
+        assert_eq!(
+            (e.url.as_str(), e.signing_region.as_str()),
+            ("https://sts.eu-west-1.amazonaws.com", "eu-west-1")
+        );
+        let e = Endpoint::resolve(
+            &env(&[("AWS_REGION", "cn-north-1"), ("AWS_DEFAULT_REGION", "x")]),
+            None,
+        );
         assert_eq!(e.url, "https://sts.cn-north-1.amazonaws.com.cn");
         let e = Endpoint::resolve(&env(&[]), Some("us-west-2"));
         assert_eq!(e.url, "https://sts.us-west-2.amazonaws.com");
-        let e = Endpoint::resolve(&env(&[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9/")]), None);
-        assert_eq!((e.url.as_str(), e.signing_region.as_str()), ("http://127.0.0.1:9", "us-east-1"));
+        let e = Endpoint::resolve(
+            &env(&[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9/")]),
+            None,
+        );
+        assert_eq!(
+            (e.url.as_str(), e.signing_region.as_str()),
+            ("http://127.0.0.1:9", "us-east-1")
+        );
     }
 
     #[test]
     fn tags_are_extracted_and_decoded() {
-        assert_eq!(tag(ASSUME_ROLE_OK, "SessionToken").as_deref(), Some("assumed-token&more"));
+        assert_eq!(
+            tag(ASSUME_ROLE_OK, "SessionToken").as_deref(),
+            Some("assumed-token&more")
+        );
         assert_eq!(tag("<a>1</a>", "b"), None);
         assert_eq!(tag("<a>1", "a"), None);
     }
@@ -375,7 +396,10 @@ mod tests {
         );
         assert_eq!(req.header("x-amz-security-token"), Some("base-token"));
         let auth = req.header("authorization").unwrap();
-        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDBASE/"), "{auth}");
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDBASE/"),
+            "{auth}"
+        );
         assert!(auth.contains("/eu-west-1/sts/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token, Signature="), "{auth}");
         let signature = auth.rsplit("Signature=").next().unwrap();
         assert_eq!(signature.len(), 64);
@@ -391,7 +415,10 @@ mod tests {
             session_name: None,
             external_id: None,
             duration_seconds: Some(600),
-            endpoint: Endpoint { url: server.url.clone(), signing_region: "us-east-1".into() },
+            endpoint: Endpoint {
+                url: server.url.clone(),
+                signing_region: "us-east-1".into(),
+            },
             source: Provider::Static(base()),
             context: "profile 'p'".into(),
         };
@@ -403,26 +430,42 @@ mod tests {
 
     #[test]
     fn sts_refusal_is_permission_denied_without_secrets() {
-        let server = FakeServer::start(|_| Reply {
+        let server = FakeServer::start(|_| {
+            Reply {
             status: 403,
             body: "<ErrorResponse><Error><Type>Sender</Type><Code>AccessDenied</Code><Message>User: arn:aws:iam::1:user/u is not authorized to perform: sts:AssumeRole</Message></Error></ErrorResponse>".into(),
             ..Reply::default()
+        }
         });
         let role = AssumeRole {
             role_arn: "arn:aws:iam::1:role/r".into(),
             session_name: None,
             external_id: None,
             duration_seconds: None,
-            endpoint: Endpoint { url: server.url.clone(), signing_region: "us-east-1".into() },
+            endpoint: Endpoint {
+                url: server.url.clone(),
+                signing_region: "us-east-1".into(),
+            },
             source: Provider::Static(base()),
             context: "profile 'p'".into(),
         };
         let err = role.fetch(&client::http()).unwrap_err();
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(text.contains("STS AssumeRole of arn:aws:iam::1:role/r (profile 'p')"), "{text}");
-        assert!(text.contains("AccessDenied: User: arn:aws:iam::1:user/u is not authorized"), "{text}");
-        assert!(!text.contains("base-secret") && !text.contains("base-token") && !text.contains("Signature"), "{text}");
+        assert!(
+            text.contains("STS AssumeRole of arn:aws:iam::1:role/r (profile 'p')"),
+            "{text}"
+        );
+        assert!(
+            text.contains("AccessDenied: User: arn:aws:iam::1:user/u is not authorized"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("base-secret")
+                && !text.contains("base-token")
+                && !text.contains("Signature"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -430,7 +473,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "jwt-one\n").unwrap();
-        let body = ASSUME_ROLE_OK.replace("AssumeRoleResponse", "AssumeRoleWithWebIdentityResponse");
+        let body =
+            ASSUME_ROLE_OK.replace("AssumeRoleResponse", "AssumeRoleWithWebIdentityResponse");
         let server = FakeServer::start(move |_| Reply::ok(&body));
         let provider = WebIdentity::from_env(
             &env(&[
@@ -438,7 +482,10 @@ mod tests {
                 ("AWS_ROLE_ARN", "arn:aws:iam::1:role/irsa"),
                 ("AWS_ROLE_SESSION_NAME", "ci"),
             ]),
-            Endpoint { url: server.url.clone(), signing_region: "us-east-1".into() },
+            Endpoint {
+                url: server.url.clone(),
+                signing_region: "us-east-1".into(),
+            },
         )
         .unwrap()
         .unwrap();
@@ -460,9 +507,12 @@ mod tests {
 
     #[test]
     fn web_identity_configuration_errors() {
-        assert!(WebIdentity::from_env(&env(&[("AWS_ROLE_ARN", "arn")]), Endpoint::resolve(&env(&[]), None))
-            .unwrap()
-            .is_none());
+        assert!(WebIdentity::from_env(
+            &env(&[("AWS_ROLE_ARN", "arn")]),
+            Endpoint::resolve(&env(&[]), None)
+        )
+        .unwrap()
+        .is_none());
         let err = WebIdentity::from_env(
             &env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/t")]),
             Endpoint::resolve(&env(&[]), None),
@@ -476,7 +526,10 @@ mod tests {
             token_file: dir.path().join("absent"),
             role_arn: "arn".into(),
             session_name: None,
-            endpoint: Endpoint { url: "http://127.0.0.1:9".into(), signing_region: "us-east-1".into() },
+            endpoint: Endpoint {
+                url: "http://127.0.0.1:9".into(),
+                signing_region: "us-east-1".into(),
+            },
         };
         let err = missing.fetch(&client::http()).unwrap_err();
         assert!(matches!(err, Error::LocalIo { .. }), "{err:?}");
@@ -488,16 +541,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("token");
         std::fs::write(&token_file, "secret-jwt").unwrap();
-        let server = FakeServer::start(|_| Reply {
+        let server = FakeServer::start(|_| {
+            Reply {
             status: 400,
             body: "<ErrorResponse><Error><Code>InvalidIdentityToken</Code><Message>No OpenIDConnect provider found</Message></Error></ErrorResponse>".into(),
             ..Reply::default()
+        }
         });
         let provider = WebIdentity {
             token_file,
             role_arn: "arn:aws:iam::1:role/irsa".into(),
             session_name: None,
-            endpoint: Endpoint { url: server.url.clone(), signing_region: "us-east-1".into() },
+            endpoint: Endpoint {
+                url: server.url.clone(),
+                signing_region: "us-east-1".into(),
+            },
         };
         let started = std::time::Instant::now();
         let err = provider.fetch(&client::http()).unwrap_err();

@@ -169,7 +169,10 @@ pub fn closed_port_url() -> String {
 pub fn env_in(home: &Path, pairs: &[(&str, &str)]) -> Env {
     let mut all: Vec<(String, String)> = vec![
         ("HOME".into(), home.to_string_lossy().into_owned()),
-        ("AWS_EC2_METADATA_SERVICE_ENDPOINT".into(), closed_port_url()),
+        (
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT".into(),
+            closed_port_url(),
+        ),
     ];
     for (k, v) in pairs {
         all.retain(|(key, _)| key != k);
@@ -209,5 +212,27 @@ pub fn metadata_json(key: &str, expires: &str) -> serde_json::Value {
         "SecretAccessKey": format!("{key}-secret"),
         "Token": format!("{key}-token"),
         "Expiration": expires,
+    })
+}
+
+/// IMDSv2 that insists on its token, serving `role` with credentials
+/// `AKIDIMDS` expiring at `expires`.
+pub fn fake_imds(role: &'static str, expires: &'static str) -> FakeServer {
+    const ROLES: &str = "/latest/meta-data/iam/security-credentials/";
+    FakeServer::start(move |req| {
+        if req.method == "PUT" && req.path() == "/latest/api/token" {
+            return match req.header("x-aws-ec2-metadata-token-ttl-seconds") {
+                Some("21600") => Reply::ok("imds-token"),
+                _ => Reply::status(400, "missing ttl"),
+            };
+        }
+        if req.header("x-aws-ec2-metadata-token") != Some("imds-token") {
+            return Reply::status(401, "");
+        }
+        match req.path().strip_prefix(ROLES) {
+            Some("") => Reply::ok(&format!("{role}\n")),
+            Some(r) if r == role => Reply::json(metadata_json("AKIDIMDS", expires)),
+            _ => Reply::status(404, ""),
+        }
     })
 }

@@ -69,7 +69,10 @@ pub fn parse_iso8601(text: &str) -> Option<SystemTime> {
             }
             let (h, m) = match digits.len() {
                 2 => (digits.parse::<i64>().ok()?, 0),
-                4 => (digits[..2].parse::<i64>().ok()?, digits[2..].parse::<i64>().ok()?),
+                4 => (
+                    digits[..2].parse::<i64>().ok()?,
+                    digits[2..].parse::<i64>().ok()?,
+                ),
                 _ => return None,
             };
             sign * (h * 3600 + m * 60)
@@ -171,12 +174,30 @@ mod tests {
     #[test]
     fn parses_the_forms_aws_writes() {
         // 2015-08-30T12:36:00Z = 1440938160
-        assert_eq!(parse_iso8601("2015-08-30T12:36:00Z"), Some(at(1_440_938_160)));
-        assert_eq!(parse_iso8601(" 2015-08-30T12:36:00UTC "), Some(at(1_440_938_160)));
-        assert_eq!(parse_iso8601("2015-08-30 12:36:00z"), Some(at(1_440_938_160)));
-        assert_eq!(parse_iso8601("2015-08-30T14:36:00+02:00"), Some(at(1_440_938_160)));
-        assert_eq!(parse_iso8601("2015-08-30T10:36:00-0200"), Some(at(1_440_938_160)));
-        assert_eq!(parse_iso8601("2015-08-30T13:36:00+01"), Some(at(1_440_938_160)));
+        assert_eq!(
+            parse_iso8601("2015-08-30T12:36:00Z"),
+            Some(at(1_440_938_160))
+        );
+        assert_eq!(
+            parse_iso8601(" 2015-08-30T12:36:00UTC "),
+            Some(at(1_440_938_160))
+        );
+        assert_eq!(
+            parse_iso8601("2015-08-30 12:36:00z"),
+            Some(at(1_440_938_160))
+        );
+        assert_eq!(
+            parse_iso8601("2015-08-30T14:36:00+02:00"),
+            Some(at(1_440_938_160))
+        );
+        assert_eq!(
+            parse_iso8601("2015-08-30T10:36:00-0200"),
+            Some(at(1_440_938_160))
+        );
+        assert_eq!(
+            parse_iso8601("2015-08-30T13:36:00+01"),
+            Some(at(1_440_938_160))
+        );
         assert_eq!(
             parse_iso8601("2015-08-30T12:36:00.250Z"),
             Some(at(1_440_938_160) + Duration::from_millis(250))
@@ -186,7 +207,10 @@ mod tests {
             Some(at(1_440_938_160) + Duration::from_nanos(123_456_789))
         );
         // Leap day and the epoch.
-        assert_eq!(parse_iso8601("2024-02-29T23:59:59Z"), Some(at(1_709_251_199)));
+        assert_eq!(
+            parse_iso8601("2024-02-29T23:59:59Z"),
+            Some(at(1_709_251_199))
+        );
         assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
     }
 
