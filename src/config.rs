@@ -6,9 +6,12 @@
 //! lets unit tests pass their own variables instead of mutating the process.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::proxy::Proxies;
+use crate::tls::Trust;
 
 /// The environment, as a lookup table of non-empty variables.
 #[derive(Debug, Clone, Default)]
@@ -131,6 +134,45 @@ pub struct HttpSettings {
     pub retry_delay: Duration,
 }
 
+/// Where connections go and whom they trust.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    /// SSL_CERT_FILE, SSL_CERT_DIR, AWS_CA_BUNDLE.
+    pub trust: Trust,
+    /// HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY.
+    pub proxies: Proxies,
+}
+
+impl Network {
+    pub fn from_env(env: &Env) -> Network {
+        Network {
+            trust: Trust {
+                cert_file: env.get("SSL_CERT_FILE").map(PathBuf::from),
+                cert_dirs: env
+                    .get("SSL_CERT_DIR")
+                    .map(|dirs| {
+                        dirs.split(':')
+                            .filter(|d| !d.is_empty())
+                            .map(PathBuf::from)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                aws_bundle: env.get("AWS_CA_BUNDLE").map(PathBuf::from),
+                aws: false,
+            },
+            proxies: Proxies::from_env(env),
+        }
+    }
+
+    /// The same network, for S3 and AWS endpoints (trusts AWS_CA_BUNDLE too).
+    pub fn for_aws(&self) -> Network {
+        Network {
+            trust: self.trust.for_aws(),
+            proxies: self.proxies.clone(),
+        }
+    }
+}
+
 /// Everything the environment says, before any backend is built.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -138,6 +180,7 @@ pub struct Settings {
     /// Files (or parts) in flight at once: --parallel, else ARTIFACT_PARALLELISM.
     pub parallelism: usize,
     pub http: HttpSettings,
+    pub network: Network,
 }
 
 /// Default number of transfers in flight. Small files are bound by
@@ -174,6 +217,7 @@ impl Settings {
             backend,
             parallelism,
             http,
+            network: Network::from_env(env),
         })
     }
 }

@@ -11,11 +11,12 @@ use std::io::Read;
 use std::time::{Duration, Instant};
 
 use ureq::http::{Request, Response};
-use ureq::{Agent, AsSendBody, Body, SendBody};
+use ureq::{Agent, AsSendBody, Body, Proxy, SendBody};
 
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, Network};
 use crate::error::{Error, Result};
-use crate::log;
+use crate::proxy::Proxies;
+use crate::{log, tls};
 
 /// What a request carries.
 pub enum Payload<'a> {
@@ -27,29 +28,79 @@ pub enum Payload<'a> {
 
 #[derive(Clone)]
 pub struct Http {
+    /// Direct connections.
     agent: Agent,
+    /// Through HTTP_PROXY (http URLs) and HTTPS_PROXY (https URLs).
+    via_http_proxy: Option<Agent>,
+    via_https_proxy: Option<Agent>,
+    proxies: Proxies,
     pub settings: HttpSettings,
 }
 
 impl Http {
-    /// An agent whose pool keeps `connections` idle connections per host,
-    /// one per worker.
-    pub fn new(settings: HttpSettings, connections: usize) -> Http {
-        let config = Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(settings.connect_timeout))
-            .timeout_per_read(Some(settings.io_timeout))
-            .timeout_per_write(Some(settings.io_timeout))
-            .max_idle_connections(connections.max(1) * 2)
-            .max_idle_connections_per_host(connections.max(1))
-            .max_redirects(0)
-            .accept_encoding("identity")
-            .user_agent(concat!("artifact/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Http {
-            agent: config.new_agent(),
+    /// Agents whose pools keep `connections` idle connections per host,
+    /// one per worker, trusting and proxying as `network` says.
+    pub fn new(settings: HttpSettings, connections: usize, network: &Network) -> Result<Http> {
+        tls::install_crypto_provider();
+        let tls = network.trust.tls_config()?;
+        let build = |proxy: Option<&str>, variable: &str| -> Result<Agent> {
+            let proxy = proxy
+                .map(|url| {
+                    Proxy::new(url).map_err(|e| {
+                        Error::Config(format!(
+                            "{variable}='{}' is not a proxy URL: {e}",
+                            log::redact_url(url)
+                        ))
+                    })
+                })
+                .transpose()?;
+            let config = Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_connect(Some(settings.connect_timeout))
+                .timeout_per_read(Some(settings.io_timeout))
+                .timeout_per_write(Some(settings.io_timeout))
+                .max_idle_connections(connections.max(1) * 2)
+                .max_idle_connections_per_host(connections.max(1))
+                .max_redirects(0)
+                .accept_encoding("identity")
+                .user_agent(concat!("artifact/", env!("CARGO_PKG_VERSION")))
+                .tls_config(tls.clone())
+                .proxy(proxy)
+                .build();
+            Ok(config.new_agent())
+        };
+        let proxies = &network.proxies;
+        Ok(Http {
+            agent: build(None, "")?,
+            via_http_proxy: proxies
+                .http
+                .as_deref()
+                .map(|p| build(Some(p), "HTTP_PROXY"))
+                .transpose()?,
+            via_https_proxy: proxies
+                .https
+                .as_deref()
+                .map(|p| build(Some(p), "HTTPS_PROXY"))
+                .transpose()?,
+            proxies: proxies.clone(),
             settings,
+        })
+    }
+
+    /// The agent for `url`: through its scheme's proxy, or direct.
+    fn agent_for(&self, url: &str) -> &Agent {
+        if self.proxies.for_url(url).is_none() {
+            return &self.agent;
         }
+        let https = url
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"));
+        let proxied = if https {
+            &self.via_https_proxy
+        } else {
+            &self.via_http_proxy
+        };
+        proxied.as_ref().unwrap_or(&self.agent)
     }
 
     /// Sends one request. Transport failures and retryable statuses (429,
@@ -87,18 +138,18 @@ impl Http {
                     .header("content-length", "0")
                     .body(())
                     .map_err(|e| bad_request(&what, e))?;
-                self.run(req, wait)
+                run(self.agent_for(url), req, wait)
             }
             Payload::Bytes(bytes) => {
                 let req = builder.body(bytes).map_err(|e| bad_request(&what, e))?;
-                self.run(req, wait)
+                run(self.agent_for(url), req, wait)
             }
             Payload::Reader(reader, len) => {
                 let req = builder
                     .header("content-length", len.to_string())
                     .body(SendBody::from_reader(reader))
                     .map_err(|e| bad_request(&what, e))?;
-                self.run(req, wait)
+                run(self.agent_for(url), req, wait)
             }
         };
         let elapsed = started.elapsed().as_millis();
@@ -126,23 +177,21 @@ impl Http {
     }
 }
 
-impl Http {
-    fn run(
-        &self,
-        req: Request<impl AsSendBody>,
-        wait: Option<Duration>,
-    ) -> std::result::Result<Response<Body>, ureq::Error> {
-        match wait {
-            Some(wait) => {
-                let req = self
-                    .agent
-                    .configure_request(req)
-                    .timeout_per_read(Some(wait))
-                    .build();
-                self.agent.run(req)
-            }
-            None => self.agent.run(req),
+/// Sends `req` on `agent`, waiting up to `wait` for the answer if given.
+fn run(
+    agent: &Agent,
+    req: Request<impl AsSendBody>,
+    wait: Option<Duration>,
+) -> std::result::Result<Response<Body>, ureq::Error> {
+    match wait {
+        Some(wait) => {
+            let req = agent
+                .configure_request(req)
+                .timeout_per_read(Some(wait))
+                .build();
+            agent.run(req)
         }
+        None => agent.run(req),
     }
 }
 

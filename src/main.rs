@@ -18,8 +18,10 @@ mod log;
 mod paths;
 mod pool;
 mod progress;
+mod proxy;
 mod report;
 mod retry;
+mod tls;
 mod transfer;
 
 use std::path::Path;

@@ -48,7 +48,7 @@ impl Hub {
         let api_url = api_url(org_url)?;
         log::debug(|| format!("Hub client configured: {api_url}"));
         Ok(Hub {
-            http: Http::new(settings.http, settings.parallelism),
+            http: Http::new(settings.http, settings.parallelism, &settings.network)?,
             api_url,
             token,
             parallelism: settings.parallelism,

@@ -343,12 +343,17 @@ mod tests {
                     retry_delay: std::time::Duration::from_millis(1),
                 },
                 1,
-            ),
+                &Default::default(),
+            )
+            .unwrap(),
             Arc::new(
-                Chain::resolve(&crate::config::Env::from_pairs([
-                    ("AWS_ACCESS_KEY_ID", "AKID"),
-                    ("AWS_SECRET_ACCESS_KEY", "SECRET"),
-                ]))
+                Chain::resolve(
+                    &crate::config::Env::from_pairs([
+                        ("AWS_ACCESS_KEY_ID", "AKID"),
+                        ("AWS_SECRET_ACCESS_KEY", "SECRET"),
+                    ]),
+                    &Default::default(),
+                )
                 .unwrap(),
             ),
             "us-east-1".into(),

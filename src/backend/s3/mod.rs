@@ -26,7 +26,7 @@ use credentials::Chain;
 use settings::S3Settings;
 
 use super::{Backend, Intent, RemoteObject, Source, Upload};
-use crate::config::{Env, HttpSettings, Settings};
+use crate::config::{Env, HttpSettings, Network, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{Http, Payload};
 use crate::{log, retry};
@@ -42,13 +42,14 @@ pub struct S3 {
 impl S3 {
     pub fn from_env(env: &Env, settings: &Settings) -> Result<S3> {
         let s3 = S3Settings::from_env(env, || credentials::profile_region(env))?;
-        let chain = Chain::resolve(env)?;
+        let network = settings.network.for_aws();
+        let chain = Chain::resolve(env, &network)?;
         let credential_source = chain.source().to_string();
         log::debug(|| format!("S3 credentials from {credential_source}"));
-        let http = Http::new(settings.http, settings.parallelism);
+        let http = Http::new(settings.http, settings.parallelism, &network)?;
         let region = match &s3.region {
             Some(r) => r.clone(),
-            None => detect_region(&s3, settings.http),
+            None => detect_region(&s3, settings.http, &network)?,
         };
         let bucket_url = s3.bucket_url(&region);
         log::debug(|| {
@@ -152,12 +153,12 @@ impl S3 {
 /// Asks the bucket which region it is in: an unsigned HEAD that AWS (and
 /// MinIO) answer with `x-amz-bucket-region`, even when it is a 301 or 403.
 /// Falls back to us-east-1.
-fn detect_region(s3: &S3Settings, http: HttpSettings) -> String {
+fn detect_region(s3: &S3Settings, http: HttpSettings, network: &Network) -> Result<String> {
     let quick = HttpSettings {
         attempts: 2,
         ..http
     };
-    let probe = Http::new(quick, 1);
+    let probe = Http::new(quick, 1, network)?;
     let url = s3.region_probe_url();
     let found = retry::run(&quick, "bucket region lookup", || {
         let response = probe.call("HEAD", &url, &[], Payload::Empty)?;
@@ -167,13 +168,13 @@ fn detect_region(s3: &S3Settings, http: HttpSettings) -> String {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string))
     });
-    match found {
+    Ok(match found {
         Ok(Some(region)) => {
             log::debug(|| format!("bucket '{}' is in region {region}", s3.bucket));
             region
         }
         _ => "us-east-1".to_string(),
-    }
+    })
 }
 
 fn read_text(response: &mut ureq::http::Response<ureq::Body>, what: &str) -> Result<String> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::config::HttpSettings;
+use crate::config::{HttpSettings, Network};
 use crate::error::{Error, Result};
 use crate::http::{summarize_error_body, Http, Payload};
 use crate::retry;
@@ -26,8 +26,8 @@ pub fn settings() -> HttpSettings {
     }
 }
 
-pub fn http() -> Http {
-    Http::new(settings(), 2)
+pub fn http(network: &Network) -> Result<Http> {
+    Http::new(settings(), 2, network)
 }
 
 /// An answer: its status and its body as text (at most 1 MiB).

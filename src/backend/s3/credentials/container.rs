@@ -242,7 +242,7 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        let http = client::http();
+        let http = client::http(&Default::default()).unwrap();
         let creds = c.fetch(&http).unwrap();
         assert_eq!(creds.access_key_id, "AKIDONE");
         assert_eq!(creds.secret_access_key, "AKIDONE-secret");
@@ -262,7 +262,9 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        let err = c.fetch(&client::http()).unwrap_err();
+        let err = c
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap_err();
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
         assert!(!err.to_string().contains("the-token"), "{err}");
         assert_eq!(

@@ -157,7 +157,9 @@ mod tests {
             "AWS_EC2_METADATA_SERVICE_ENDPOINT",
             &format!("{}/", server.url),
         )]);
-        let creds = i.fetch(&client::http()).unwrap();
+        let creds = i
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap();
         assert_eq!(creds.access_key_id, "AKIDIMDS");
         assert_eq!(creds.session_token.as_deref(), Some("AKIDIMDS-token"));
         let reqs = server.requests();
@@ -182,7 +184,9 @@ mod tests {
             _ => Reply::status(404, ""),
         });
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)]);
-        let err = i.fetch(&client::http()).unwrap_err();
+        let err = i
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap_err();
         assert!(err.to_string().contains("no IAM role is attached"), "{err}");
     }
 
@@ -194,7 +198,12 @@ mod tests {
             _ => Reply::json(metadata_json("AKIDV1", "2099-01-01T00:00:00Z")),
         });
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)]);
-        assert_eq!(i.fetch(&client::http()).unwrap().access_key_id, "AKIDV1");
+        assert_eq!(
+            i.fetch(&client::http(&Default::default()).unwrap())
+                .unwrap()
+                .access_key_id,
+            "AKIDV1"
+        );
         assert!(server.requests()[1]
             .header("x-aws-ec2-metadata-token")
             .is_none());
@@ -202,7 +211,9 @@ mod tests {
             ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url),
             ("AWS_EC2_METADATA_V1_DISABLED", "true"),
         ]);
-        assert!(i.fetch(&client::http()).is_err());
+        assert!(i
+            .fetch(&client::http(&Default::default()).unwrap())
+            .is_err());
     }
 
     #[test]
@@ -220,7 +231,9 @@ mod tests {
     fn unreachable_fails_fast() {
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port_url())]);
         let started = Instant::now();
-        let err = i.fetch(&client::http()).unwrap_err();
+        let err = i
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap_err();
         assert!(matches!(err, Error::Network { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
     }

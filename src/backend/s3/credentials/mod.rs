@@ -39,7 +39,7 @@ mod testing;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::config::Env;
+use crate::config::{Env, Network};
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::log;
@@ -114,8 +114,8 @@ pub struct Chain {
 
 impl Chain {
     /// Resolves the first available source in aws-sdk-go-v2's order; fails with Error::Config listing what was tried (and why each was skipped) — within a second or two when nothing is there.
-    pub fn resolve(env: &Env) -> Result<Chain> {
-        let http = client::http();
+    pub fn resolve(env: &Env, network: &Network) -> Result<Chain> {
+        let http = client::http(network)?;
         let mut tried: Vec<String> = Vec::new();
 
         // 1. Static keys in the environment.

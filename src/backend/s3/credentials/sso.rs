@@ -452,7 +452,7 @@ mod tests {
         );
         let server = fake_sso("cached-token");
         let creds = sso(&server, file, Some("corp"))
-            .fetch(&client::http())
+            .fetch(&client::http(&Default::default()).unwrap())
             .unwrap();
         assert_eq!(creds.access_key_id, "ASIASSO");
         assert_eq!(creds.session_token.as_deref(), Some("sso-session-token"));
@@ -477,7 +477,7 @@ mod tests {
         );
         let server = fake_sso("renewed-token");
         let creds = sso(&server, file.clone(), Some("corp"))
-            .fetch(&client::http())
+            .fetch(&client::http(&Default::default()).unwrap())
             .unwrap();
         assert_eq!(creds.access_key_id, "ASIASSO");
         let reqs = server.requests();
@@ -516,7 +516,7 @@ mod tests {
         );
         let server = fake_sso("renewed-token");
         let err = sso(&server, file, Some("corp"))
-            .fetch(&client::http())
+            .fetch(&client::http(&Default::default()).unwrap())
             .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, Error::Config(_)), "{err:?}");
@@ -539,7 +539,9 @@ mod tests {
             json!({"accessToken": "old", "expiresAt": "2020-01-01T00:00:00Z"}),
         );
         let server = fake_sso("old");
-        let err = sso(&server, file, None).fetch(&client::http()).unwrap_err();
+        let err = sso(&server, file, None)
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap_err();
         assert!(matches!(err, Error::Config(_)));
         assert!(
             err.to_string()
@@ -554,7 +556,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let server = fake_sso("x");
         let err = sso(&server, cache_file(home.path(), "corp"), Some("corp"))
-            .fetch(&client::http())
+            .fetch(&client::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(err.to_string().contains("no cached SSO token"), "{err}");
         assert!(

@@ -379,7 +379,9 @@ mod tests {
             source: Provider::Static(base()),
             context: "profile 'dev'".into(),
         };
-        let creds = role.fetch(&client::http()).unwrap();
+        let creds = role
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap();
         assert_eq!(creds.access_key_id, "ASIAASSUMED");
         assert_eq!(creds.secret_access_key, "assumed/secret+key");
         assert_eq!(creds.session_token.as_deref(), Some("assumed-token&more"));
@@ -422,7 +424,8 @@ mod tests {
             source: Provider::Static(base()),
             context: "profile 'p'".into(),
         };
-        role.fetch(&client::http()).unwrap();
+        role.fetch(&client::http(&Default::default()).unwrap())
+            .unwrap();
         let body = &server.requests()[0].body;
         assert!(body.contains("&RoleSessionName=aws-go-sdk-"), "{body}");
         assert!(body.contains("&DurationSeconds=900"), "{body}");
@@ -449,7 +452,9 @@ mod tests {
             source: Provider::Static(base()),
             context: "profile 'p'".into(),
         };
-        let err = role.fetch(&client::http()).unwrap_err();
+        let err = role
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap_err();
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
         let text = err.to_string();
         assert!(
@@ -489,7 +494,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let http = client::http();
+        let http = client::http(&Default::default()).unwrap();
         let creds = provider.fetch(&http).unwrap();
         assert_eq!(creds.access_key_id, "ASIAASSUMED");
         // Kubernetes rotates the token: a refresh reads the file again.
@@ -531,7 +536,9 @@ mod tests {
                 signing_region: "us-east-1".into(),
             },
         };
-        let err = missing.fetch(&client::http()).unwrap_err();
+        let err = missing
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap_err();
         assert!(matches!(err, Error::LocalIo { .. }), "{err:?}");
         assert!(err.to_string().contains("web identity token file"), "{err}");
     }
@@ -558,7 +565,9 @@ mod tests {
             },
         };
         let started = std::time::Instant::now();
-        let err = provider.fetch(&client::http()).unwrap_err();
+        let err = provider
+            .fetch(&client::http(&Default::default()).unwrap())
+            .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
         assert!(!err.to_string().contains("secret-jwt"), "{err}");

@@ -14,7 +14,7 @@ use super::*;
 const KEYS: &str = "aws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n";
 
 fn resolve(home: &std::path::Path, pairs: &[(&str, &str)]) -> Result<Chain> {
-    Chain::resolve(&env_in(home, pairs))
+    Chain::resolve(&env_in(home, pairs), &Default::default())
 }
 
 fn key(chain: &Chain) -> String {
