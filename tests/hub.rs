@@ -643,3 +643,19 @@ fn many_small_files_reuse_storage_connections() {
     assert!(conns <= 8, "{conns} storage connections for 100 requests");
     assert_eq!(env.keys().len(), 50);
 }
+
+#[test]
+fn gcs_md5_is_verified_when_stated() {
+    let env = TestEnv::hub();
+    let server = env.hub_server();
+    server.put_object("artifacts/jobs/job-1/g.bin", b"gcs bytes");
+    server.set_goog_md5(Some(true));
+    env.run(&["pull", "job", "g.bin"]).success();
+    assert_eq!(env.read("g.bin"), b"gcs bytes");
+
+    server.set_goog_md5(Some(false));
+    env.run(&["pull", "job", "g.bin", "-d", "bad.bin"])
+        .failure(7)
+        .stderr_has("the data is damaged (MD5");
+    assert!(!env.path("bad.bin").exists());
+}

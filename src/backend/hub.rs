@@ -8,12 +8,13 @@
 //! to send DELETE to.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 
 use serde_json::{json, Value};
 
-use super::{check_length, signed_url, Backend, Intent, RemoteObject, Source, Upload};
+use super::{check_length, copy_body, signed_url, Backend, Intent, RemoteObject, Source, Upload};
+use crate::checksum;
 use crate::config::{Env, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{self, Http, Payload};
@@ -375,9 +376,27 @@ impl Backend for Hub {
                     return Err(storage_error("GET", &object.key, status, detail));
                 }
                 let announced = response.body().content_length();
+                let stated_md5 = gcs_md5(response.headers());
+                let mut md5 = md5::Context::new();
                 let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-                let n = copy_body(&mut reader, out, &object.key)?;
+                let n = copy_body(
+                    &mut reader,
+                    |chunk| {
+                        md5.consume(chunk);
+                        out.write_all(chunk)
+                    },
+                    &object.key,
+                )?;
                 check_length(&object.key, announced, n)?;
+                if let Some(want) = stated_md5 {
+                    let got = checksum::base64(&md5.finalize().0);
+                    if got != want {
+                        return Err(Error::Integrity {
+                            what: format!("download of '{}'", object.key),
+                            detail: format!("MD5 {got}, the storage says {want}"),
+                        });
+                    }
+                }
                 Ok(n)
             },
         )
@@ -391,28 +410,15 @@ impl Backend for Hub {
     }
 }
 
-/// Copies a download into the file; a broken body is a network error
-/// (retried), a failed write a local one.
-fn copy_body(reader: &mut impl Read, out: &mut File, key: &str) -> Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::Network {
-                    what: format!("download of '{key}'"),
-                    detail: e.to_string(),
-                })
-            }
-        };
-        progress::add(n as u64);
-        io::Write::write_all(out, &buf[..n])
-            .map_err(|e| Error::local_io("write", std::path::Path::new(key), e))?;
-        total += n as u64;
-    }
+/// The MD5 that GCS states for an object (`x-goog-hash: crc32c=…,md5=…`).
+/// S3 ETags are not reliably MD5s (SSE-KMS, multipart), so only this is used.
+fn gcs_md5(headers: &ureq::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all("x-goog-hash")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|part| part.trim().strip_prefix("md5=").map(str::to_string))
 }
 
 /// Standard input as a seekable file of known size: itself when it is a

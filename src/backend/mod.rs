@@ -13,10 +13,12 @@ pub mod s3;
 mod signed_url;
 
 use std::fs::File;
+use std::io::{self, Read};
 use std::path::Path;
 
 use crate::config::{BackendKind, Env, Settings};
 use crate::error::{Error, Result};
+use crate::progress;
 
 /// One object about to be written.
 #[derive(Debug, Clone)]
@@ -79,6 +81,33 @@ pub fn from_settings(settings: &Settings, env: &Env) -> Result<Box<dyn Backend>>
         BackendKind::Hub => Ok(Box::new(hub::Hub::from_env(env, settings)?)),
         BackendKind::Local => Ok(Box::new(local::Local::from_env(env)?)),
         BackendKind::S3 => Ok(Box::new(s3::S3::from_env(env, settings)?)),
+    }
+}
+
+/// Copies a download's body to `write`, counting progress. A read failure
+/// is a network error (the download is retried), a write failure a local one.
+pub fn copy_body(
+    body: &mut impl Read,
+    mut write: impl FnMut(&[u8]) -> io::Result<()>,
+    key: &str,
+) -> Result<u64> {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::Network {
+                    what: format!("download of '{key}'"),
+                    detail: e.to_string(),
+                })
+            }
+        };
+        progress::add(n as u64);
+        write(&buf[..n]).map_err(|e| Error::local_io("write", Path::new(key), e))?;
+        total += n as u64;
     }
 }
 

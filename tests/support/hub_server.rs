@@ -18,6 +18,7 @@
 //! removes its files.
 #![allow(dead_code)]
 
+use base64::Engine;
 use serde_json::{json, Value};
 use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::collections::HashMap;
@@ -86,6 +87,9 @@ struct State {
     delay: Duration,
     hook: Option<Hook>,
     missing_error: Option<String>,
+    /// Send GCS's `x-goog-hash` on GETs: `Some(true)` the right MD5,
+    /// `Some(false)` a wrong one.
+    goog_md5: Option<bool>,
     /// Open connections, so that Drop can shut them down.
     conns: HashMap<usize, TcpStream>,
     next_conn: usize,
@@ -224,6 +228,12 @@ impl HubServer {
 
     /// When `Some`, a pull or yank of a path without objects answers
     /// `{"urls":[],"error":msg}` instead of an empty, error-free list.
+    /// Makes storage GETs state an MD5 in `x-goog-hash`, as GCS does:
+    /// the right one, or (`honest` false) a wrong one.
+    pub fn set_goog_md5(&self, honest: Option<bool>) {
+        self.shared.state().goog_md5 = honest;
+    }
+
     pub fn set_missing_error(&self, msg: Option<String>) {
         self.shared.state().missing_error = msg;
     }
@@ -400,6 +410,8 @@ struct Response {
     head_len: Option<u64>,
     /// Close the connection afterwards (e.g. the request body was not consumed).
     close: bool,
+    /// An `x-goog-hash` header to send, as GCS does.
+    goog_hash: Option<String>,
 }
 
 fn resp(status: u16, body: impl Into<Vec<u8>>) -> Response {
@@ -410,6 +422,7 @@ fn resp(status: u16, body: impl Into<Vec<u8>>) -> Response {
         body,
         head_len: None,
         close: false,
+        goog_hash: None,
     }
 }
 
@@ -590,6 +603,9 @@ fn write_response(w: &mut impl Write, method: &str, r: &Response) -> io::Result<
     if r.close {
         out.push_str("connection: close\r\n");
     }
+    if let Some(hash) = &r.goog_hash {
+        out.push_str(&format!("x-goog-hash: crc32c=AAAAAA==,{hash}\r\n"));
+    }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
     if !bodiless && method != "HEAD" {
@@ -752,10 +768,24 @@ fn handle_storage(shared: &Shared, req: &Request, reader: &mut impl Read) -> Res
                 ..resp(200, "")
             },
             Ok(m) if m.is_file() => match std::fs::read(&file) {
-                Ok(bytes) => Response {
-                    content_type: "application/octet-stream",
-                    ..resp(200, bytes)
-                },
+                Ok(bytes) => {
+                    let goog_hash = shared.state().goog_md5.map(|honest| {
+                        let digest = if honest {
+                            md5::compute(&bytes).0
+                        } else {
+                            [0u8; 16]
+                        };
+                        format!(
+                            "md5={}",
+                            base64::engine::general_purpose::STANDARD.encode(digest)
+                        )
+                    });
+                    Response {
+                        content_type: "application/octet-stream",
+                        goog_hash,
+                        ..resp(200, bytes)
+                    }
+                }
                 Err(e) => resp(500, e.to_string()),
             },
             _ => resp(404, "no such object"),

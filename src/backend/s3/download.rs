@@ -8,7 +8,7 @@
 //! their offsets, each checked for its exact span and length.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -16,11 +16,11 @@ use ureq::http::HeaderMap;
 
 use super::client::{self, Request};
 use super::S3;
-use crate::backend::{check_length, RemoteObject};
+use crate::backend::{check_length, copy_body, RemoteObject};
 use crate::checksum::{self, HashingWriter};
 use crate::error::{Error, Result};
 use crate::http::Payload;
-use crate::{log, pool, progress, retry};
+use crate::{log, pool, retry};
 
 /// Objects larger than this many parts come down in parallel ranges.
 const RANGED_MIN_PARTS: u64 = 4;
@@ -65,7 +65,7 @@ impl Downloader<'_> {
                 let announced = response.body().content_length();
                 let mut writer = HashingWriter::new(&mut *out);
                 let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
-                let n = copy(&mut body, |chunk| writer.write_all(chunk), key)?;
+                let n = copy_body(&mut body, |chunk| writer.write_all(chunk), key)?;
                 check_length(key, announced.or(self.object.size), n)?;
                 let actual = checksum::base64(&writer.finish());
                 match expected {
@@ -140,7 +140,7 @@ impl Downloader<'_> {
                 }
                 let mut at = offset;
                 let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
-                let n = copy(
+                let n = copy_body(
                     &mut body,
                     |chunk| {
                         file.write_all_at(chunk, at)?;
@@ -166,33 +166,6 @@ fn expected_sha256(headers: &HeaderMap) -> Option<String> {
     match get("x-amz-checksum-sha256") {
         Some(v) if !v.contains('-') && !etag_multipart && full_object => Some(v.to_string()),
         _ => get("x-amz-meta-sha256").map(str::to_string),
-    }
-}
-
-/// Copies a response body to `write`; a read failure is a network error
-/// (retried), a write failure a local one.
-fn copy(
-    body: &mut impl Read,
-    mut write: impl FnMut(&[u8]) -> io::Result<()>,
-    key: &str,
-) -> Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match body.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                return Err(Error::Network {
-                    what: format!("download of '{key}'"),
-                    detail: e.to_string(),
-                })
-            }
-        };
-        progress::add(n as u64);
-        write(&buf[..n]).map_err(|e| Error::local_io("write", Path::new(key), e))?;
-        total += n as u64;
     }
 }
 
