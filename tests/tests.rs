@@ -18,5 +18,15 @@ mod hub;
 /// writes, checksums, S3's error answers.
 mod s3;
 
+/// The S3 backend's AWS credential chain, each source through the binary
+/// against fake AWS endpoints on loopback.
+mod credentials;
+
+/// TLS: verification on by default, private CAs through the documented variables.
+mod tls;
+
 /// What only the local backend has: racing writers on one directory.
 mod local;
+
+/// Self-test of the fault-injecting proxy.
+mod proxy_selftest;

@@ -13,7 +13,10 @@ use std::os::fd::AsFd;
 
 use serde_json::{json, Value};
 
-use super::{check_length, copy_body, signed_url, Backend, Intent, RemoteObject, Source, Upload};
+use super::{
+    check_length, check_unchanged, copy_body, signed_url, Backend, Intent, RemoteObject, Source,
+    Upload,
+};
 use crate::checksum;
 use crate::config::{Env, Settings};
 use crate::error::{Error, Result, Side};
@@ -301,10 +304,13 @@ impl Backend for Hub {
 
     fn put(&self, upload: &Upload, source: Source<'_>, _force: bool) -> Result<u64> {
         let (mut file, size) = match source {
-            Source::File(path, size) => (
-                File::open(path).map_err(|e| Error::local_io("open", path, e))?,
-                size,
-            ),
+            Source::File(path, size) => {
+                check_unchanged(path, size)?;
+                (
+                    File::open(path).map_err(|e| Error::local_io("open", path, e))?,
+                    size,
+                )
+            }
             Source::Stdin => stdin_as_file()?,
         };
         let status = retry::run(
@@ -329,6 +335,9 @@ impl Backend for Hub {
             },
         )?;
         log::debug(|| format!("stored '{}' ({status})", upload.key));
+        if let Source::File(path, _) = source {
+            check_unchanged(path, size)?;
+        }
         Ok(size)
     }
 

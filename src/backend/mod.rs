@@ -111,6 +111,25 @@ pub fn copy_body(
     }
 }
 
+/// Checks that a file being pushed still has the size it was planned with:
+/// a file that grows or shrinks meanwhile (a log still being written) is
+/// an error rather than a silently truncated object.
+pub fn check_unchanged(path: &Path, size: u64) -> Result<()> {
+    let now = std::fs::metadata(path)
+        .map_err(|e| Error::local_io("read", path, e))?
+        .len();
+    if now == size {
+        return Ok(());
+    }
+    Err(Error::local_io(
+        "push",
+        path,
+        io::Error::other(format!(
+            "the file changed size while being pushed ({size} -> {now} bytes); push it again once it is complete"
+        )),
+    ))
+}
+
 /// Checks that `got` bytes are what the store announced.
 pub fn check_length(key: &str, expected: Option<u64>, got: u64) -> Result<()> {
     match expected {

@@ -9,6 +9,7 @@
 
 pub mod walk;
 
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -86,6 +87,7 @@ pub fn pull(
     if plan.is_empty() {
         return Err(Error::NotFound(remote.to_string()));
     }
+    check_destination(local, &plan)?;
     if !force {
         if let Some((_, taken)) = plan.iter().find(|(_, p)| fs::symlink_metadata(p).is_ok()) {
             return Err(Error::AlreadyExists {
@@ -114,6 +116,46 @@ pub fn pull(
         Ok(bytes)
     });
     summarize(results, &keys)
+}
+
+/// Refuses a plan that would write outside `root` or fight itself: a
+/// symlink inside the destination on the way to a file (it could point
+/// anywhere), or two objects where one would need the other's name as a
+/// directory (`a` and `a/b`).
+fn check_destination(root: &Path, plan: &[(RemoteObject, PathBuf)]) -> Result<()> {
+    let mut checked: HashSet<PathBuf> = HashSet::new();
+    for (_, path) in plan {
+        let Ok(below) = path.strip_prefix(root) else {
+            continue;
+        };
+        let mut dir = root.to_path_buf();
+        let parents = below.parent().map(|p| p.components().count()).unwrap_or(0);
+        for part in below.components().take(parents) {
+            dir.push(part);
+            if !checked.insert(dir.clone()) {
+                continue;
+            }
+            if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Error::local_io(
+                    "pull into",
+                    &dir,
+                    std::io::Error::other("it is a symlink, and pulling never writes through a symlink inside the destination; remove it or pull elsewhere"),
+                ));
+            }
+        }
+    }
+    let mut paths: Vec<&PathBuf> = plan.iter().map(|(_, p)| p).collect();
+    paths.sort();
+    for pair in paths.windows(2) {
+        if pair[1].starts_with(pair[0]) {
+            return Err(Error::Protocol(format!(
+                "the remote objects for '{}' and '{}' cannot both be pulled: one would have to be a file and a directory at once",
+                pair[0].display(),
+                pair[1].display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Deletes everything at `remote`.

@@ -8,8 +8,11 @@
 //! signature), so the whole suite proves that no output carries one.
 #![allow(dead_code)]
 
+pub mod aws_fakes;
+pub mod fault_proxy;
 pub mod hub_server;
 pub mod s3_server;
+pub mod tls_proxy;
 
 use std::fs;
 use std::io::Write;

@@ -31,6 +31,9 @@ use crate::error::{Error, Result, Side};
 use crate::http::{Http, Payload};
 use crate::{log, retry};
 
+/// S3's limit on the length of a key, in UTF-8 bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
 pub struct S3 {
     client: Client,
     settings: S3Settings,
@@ -216,6 +219,16 @@ impl Backend for S3 {
                 locator: self.full_key(k),
             })
             .collect();
+        if let Some(long) = uploads.iter().find(|u| u.locator.len() > MAX_KEY_BYTES) {
+            return Err(Error::local_io(
+                "push",
+                std::path::Path::new(&long.key),
+                std::io::Error::other(format!(
+                    "its object key would be {} bytes, and S3 keys are at most {MAX_KEY_BYTES}; use a shorter path or --destination",
+                    long.locator.len()
+                )),
+            ));
+        }
         if !force {
             let prefix = self.full_key(common_prefix(keys));
             let existing: HashSet<String> = self

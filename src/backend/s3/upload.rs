@@ -19,6 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::client::{self, hex, Request, UNSIGNED};
 use super::settings::part_size_for;
 use super::{xml, S3};
+use crate::backend::check_unchanged;
 use crate::checksum;
 use crate::error::{Error, Result, Side};
 use crate::http::Payload;
@@ -86,13 +87,16 @@ pub struct Uploader<'a> {
 
 impl Uploader<'_> {
     pub fn file(&self, path: &Path, size: u64) -> Result<u64> {
+        check_unchanged(path, size)?;
         let part = part_size_for(size, self.s3.settings.part_size);
         if size <= part {
-            return self.single(Data::File {
+            self.single(Data::File {
                 path,
                 offset: 0,
                 len: size,
-            });
+            })?;
+            check_unchanged(path, size)?;
+            return Ok(size);
         }
         let parts: Vec<(u32, u64, u64)> = (0..size.div_ceil(part))
             .map(|i| (i as u32 + 1, i * part, part.min(size - i * part)))
@@ -103,6 +107,7 @@ impl Uploader<'_> {
                 self.part(id, number, Data::File { path, offset, len })
             }))
         })?;
+        check_unchanged(path, size)?;
         Ok(size)
     }
 
