@@ -22,6 +22,10 @@ mod s3;
 /// against fake AWS endpoints on loopback.
 mod credentials;
 
+/// Faults injected between the binary and the store: retries, clean
+/// failures, nothing half-written, no open multipart uploads.
+mod faults;
+
 /// TLS: verification on by default, private CAs through the documented variables.
 mod tls;
 

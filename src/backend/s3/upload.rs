@@ -285,8 +285,9 @@ impl Uploader<'_> {
                         ),
                     });
                 }
-                // A retry whose first attempt completed meets 412 or NoSuchUpload.
-                if matches!(status, 404 | 409 | 412) && self.is_ours(META_UPLOAD, marker)? {
+                // A retry whose first attempt completed meets 412, NoSuchUpload, or
+                // (s3s-fs) AccessDenied for the finished upload.
+                if matches!(status, 403 | 404 | 409 | 412) && self.is_ours(META_UPLOAD, marker)? {
                     return Ok(());
                 }
                 Err(self.put_error(client::failure(&mut response)))

@@ -1,0 +1,435 @@
+//! Faults between the binary and the store, injected by a proxy: throttling,
+//! server errors, resets before and during bodies, short and corrupt
+//! bodies, stalls. Each case ends in one of two ways: success with the
+//! exact bytes, or a clear failure with a non-zero exit — and either way
+//! nothing half-written at the local destination and no multipart upload
+//! left open in the store.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::fault_proxy::{Fault, FaultProxy, Rule};
+use crate::support::{data, Run, Store, TestEnv};
+
+const JOB: &str = "artifacts/jobs/job-1";
+const FOREVER: usize = usize::MAX;
+
+/// A test env whose storage traffic goes through a fault proxy.
+pub struct Faulty {
+    pub env: TestEnv,
+    pub proxy: FaultProxy,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Hub,
+    S3,
+    Moto,
+}
+
+pub fn faulty(kind: Kind) -> Faulty {
+    let mut env = match kind {
+        Kind::Hub => TestEnv::hub(),
+        Kind::S3 => TestEnv::s3(),
+        Kind::Moto => TestEnv::moto(),
+    };
+    let upstream: SocketAddr = match &env.store {
+        Store::Hub(h) => {
+            let sample = h.signed_url("GET", "x");
+            let base = sample.trim_start_matches("http://");
+            base[..base.find('/').unwrap()].parse().unwrap()
+        }
+        Store::S3(s) => s.addr(),
+        Store::Moto(m) => m.endpoint.trim_start_matches("http://").parse().unwrap(),
+        Store::Local(_) => unreachable!(),
+    };
+    let proxy = FaultProxy::start(upstream);
+    match &env.store {
+        Store::Hub(h) => {
+            // The Hub hands out signed URLs that point at the proxy.
+            let (from, to) = (format!("http://{upstream}"), proxy.url());
+            h.set_hub_hook(move |_, answer: &mut Value| {
+                if let Some(Value::Array(urls)) = answer.get_mut("urls") {
+                    for u in urls {
+                        if let Some(Value::String(url)) = u.get_mut("url") {
+                            *url = url.replace(&from, &to);
+                        }
+                    }
+                }
+            });
+        }
+        _ => env.set_env("ARTIFACT_S3_ENDPOINT", &proxy.url()),
+    }
+    env.set_env("ARTIFACT_IO_TIMEOUT", "1");
+    Faulty { env, proxy }
+}
+
+impl Faulty {
+    fn inject(&self, rule: Rule, fault: Fault) {
+        self.proxy.inject(rule, fault);
+    }
+
+    /// Nothing but `expected` (names) is in the work dir: no partial files,
+    /// no temporary files.
+    #[track_caller]
+    fn work_dir_holds(&self, expected: &[&str]) {
+        let mut names: Vec<String> = std::fs::read_dir(self.env.work.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(names, want, "work dir");
+    }
+
+    #[track_caller]
+    fn no_open_uploads(&self) {
+        match &self.env.store {
+            Store::Moto(m) => assert_eq!(
+                m.open_uploads(),
+                Vec::<String>::new(),
+                "open multipart uploads"
+            ),
+            Store::S3(s) => assert_eq!(
+                s.upload_leftovers(),
+                Vec::<std::path::PathBuf>::new(),
+                "multipart leftovers"
+            ),
+            _ => {}
+        }
+    }
+}
+
+fn puts() -> Rule {
+    Rule::any().method("PUT")
+}
+
+fn object_gets() -> Rule {
+    Rule::any().method("GET").path_contains("/artifacts/")
+}
+
+#[track_caller]
+fn failed(run: &Run) {
+    assert_ne!(run.code, 0, "expected a failure\n{run}");
+    assert!(run.stderr.contains("Error p"), "no error line\n{run}");
+}
+
+/// Runs the body for the Hub (signed-URL storage), s3s-fs and moto.
+macro_rules! fault_case {
+    ($name:ident, |$f:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn hub() {
+                let $f = faulty(Kind::Hub);
+                $body
+            }
+
+            #[test]
+            fn s3s_fs() {
+                let $f = faulty(Kind::S3);
+                $body
+            }
+
+            #[test]
+            fn moto() {
+                let $f = faulty(Kind::Moto);
+                $body
+            }
+        }
+    };
+}
+
+// ---- push of one file -------------------------------------------------
+
+fault_case!(push_survives_503s, |f| {
+    f.env.write("f.bin", &data(200_000, 1));
+    f.inject(puts().times(2), Fault::Status(503));
+    f.env.run(&["push", "job", "f.bin"]).success();
+    assert_eq!(
+        f.env.object(&format!("{JOB}/f.bin")).unwrap(),
+        data(200_000, 1)
+    );
+    assert_eq!(f.proxy.faults_applied(), 2);
+});
+
+fault_case!(push_survives_500_and_429, |f| {
+    f.env.write("f.bin", &data(1000, 2));
+    f.inject(puts().times(1), Fault::Status(500));
+    f.inject(puts().times(1), Fault::Status(429));
+    f.env.run(&["push", "job", "f.bin"]).success();
+    assert_eq!(
+        f.env.object(&format!("{JOB}/f.bin")).unwrap(),
+        data(1000, 2)
+    );
+});
+
+fault_case!(push_survives_a_reset_before_the_answer, |f| {
+    // The first PUT reaches the store but its answer is lost: the retry
+    // meets its own object (a conditional PUT on S3) and succeeds.
+    f.env.write("f.bin", &data(50_000, 3));
+    f.inject(puts().times(1), Fault::ResetBeforeResponse);
+    f.env.run(&["push", "job", "f.bin"]).success();
+    assert_eq!(
+        f.env.object(&format!("{JOB}/f.bin")).unwrap(),
+        data(50_000, 3)
+    );
+});
+
+fault_case!(push_survives_a_reset_during_the_upload, |f| {
+    f.env.write("f.bin", &data(300_000, 4));
+    f.inject(puts().times(1), Fault::ResetDuringUpload);
+    f.env.run(&["push", "job", "f.bin"]).success();
+    assert_eq!(
+        f.env.object(&format!("{JOB}/f.bin")).unwrap(),
+        data(300_000, 4)
+    );
+});
+
+fault_case!(push_survives_a_stall_longer_than_the_timeout, |f| {
+    f.env.write("f.bin", &data(10_000, 5));
+    f.inject(puts().times(1), Fault::Stall(Duration::from_secs(3)));
+    f.env.run(&["push", "job", "f.bin"]).success();
+    assert_eq!(
+        f.env.object(&format!("{JOB}/f.bin")).unwrap(),
+        data(10_000, 5)
+    );
+});
+
+fault_case!(push_fails_clearly_when_503_never_ends, |f| {
+    f.env.write("f.bin", &data(1000, 6));
+    f.inject(puts().times(FOREVER), Fault::Status(503));
+    let run = f.env.run(&["push", "job", "f.bin"]);
+    run.failure(1).stderr_has("503");
+    assert!(f.env.object(&format!("{JOB}/f.bin")).is_none());
+    let puts_seen = f.proxy.seen().iter().filter(|s| s.method == "PUT").count();
+    assert_eq!(puts_seen, 5, "5 attempts");
+});
+
+// ---- push of a directory ----------------------------------------------
+
+fault_case!(directory_push_survives_scattered_faults, |f| {
+    for i in 0..12 {
+        f.env.write(&format!("d/f{i}"), &data(5000 + i, i as u8));
+    }
+    f.inject(puts().skip(2).times(1), Fault::Status(500));
+    f.inject(puts().skip(5).times(1), Fault::ResetDuringUpload);
+    f.inject(puts().skip(8).times(1), Fault::ResetBeforeResponse);
+    f.env
+        .run(&["push", "job", "d"])
+        .success()
+        .stderr_has("Pushed 12 files.");
+    for i in 0..12 {
+        assert_eq!(
+            f.env.object(&format!("{JOB}/d/f{i}")).unwrap(),
+            data(5000 + i, i as u8)
+        );
+    }
+});
+
+fault_case!(directory_push_says_what_did_not_arrive, |f| {
+    for i in 0..6 {
+        f.env.write(&format!("d/f{i}"), b"x");
+    }
+    f.inject(
+        puts().path_contains("/d/f3").times(FOREVER),
+        Fault::Status(503),
+    );
+    let run = f.env.run(&["push", "job", "d", "--parallel", "1"]);
+    run.failure(1)
+        .stderr_has("files transferred; not transferred:")
+        .stderr_has("d/f3");
+    assert!(f.env.object(&format!("{JOB}/d/f3")).is_none());
+});
+
+// ---- pull of one file -------------------------------------------------
+
+fault_case!(pull_survives_503s, |f| {
+    f.env.put_object(&format!("{JOB}/p.bin"), &data(100_000, 7));
+    f.inject(object_gets().times(2), Fault::Status(503));
+    f.env.run(&["pull", "job", "p.bin"]).success();
+    assert_eq!(f.env.read("p.bin"), data(100_000, 7));
+    f.work_dir_holds(&["p.bin"]);
+});
+
+fault_case!(pull_survives_a_reset_during_the_download, |f| {
+    f.env.put_object(&format!("{JOB}/p.bin"), &data(400_000, 8));
+    f.inject(object_gets().times(1), Fault::ResetDuringDownload);
+    f.env.run(&["pull", "job", "p.bin"]).success();
+    assert_eq!(f.env.read("p.bin"), data(400_000, 8));
+    f.work_dir_holds(&["p.bin"]);
+});
+
+fault_case!(pull_retries_a_short_body, |f| {
+    f.env.put_object(&format!("{JOB}/p.bin"), &data(100_000, 9));
+    f.inject(object_gets().times(1), Fault::ShortBody);
+    f.env.run(&["pull", "job", "p.bin"]).success();
+    assert_eq!(f.env.read("p.bin"), data(100_000, 9));
+});
+
+fault_case!(pull_fails_cleanly_when_bodies_stay_short, |f| {
+    f.env
+        .put_object(&format!("{JOB}/p.bin"), &data(100_000, 10));
+    f.inject(object_gets().times(FOREVER), Fault::ShortBody);
+    let run = f.env.run(&["pull", "job", "p.bin"]);
+    run.failure(1);
+    failed(&run);
+    f.work_dir_holds(&[]);
+});
+
+fault_case!(pull_fails_cleanly_on_a_stalled_store, |f| {
+    f.env.put_object(&format!("{JOB}/p.bin"), &data(1000, 11));
+    f.inject(
+        object_gets().times(FOREVER),
+        Fault::Stall(Duration::from_secs(5)),
+    );
+    let mut env_attempts = f.env.command(&["pull", "job", "p.bin"]);
+    env_attempts.env("ARTIFACT_RETRY_ATTEMPTS", "2");
+    let run = f.env.run_cmd(env_attempts, None);
+    run.failure(1);
+    failed(&run);
+    f.work_dir_holds(&[]);
+});
+
+fault_case!(pull_keeps_the_previous_file_when_it_fails, |f| {
+    f.env.put_object(&format!("{JOB}/p.bin"), &data(50_000, 12));
+    f.env.write("p.bin", b"previous complete version");
+    f.inject(object_gets().times(FOREVER), Fault::ResetDuringDownload);
+    let run = f.env.run(&["pull", "job", "p.bin", "-f"]);
+    failed(&run);
+    assert_eq!(f.env.read("p.bin"), b"previous complete version");
+    f.work_dir_holds(&["p.bin"]);
+});
+
+fault_case!(directory_pull_survives_scattered_faults, |f| {
+    for i in 0..10 {
+        f.env
+            .put_object(&format!("{JOB}/d/f{i}"), &data(3000 + i, i as u8));
+    }
+    f.inject(object_gets().skip(1).times(1), Fault::ResetDuringDownload);
+    f.inject(object_gets().skip(4).times(1), Fault::ShortBody);
+    f.inject(object_gets().skip(6).times(1), Fault::Status(500));
+    f.env
+        .run(&["pull", "job", "d"])
+        .success()
+        .stderr_has("Pulled 10 files.");
+    for i in 0..10 {
+        assert_eq!(f.env.read(&format!("d/f{i}")), data(3000 + i, i as u8));
+    }
+});
+
+// ---- S3 only: throttling, damage, multipart -----------------------------
+
+macro_rules! s3_fault_case {
+    ($name:ident, |$f:ident| $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            #[test]
+            fn s3s_fs() {
+                let $f = faulty(Kind::S3);
+                $body
+            }
+
+            #[test]
+            fn moto() {
+                let $f = faulty(Kind::Moto);
+                $body
+            }
+        }
+    };
+}
+
+s3_fault_case!(slowdown_is_retried, |f| {
+    f.env.write("f.bin", &data(1000, 13));
+    f.inject(Rule::any().times(2), Fault::SlowDown);
+    f.env.run(&["push", "job", "f.bin"]).success();
+    f.env
+        .run(&["pull", "job", "f.bin", "-d", "back.bin"])
+        .success();
+    assert_eq!(f.env.read("back.bin"), data(1000, 13));
+});
+
+s3_fault_case!(a_corrupted_download_is_an_integrity_error, |f| {
+    f.env.write("f.bin", &data(20_000, 14));
+    f.env.run(&["push", "job", "f.bin"]).success();
+    f.inject(object_gets().times(FOREVER), Fault::CorruptBody);
+    f.env
+        .run(&["pull", "job", "f.bin", "-d", "back.bin"])
+        .failure(7)
+        .stderr_has("the data is damaged");
+    f.work_dir_holds(&["f.bin"]);
+});
+
+s3_fault_case!(a_failing_multipart_upload_is_aborted, |f| {
+    let mut cmd_env = f.env.command(&["push", "job", "big.bin"]);
+    cmd_env.env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    f.env.write("big.bin", &data(11 * 1024 * 1024, 15));
+    f.inject(
+        puts().query_contains("partNumber=2").times(FOREVER),
+        Fault::Status(503),
+    );
+    let run = f.env.run_cmd(cmd_env, None);
+    run.failure(1);
+    assert!(f.env.object(&format!("{JOB}/big.bin")).is_none());
+    assert!(
+        f.proxy
+            .seen()
+            .iter()
+            .any(|s| s.method == "DELETE" && s.query().contains("uploadId")),
+        "no abort sent"
+    );
+    f.no_open_uploads();
+});
+
+s3_fault_case!(
+    a_multipart_upload_survives_part_and_completion_faults,
+    |f| {
+        let mut cmd_env = f.env.command(&["push", "job", "big.bin"]);
+        cmd_env.env("ARTIFACT_S3_PART_SIZE", "5MiB");
+        let big = data(11 * 1024 * 1024, 16);
+        f.env.write("big.bin", &big);
+        f.inject(
+            puts().query_contains("partNumber=1").times(1),
+            Fault::ResetDuringUpload,
+        );
+        f.inject(
+            puts().query_contains("partNumber=3").times(1),
+            Fault::Status(500),
+        );
+        // The completion's answer is lost; the retry finds the finished object.
+        f.inject(
+            Rule::any()
+                .method("POST")
+                .query_contains("uploadId")
+                .times(1),
+            Fault::ResetBeforeResponse,
+        );
+        f.env.run_cmd(cmd_env, None).success();
+        assert_eq!(f.env.object(&format!("{JOB}/big.bin")).unwrap(), big);
+        f.no_open_uploads();
+    }
+);
+
+s3_fault_case!(a_listing_cut_short_is_retried, |f| {
+    for i in 0..5 {
+        f.env.put_object(&format!("{JOB}/d/f{i}"), b"x");
+    }
+    f.inject(
+        Rule::any()
+            .method("GET")
+            .query_contains("list-type")
+            .times(1),
+        Fault::ShortBody,
+    );
+    f.env
+        .run(&["pull", "job", "d"])
+        .success()
+        .stderr_has("Pulled 5 files.");
+});
