@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := target/release/artifact
 
-.PHONY: all build release-build demo test install fmt-check clippy unit-and-integration
+.PHONY: all build release-build demo test install fmt-check clippy unit-and-integration soak
 
 all: build
 
@@ -19,7 +19,7 @@ demo: release-build
 	@sh scripts/demo.sh $(BIN)
 
 # Every check CI runs.
-test: install fmt-check clippy unit-and-integration
+test: install fmt-check clippy unit-and-integration soak
 
 # What the checks need, installed only when missing.
 install:
@@ -33,3 +33,8 @@ clippy:
 
 unit-and-integration:
 	$(CARGO) test --all-targets
+
+# Thousands of files through random injected faults; prints its seed
+# (replay: SOAK_SEED=<seed> make soak) and "N files, M bytes, K faults injected, 0 lost".
+soak:
+	$(CARGO) test --test integration -- soak --ignored --nocapture

@@ -78,8 +78,16 @@ impl TempFile {
     /// Creates the temporary file for `dest`, and `dest`'s parent directories.
     pub fn create(dest: &Path) -> Result<TempFile> {
         if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent)
-                .map_err(|e| Error::local_io("create directory", parent, e))?;
+            fs::create_dir_all(parent).map_err(|e| {
+                let e = match e.kind() {
+                    // A file sits where a directory must go.
+                    io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
+                        io::Error::new(io::ErrorKind::NotADirectory, e.to_string())
+                    }
+                    _ => e,
+                };
+                Error::local_io("create directory", parent, e)
+            })?;
         }
         let path = temp_path_for(dest);
         let file = OpenOptions::new()

@@ -26,6 +26,12 @@ mod credentials;
 /// failures, nothing half-written, no open multipart uploads.
 mod faults;
 
+/// Killed runs, hostile remote names, bad local input.
+mod reliability;
+
+/// The soak: thousands of files through random faults (`make soak`).
+mod soak;
+
 /// TLS: verification on by default, private CAs through the documented variables.
 mod tls;
 

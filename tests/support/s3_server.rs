@@ -249,6 +249,19 @@ impl Moto {
         assert_eq!(status, 200, "moto put {key}");
     }
 
+    /// Stores an object at a URL path given already percent-encoded, so a
+    /// key can hold what a URL would otherwise normalize (`%2E%2E`).
+    pub fn put_object_raw_path(&self, encoded_key: &str, bytes: &[u8]) {
+        let url = format!("{}/{}/{encoded_key}", self.endpoint, self.bucket);
+        let status = agent()
+            .put(&url)
+            .header("authorization", MOTO_AUTH)
+            .send(bytes)
+            .map(|r| r.status().as_u16())
+            .expect("moto put");
+        assert_eq!(status, 200, "moto put {encoded_key}");
+    }
+
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
         let mut response = agent()
             .get(&self.object_url(key))

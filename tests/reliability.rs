@@ -1,0 +1,324 @@
+//! Killed runs, hostile remote names and bad local input: each ends with one
+//! clear message and a defined exit code, and leaves the store and the disk
+//! consistent — nothing written outside the destination, no partial files.
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::faults::{faulty, Kind};
+use crate::support::fault_proxy::{Fault, Rule};
+use crate::support::{data, TestEnv};
+
+const JOB: &str = "artifacts/jobs/job-1";
+
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".artifact-tmp~"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (bounded) until a temporary file shows up in `dir`.
+fn wait_for_temp(dir: &Path) -> PathBuf {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(t) = temp_files(dir).into_iter().next() {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "no temporary file appeared");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---- killed mid-way ---------------------------------------------------
+
+#[test]
+fn kill_9_during_a_pull_leaves_no_partial_file_and_the_next_run_cleans_up() {
+    let f = faulty(Kind::S3);
+    f.env
+        .put_object(&format!("{JOB}/big.bin"), &data(2_000_000, 1));
+    f.proxy.inject(
+        Rule::any().method("GET").path_contains("/artifacts/"),
+        Fault::Stall(Duration::from_secs(30)),
+    );
+    let mut child = f
+        .env
+        .command(&["pull", "job", "big.bin"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let temp = wait_for_temp(f.env.work.path());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !f.env.path("big.bin").exists(),
+        "a killed pull left a file at the destination"
+    );
+    assert!(
+        temp.exists(),
+        "the dead run's temporary file is recognisable"
+    );
+
+    f.env.run(&["pull", "job", "big.bin"]).success();
+    assert_eq!(f.env.read("big.bin"), data(2_000_000, 1));
+    assert!(
+        temp_files(f.env.work.path()).is_empty(),
+        "the stale temporary file was not removed"
+    );
+}
+
+#[test]
+fn kill_9_during_a_forced_pull_keeps_the_previous_file() {
+    let f = faulty(Kind::S3);
+    f.env
+        .put_object(&format!("{JOB}/big.bin"), &data(500_000, 2));
+    f.env.write("big.bin", b"the previous complete file");
+    f.proxy.inject(
+        Rule::any().method("GET").path_contains("/artifacts/"),
+        Fault::Stall(Duration::from_secs(30)),
+    );
+    let mut child = f
+        .env
+        .command(&["pull", "job", "big.bin", "-f"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_temp(f.env.work.path());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(f.env.read("big.bin"), b"the previous complete file");
+}
+
+#[test]
+fn a_live_run_keeps_its_temporary_file_while_another_run_cleans_up() {
+    let f = faulty(Kind::S3);
+    f.env.put_object(&format!("{JOB}/slow.bin"), &data(1000, 3));
+    f.env.put_object(&format!("{JOB}/fast.bin"), &data(1000, 4));
+    f.proxy.inject(
+        Rule::any().method("GET").path_contains("slow.bin"),
+        Fault::Stall(Duration::from_secs(30)),
+    );
+    let mut slow = f
+        .env
+        .command(&["pull", "job", "slow.bin"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let live_temp = wait_for_temp(f.env.work.path());
+    // Leftovers of another host (a shared volume) and of a day-old run.
+    let other_host = f.env.path(".artifact-tmp~other-host~1~0~x");
+    fs::write(&other_host, b"x").unwrap();
+    let ancient = f.env.path(".artifact-tmp~other-host~2~0~y");
+    fs::write(&ancient, b"y").unwrap();
+    let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+    fs::File::options()
+        .write(true)
+        .open(&ancient)
+        .unwrap()
+        .set_modified(two_days_ago)
+        .unwrap();
+
+    f.env.run(&["pull", "job", "fast.bin"]).success();
+    assert!(
+        live_temp.exists(),
+        "a live run's temporary file was removed"
+    );
+    assert!(
+        other_host.exists(),
+        "another host's fresh temporary file was removed"
+    );
+    assert!(!ancient.exists(), "a day-old temporary file was kept");
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+}
+
+// ---- hostile remote names ----------------------------------------------
+// (Control characters cannot be stored through moto's URLs; the unit tests
+// of `paths::local_path_for` cover them.)
+
+#[test]
+fn hostile_keys_in_a_listing_are_refused() {
+    for (i, hostile) in ["d/%2E%2E/%2E%2E/escape", "d/back%5Cslash", "d//abs"]
+        .iter()
+        .enumerate()
+    {
+        let env = TestEnv::moto();
+        env.put_object(&format!("{JOB}/d/fine.txt"), b"fine");
+        env.moto_bucket()
+            .put_object_raw_path(&format!("{JOB}/{hostile}"), b"evil");
+        let run = env.run(&["pull", "job", "d", "-d", &format!("out{i}")]);
+        assert_ne!(run.code, 0, "{hostile}: {run}");
+        assert!(
+            run.stderr.contains("refusing remote object") || run.stderr.contains("cannot both"),
+            "{hostile}: {run}"
+        );
+        let written: Vec<_> = fs::read_dir(env.work.path()).unwrap().collect();
+        assert!(
+            written.is_empty(),
+            "{hostile}: something was written: {written:?}"
+        );
+        assert!(!env.work.path().parent().unwrap().join("escape").exists());
+    }
+}
+
+#[test]
+fn a_symlink_in_the_destination_is_not_followed_out_of_it() {
+    let env = TestEnv::local();
+    let outside = tempfile::tempdir().unwrap();
+    env.put_object(&format!("{JOB}/d/sub/f.txt"), b"data");
+    fs::create_dir_all(env.path("d")).unwrap();
+    symlink(outside.path(), env.path("d/sub")).unwrap();
+    env.run(&["pull", "job", "d", "-f"])
+        .failure(8)
+        .stderr_has("symlink");
+    assert!(
+        fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "wrote through the symlink"
+    );
+}
+
+#[test]
+fn a_file_and_a_directory_of_the_same_name_collide_clearly() {
+    let env = TestEnv::local();
+    env.put_object(&format!("{JOB}/x.txt"), b"file");
+    fs::create_dir_all(env.path("x.txt")).unwrap();
+    env.run(&["pull", "job", "x.txt"])
+        .failure(5)
+        .stderr_has("already exists locally");
+    env.run(&["pull", "job", "x.txt", "-f"]).failure(8);
+    assert!(env.path("x.txt").is_dir());
+}
+
+// ---- bad local input ---------------------------------------------------
+
+#[test]
+fn a_fifo_cannot_be_pushed_and_is_skipped_inside_a_directory() {
+    let env = TestEnv::local();
+    fs::create_dir_all(env.path("d")).unwrap();
+    let status = Command::new("mkfifo")
+        .arg(env.path("d/pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.write("d/real.txt", b"real");
+    env.run(&["push", "job", "d/pipe"])
+        .failure(8)
+        .stderr_has("not a regular file");
+    env.run(&["push", "job", "d"])
+        .success()
+        .stderr_has("skipping")
+        .stderr_has("Pushed 1 file.");
+    assert_eq!(env.keys(), vec![format!("{JOB}/d/real.txt")]);
+}
+
+#[test]
+fn a_file_that_grows_while_pushed_is_an_error() {
+    let env = TestEnv::hub();
+    env.hub_server()
+        .set_storage_delay(Duration::from_millis(700));
+    env.write("growing.log", b"first line\n");
+    let path = env.path("growing.log");
+    let writer = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(250));
+        let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::io::Write::write_all(&mut f, b"second line\n").unwrap();
+    });
+    env.run(&["push", "job", "growing.log"])
+        .failure(8)
+        .stderr_has("changed size while being pushed");
+    writer.join().unwrap();
+}
+
+#[test]
+fn an_s3_key_over_1024_bytes_is_refused_before_anything_is_sent() {
+    let env = TestEnv::s3();
+    let segment = "s".repeat(120);
+    let deep: Vec<String> = (0..9).map(|i| format!("{segment}{i}")).collect();
+    env.write(&format!("{}/f.txt", deep.join("/")), b"x");
+    env.run(&["push", "job", &format!("{segment}0")])
+        .failure(8)
+        .stderr_has("S3 keys are at most 1024");
+    assert!(env.keys().is_empty());
+}
+
+#[test]
+fn a_name_that_is_not_utf8_is_named_in_the_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let env = TestEnv::local();
+    fs::create_dir_all(env.path("d")).unwrap();
+    fs::write(
+        env.path("d")
+            .join(std::ffi::OsStr::from_bytes(b"bad\xffname")),
+        b"x",
+    )
+    .unwrap();
+    env.run(&["push", "job", "d"])
+        .failure(8)
+        .stderr_has("not valid UTF-8");
+    assert!(env.keys().is_empty());
+}
+
+#[test]
+fn an_empty_directory_pushes_nothing_and_says_so() {
+    let env = TestEnv::local();
+    fs::create_dir_all(env.path("empty")).unwrap();
+    env.run(&["push", "job", "empty"])
+        .success()
+        .stderr_has("no files to push")
+        .stderr_has("Pushed 0 files.");
+}
+
+#[test]
+fn a_destination_whose_parent_is_a_file() {
+    let env = TestEnv::local();
+    env.put_object(&format!("{JOB}/x.txt"), b"x");
+    env.write("file.txt", b"I am a file");
+    env.run(&["pull", "job", "x.txt", "-d", "file.txt/x.txt"])
+        .failure(8)
+        .stderr_has("a parent of this path is a file");
+    assert_eq!(env.read("file.txt"), b"I am a file");
+}
+
+/// A full disk, for real: a 1 MiB tmpfs in a private mount namespace
+/// (needs root, which CI and this project's machines have).
+#[test]
+fn a_full_disk_on_pull_fails_clearly_and_leaves_nothing() {
+    let env = TestEnv::local();
+    env.put_object(&format!("{JOB}/big.bin"), &data(3 * 1024 * 1024, 5));
+    let mount = env.path("small-disk");
+    fs::create_dir_all(&mount).unwrap();
+    let template = env.command(&["pull", "job", "big.bin"]);
+    let script = format!(
+        "mount -t tmpfs -o size=1m tmpfs '{m}' && cd '{m}' && '{bin}' pull job big.bin; code=$?; echo \"files: $(ls -A '{m}' | tr '\\n' ' ')\"; exit $code",
+        m = mount.display(),
+        bin = env!("CARGO_BIN_EXE_artifact"),
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "sh", "-c", &script]).env_clear();
+    for (k, v) in template.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    let run = env.run_cmd(cmd, None);
+    run.failure(8)
+        .stderr_has("No space left on device")
+        .stderr_has("free some disk space");
+    assert!(
+        run.stdout.contains("files: \n") || run.stdout.trim_end() == "files:",
+        "partial files left: {run}"
+    );
+}
