@@ -404,3 +404,44 @@ fn virtual_host_addressing_through_a_forward_proxy() {
     );
     assert!(!proxy.connects().is_empty());
 }
+
+/// With no region configured, the bucket is asked (`x-amz-bucket-region`).
+#[test]
+fn the_region_is_detected_from_the_bucket() {
+    let mut env = TestEnv::moto();
+    let endpoint = env.moto_bucket().endpoint.clone();
+    let bucket = format!("{}-eu", env.moto_bucket().bucket);
+    let body = "<CreateBucketConfiguration><LocationConstraint>eu-west-1</LocationConstraint></CreateBucketConfiguration>";
+    let status = ureq::put(&format!("{endpoint}/{bucket}"))
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAMOTO/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=00")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(body)
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    env.set_env("ARTIFACT_S3_BUCKET", &bucket);
+    env.set_env("ARTIFACT_S3_REGION", "");
+    env.write("r.txt", b"r");
+    env.run(&["push", "job", "r.txt", "-v"])
+        .success()
+        .stderr_has(&format!("bucket '{bucket}' is in region eu-west-1"));
+}
+
+/// A bucket in another region is explained, never a bare 301.
+#[test]
+fn a_wrong_region_is_explained() {
+    use crate::support::fault_proxy::{Fault, Rule};
+    let f = crate::faults::faulty(crate::faults::Kind::S3);
+    f.proxy.inject(
+        Rule::any().times(usize::MAX),
+        Fault::Xml(301, "PermanentRedirect"),
+    );
+    f.env.write("r.txt", b"r");
+    f.env
+        .run(&["push", "job", "r.txt"])
+        .failure(3)
+        .stderr_has("is not in region 'us-east-1'")
+        .stderr_has("ARTIFACT_S3_REGION");
+}
