@@ -21,6 +21,7 @@ mod progress;
 mod proxy;
 mod report;
 mod retry;
+mod time;
 mod tls;
 mod transfer;
 

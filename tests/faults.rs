@@ -117,32 +117,32 @@ fn failed(run: &Run) {
     assert!(run.stderr.contains("Error p"), "no error line\n{run}");
 }
 
-/// Runs the body for the Hub (signed-URL storage), s3s-fs and moto.
+/// Runs the body once per store named: `fault_case!(name, [hub, s3s_fs, moto], |f| { … })`.
 macro_rules! fault_case {
-    ($name:ident, |$f:ident| $body:block) => {
+    ($name:ident, [$($kind:ident),+], |$f:ident| $body:block) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-
-            #[test]
-            fn hub() {
-                let $f = faulty(Kind::Hub);
-                $body
-            }
-
-            #[test]
-            fn s3s_fs() {
-                let $f = faulty(Kind::S3);
-                $body
-            }
-
-            #[test]
-            fn moto() {
-                let $f = faulty(Kind::Moto);
-                $body
-            }
+            $(
+                #[test]
+                fn $kind() {
+                    let $f = faulty(kind_named(stringify!($kind)));
+                    $body
+                }
+            )+
         }
     };
+    ($name:ident, |$f:ident| $body:block) => {
+        fault_case!($name, [hub, s3s_fs, moto], |$f| $body);
+    };
+}
+
+fn kind_named(name: &str) -> Kind {
+    match name {
+        "hub" => Kind::Hub,
+        "s3s_fs" => Kind::S3,
+        _ => Kind::Moto,
+    }
 }
 
 // ---- push of one file -------------------------------------------------
@@ -325,28 +325,7 @@ fault_case!(directory_pull_survives_scattered_faults, |f| {
 
 // ---- S3 only: throttling, damage, multipart -----------------------------
 
-macro_rules! s3_fault_case {
-    ($name:ident, |$f:ident| $body:block) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            #[test]
-            fn s3s_fs() {
-                let $f = faulty(Kind::S3);
-                $body
-            }
-
-            #[test]
-            fn moto() {
-                let $f = faulty(Kind::Moto);
-                $body
-            }
-        }
-    };
-}
-
-s3_fault_case!(slowdown_is_retried, |f| {
+fault_case!(slowdown_is_retried, [s3s_fs, moto], |f| {
     f.env.write("f.bin", &data(1000, 13));
     f.inject(Rule::any().times(2), Fault::SlowDown);
     f.env.run(&["push", "job", "f.bin"]).success();
@@ -356,18 +335,22 @@ s3_fault_case!(slowdown_is_retried, |f| {
     assert_eq!(f.env.read("back.bin"), data(1000, 13));
 });
 
-s3_fault_case!(a_corrupted_download_is_an_integrity_error, |f| {
-    f.env.write("f.bin", &data(20_000, 14));
-    f.env.run(&["push", "job", "f.bin"]).success();
-    f.inject(object_gets().times(FOREVER), Fault::CorruptBody);
-    f.env
-        .run(&["pull", "job", "f.bin", "-d", "back.bin"])
-        .failure(7)
-        .stderr_has("the data is damaged");
-    f.work_dir_holds(&["f.bin"]);
-});
+fault_case!(
+    a_corrupted_download_is_an_integrity_error,
+    [s3s_fs, moto],
+    |f| {
+        f.env.write("f.bin", &data(20_000, 14));
+        f.env.run(&["push", "job", "f.bin"]).success();
+        f.inject(object_gets().times(FOREVER), Fault::CorruptBody);
+        f.env
+            .run(&["pull", "job", "f.bin", "-d", "back.bin"])
+            .failure(7)
+            .stderr_has("the data is damaged");
+        f.work_dir_holds(&["f.bin"]);
+    }
+);
 
-s3_fault_case!(a_failing_multipart_upload_is_aborted, |f| {
+fault_case!(a_failing_multipart_upload_is_aborted, [s3s_fs, moto], |f| {
     let mut cmd_env = f.env.command(&["push", "job", "big.bin"]);
     cmd_env.env("ARTIFACT_S3_PART_SIZE", "5MiB");
     f.env.write("big.bin", &data(11 * 1024 * 1024, 15));
@@ -388,8 +371,9 @@ s3_fault_case!(a_failing_multipart_upload_is_aborted, |f| {
     f.no_open_uploads();
 });
 
-s3_fault_case!(
+fault_case!(
     a_multipart_upload_survives_part_and_completion_faults,
+    [s3s_fs, moto],
     |f| {
         let mut cmd_env = f.env.command(&["push", "job", "big.bin"]);
         cmd_env.env("ARTIFACT_S3_PART_SIZE", "5MiB");
@@ -417,7 +401,7 @@ s3_fault_case!(
     }
 );
 
-s3_fault_case!(a_listing_cut_short_is_retried, |f| {
+fault_case!(a_listing_cut_short_is_retried, [s3s_fs, moto], |f| {
     for i in 0..5 {
         f.env.put_object(&format!("{JOB}/d/f{i}"), b"x");
     }

@@ -3,8 +3,6 @@
 //! Each case runs on s3s-fs (verifies signatures) and on moto
 //! (independent implementation) unless it needs one of them.
 
-use std::process::{Child, Stdio};
-
 use crate::support::{data, TestEnv};
 
 const JOB: &str = "artifacts/jobs/job-1";
@@ -91,37 +89,7 @@ s3_case!(multipart_from_stdin, |env| {
 /// a client one; moto serializes requests as S3 does conditional writes).
 #[test]
 fn racing_pushes_store_exactly_one() {
-    let env = TestEnv::moto();
-    let racers = 6;
-    for i in 0..racers {
-        env.write(&format!("v{i}.txt"), format!("version {i}").as_bytes());
-    }
-    let children: Vec<Child> = (0..racers)
-        .map(|i| {
-            let name = format!("v{i}.txt");
-            let mut cmd = env.command(&["push", "job", &name, "-d", "contested.txt"]);
-            cmd.stdout(Stdio::null()).stderr(Stdio::null());
-            cmd.spawn().expect("spawn")
-        })
-        .collect();
-    let codes: Vec<i32> = children
-        .into_iter()
-        .map(|c| {
-            c.wait_with_output()
-                .expect("wait")
-                .status
-                .code()
-                .unwrap_or(-1)
-        })
-        .collect();
-    let winners: Vec<usize> = (0..racers).filter(|&i| codes[i] == 0).collect();
-    assert_eq!(winners.len(), 1, "exit codes: {codes:?}");
-    assert!(
-        codes.iter().all(|&c| c == 0 || c == 5),
-        "exit codes: {codes:?}"
-    );
-    let stored = env.object(&format!("{JOB}/contested.txt")).unwrap();
-    assert_eq!(stored, format!("version {}", winners[0]).into_bytes());
+    crate::support::assert_one_racer_wins(&TestEnv::moto(), 6);
 }
 
 s3_case!(prefix_with_or_without_slashes, |env| {

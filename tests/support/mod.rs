@@ -306,6 +306,44 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
+/// Starts `racers` pushes of different files to one name at once, without
+/// --force: exactly one must win (exit 0), the others exit 5, and the store
+/// must hold the winner's bytes.
+#[track_caller]
+pub fn assert_one_racer_wins(env: &TestEnv, racers: usize) {
+    for i in 0..racers {
+        env.write(&format!("v{i}.txt"), format!("version {i}").as_bytes());
+    }
+    let children: Vec<std::process::Child> = (0..racers)
+        .map(|i| {
+            let name = format!("v{i}.txt");
+            let mut cmd = env.command(&["push", "job", &name, "-d", "contested.txt"]);
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.spawn().expect("spawn")
+        })
+        .collect();
+    let codes: Vec<i32> = children
+        .into_iter()
+        .map(|c| {
+            c.wait_with_output()
+                .expect("wait")
+                .status
+                .code()
+                .unwrap_or(-1)
+        })
+        .collect();
+    let winners: Vec<usize> = (0..racers).filter(|&i| codes[i] == 0).collect();
+    assert_eq!(winners.len(), 1, "exit codes: {codes:?}");
+    assert!(
+        codes.iter().all(|&c| c == 0 || c == 5),
+        "exit codes: {codes:?}"
+    );
+    let stored = env
+        .object("artifacts/jobs/job-1/contested.txt")
+        .expect("stored");
+    assert_eq!(stored, format!("version {}", winners[0]).into_bytes());
+}
+
 /// Deterministic bytes of a given length (different per seed).
 pub fn data(len: usize, seed: u8) -> Vec<u8> {
     let mut x: u32 = 0x9E37_79B9 ^ u32::from(seed);

@@ -70,7 +70,8 @@ pub fn is_error_document(text: &str) -> bool {
     body.trim_start().starts_with("<Error>")
 }
 
-fn tag(text: &str, name: &str) -> Option<String> {
+/// The text of the first `<name>…</name>` element, entities decoded.
+pub fn tag(text: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let start = text.find(&open)? + open.len();
     let end = text[start..].find(&format!("</{name}>"))? + start;

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use url::{Host, Url};
 
 use super::client;
-use super::time::parse_iso8601;
+use crate::time::parse_iso8601;
 use super::Credentials;
 use crate::config::Env;
 use crate::error::{Error, Result};

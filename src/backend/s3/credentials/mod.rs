@@ -31,7 +31,6 @@ mod profile_source;
 mod sigv4;
 mod sso;
 mod sts;
-mod time;
 
 #[cfg(test)]
 mod testing;

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::time::parse_iso8601;
+use crate::time::parse_iso8601;
 use super::Credentials;
 use crate::error::{Error, Result};
 

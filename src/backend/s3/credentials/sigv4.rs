@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
-use super::time::amz_date;
+use crate::time::amz_date;
 use super::Credentials;
 
 /// RFC 3986 unreserved characters stay; everything else is %XX (SigV4's
@@ -164,7 +164,7 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::time::parse_iso8601;
+    use crate::time::parse_iso8601;
 
     fn example_creds(token: Option<&str>) -> Credentials {
         Credentials {

@@ -25,7 +25,7 @@ use sha1::{Digest, Sha1};
 
 use super::client;
 use super::sigv4::{encode, hex};
-use super::time::{format_rfc3339, from_unix_millis, parse_iso8601};
+use crate::time::{format_rfc3339, from_unix_millis, parse_iso8601};
 use super::Credentials;
 use crate::config::Env;
 use crate::error::{Error, Result};

@@ -15,7 +15,8 @@ use url::Url;
 
 use super::client::{self, Answer};
 use super::sigv4::{self, encode};
-use super::time::parse_iso8601;
+use crate::backend::s3::xml::tag;
+use crate::time::parse_iso8601;
 use super::{Credentials, Provider};
 use crate::config::Env;
 use crate::error::{Error, Result};
@@ -284,23 +285,6 @@ fn credentials_from(answer: &Answer, what: &str, hint: &str) -> Result<Credentia
             Error::Protocol(format!("{what}: Expiration '{expiration}' is not a date"))
         })?),
     })
-}
-
-/// The text of the first `<name>…</name>` element, entities decoded.
-pub fn tag(text: &str, name: &str) -> Option<String> {
-    let open = format!("<{name}>");
-    let close = format!("</{name}>");
-    let start = text.find(&open)? + open.len();
-    let end = text[start..].find(&close)? + start;
-    Some(unescape(text[start..end].trim()))
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
 }
 
 #[cfg(test)]

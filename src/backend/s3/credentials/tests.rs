@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::testing::{
     closed_port_url, env_in, fake_imds, metadata_json, write, FakeServer, Reply, ASSUME_ROLE_OK,
 };
-use super::time::format_rfc3339;
+use crate::time::format_rfc3339;
 use super::*;
 
 const KEYS: &str = "aws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n";

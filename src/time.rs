@@ -1,8 +1,8 @@
-//! Times as the credential endpoints write them.
+//! Calendar arithmetic and the time formats we read and write.
 //!
-//! STS, IMDS, the container endpoint, `credential_process` and the SSO token
-//! cache all give expiry times as ISO-8601 / RFC 3339 text; SigV4 wants
-//! `20150830T123600Z`. The `time` crate is built without its parsing and
+//! Log lines carry Go's `Nov  5 04:31:00.000`; STS, IMDS, the container
+//! endpoint, `credential_process` and the SSO token cache give expiry times
+//! as ISO-8601 / RFC 3339 text; SigV4 wants `20150830T123600Z`. The `time` crate is built without its parsing and
 //! formatting features (they cost size and build time), and these few
 //! conversions are short, so they live here, tested against known dates.
 
@@ -151,7 +151,9 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), proleptic
+/// Gregorian (Howard Hinnant's algorithm).
+pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
