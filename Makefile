@@ -19,7 +19,7 @@ demo: release-build
 	@sh scripts/demo.sh $(BIN)
 
 # Every check CI runs.
-test: install fmt-check clippy unit-and-integration soak
+test: install fmt-check clippy unit-and-integration soak release-check
 
 # What the checks need, installed only when missing.
 install:
@@ -38,3 +38,16 @@ unit-and-integration:
 # (replay: SOAK_SEED=<seed> make soak) and "N files, M bytes, K faults injected, 0 lost".
 soak:
 	$(CARGO) test --test integration -- soak --ignored --nocapture
+
+# Ship it: static musl binaries for Linux x86_64 and arm64, the release files in
+# dist/ (archives + checksums, for install.sh), and the checks of both.
+.PHONY: static release release-check
+
+static:
+	@sh scripts/static.sh
+
+release: static
+	@sh scripts/release.sh
+
+release-check:
+	@MAKE="$(MAKE)" sh scripts/release-check.sh

@@ -295,7 +295,9 @@ fn assume_role_from_a_source_profile() {
     }
 }
 
-/// `credential_process`: a script that prints the credentials JSON.
+/// `credential_process`: a script that prints the credentials JSON. (Run
+/// through `sh`, not exec'd: exec of a file just written can fail with
+/// ETXTBSY while other test threads fork.)
 #[test]
 fn credential_process() {
     let mut case = Case::new();
@@ -313,15 +315,10 @@ fn credential_process() {
             iso8601(SystemTime::now() + Duration::from_secs(6 * 3600))
         ),
     );
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    }
     case.home_file(
         ".aws/config",
         &format!(
-            "[profile ci]\ncredential_process = {} --profile ci\n",
+            "[profile ci]\ncredential_process = sh {} --profile ci\n",
             script.display()
         ),
     );
@@ -519,6 +516,7 @@ fn no_credentials_anywhere() {
     let started = Instant::now();
     let run = case.env.run(&["push", "job", "creds.txt"]);
     let elapsed = started.elapsed();
+    eprintln!("no_credentials_anywhere: the binary gave up after {elapsed:?}");
     run.failure(3);
     let first = run.stderr.lines().next().unwrap_or_default();
     assert!(

@@ -9,7 +9,7 @@
 //! starts its own server on a fresh port and it stops when dropped, so tests
 //! stay parallel and never leave loopback.
 //!
-//! Also here: `closed_port_url` (nothing listens), `iso8601` (what AWS
+//! Also here: `closed_port_url` (nothing can listen), `iso8601` (what AWS
 //! writes for expiry times) and `sha1_hex` (the SSO cache file name), each a
 //! few lines so the tests do not reuse the code under test.
 
@@ -431,12 +431,11 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<Recorded>>) {
     let _ = stream.flush();
 }
 
-/// A loopback URL where nothing listens: connections are refused at once.
+/// A loopback URL where nothing can listen: port 0, so connections are
+/// refused at once. (Binding a port and freeing it is not enough: under
+/// parallel tests another test's server can take the freed port.)
 pub fn closed_port_url() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    drop(listener);
-    format!("http://127.0.0.1:{port}")
+    "http://127.0.0.1:0".to_string()
 }
 
 /// `2024-05-01T12:00:00Z`, as AWS writes expiry times (UTC, whole seconds).

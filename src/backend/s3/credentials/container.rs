@@ -14,12 +14,12 @@ use std::path::PathBuf;
 use url::{Host, Url};
 
 use super::client;
-use crate::time::parse_iso8601;
 use super::Credentials;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::log::redact_url;
+use crate::time::parse_iso8601;
 
 const ECS_HOST: &str = "http://169.254.170.2";
 

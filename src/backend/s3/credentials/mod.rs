@@ -153,7 +153,7 @@ impl Chain {
             )),
             Outcome::Missing if env.get("AWS_PROFILE").is_some() => {
                 return Err(Error::Config(format!(
-                    "AWS_PROFILE={profile_name} names a profile that is in neither {}; check the name, or unset AWS_PROFILE to use the default",
+                    "AWS_PROFILE={profile_name} names a profile that is in none of {}; check the name, or unset AWS_PROFILE to use the default",
                     files.describe()
                 )))
             }

@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::time::parse_iso8601;
 use super::Credentials;
 use crate::error::{Error, Result};
+use crate::time::parse_iso8601;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const OUTPUT_LIMIT: u64 = 1024 * 1024;

@@ -25,12 +25,12 @@ use sha1::{Digest, Sha1};
 
 use super::client;
 use super::sigv4::{encode, hex};
-use crate::time::{format_rfc3339, from_unix_millis, parse_iso8601};
 use super::Credentials;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::log;
+use crate::time::{format_rfc3339, from_unix_millis, parse_iso8601};
 
 /// Renew a token this long before it expires.
 const RENEW_BEFORE: Duration = Duration::from_secs(5 * 60);

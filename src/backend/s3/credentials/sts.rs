@@ -15,12 +15,12 @@ use url::Url;
 
 use super::client::{self, Answer};
 use super::sigv4::{self, encode};
-use crate::backend::s3::xml::tag;
-use crate::time::parse_iso8601;
 use super::{Credentials, Provider};
+use crate::backend::s3::xml::tag;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
+use crate::time::parse_iso8601;
 
 const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use super::testing::{
     closed_port_url, env_in, fake_imds, metadata_json, write, FakeServer, Reply, ASSUME_ROLE_OK,
 };
-use crate::time::format_rfc3339;
 use super::*;
+use crate::time::format_rfc3339;
 
 const KEYS: &str = "aws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret\n";
 
@@ -303,7 +303,7 @@ fn aws_profile_naming_a_missing_profile_is_an_error() {
     .unwrap();
     assert!(matches!(err, Error::Config(_)));
     assert!(
-        err.to_string().starts_with("AWS_PROFILE=nope names a profile that is in neither ~/.aws/credentials or ~/.aws/config"),
+        err.to_string().starts_with("AWS_PROFILE=nope names a profile that is in none of ~/.aws/credentials or ~/.aws/config"),
         "{err}"
     );
     assert!(imds.requests().is_empty());

@@ -1,0 +1,54 @@
+#!/bin/sh
+# `make release`: the release files, named as the Go CLI's releases are, in dist/:
+#   artifact_Linux_x86_64.tar.gz  artifact_Linux_arm64.tar.gz  artifact_checksums.txt
+# Each archive holds the static binary `artifact`, LICENSE and README.md; the
+# checksums file has one "<sha256>  <archive>" line per archive. install.sh
+# goes beside them, so a copy of dist/ installs itself on an air-gapped
+# machine (ARTIFACT_BASE_URL=. sh install.sh). `make static`
+# builds the binaries first. The archives are reproducible: same binaries,
+# same commit, same bytes.
+set -eu
+cd "$(dirname "$0")/.."
+
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+DIST=dist
+
+die() {
+    echo "release: $*" >&2
+    exit 1
+}
+
+# Timestamps in the archives: the commit's time (or SOURCE_DATE_EPOCH).
+epoch=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}
+
+mkdir -p "$DIST"
+rm -f "$DIST"/artifact_*.tar.gz "$DIST"/artifact_checksums.txt "$DIST"/install.sh
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+
+archives=""
+for pair in x86_64-unknown-linux-musl:x86_64 aarch64-unknown-linux-musl:arm64; do
+    triple=${pair%%:*}
+    arch=${pair#*:}
+    bin=$TARGET_DIR/$triple/release/artifact
+    [ -f "$bin" ] || die "$bin is missing: run 'make static' first"
+    name=artifact_Linux_$arch.tar.gz
+    rm -rf "${stage:?}/$arch"
+    mkdir "$stage/$arch"
+    cp "$bin" "$stage/$arch/artifact"
+    cp LICENSE README.md "$stage/$arch/"
+    chmod 755 "$stage/$arch/artifact"
+    chmod 644 "$stage/$arch/LICENSE" "$stage/$arch/README.md"
+    tar --create --format=ustar --sort=name --owner=0 --group=0 --numeric-owner \
+        --mtime="@$epoch" --directory="$stage/$arch" artifact LICENSE README.md |
+        gzip -9 -n >"$DIST/$name"
+    archives="$archives $name"
+done
+
+# shellcheck disable=SC2086 # one word per archive
+(cd "$DIST" && sha256sum $archives >artifact_checksums.txt)
+cp install.sh "$DIST/install.sh"
+chmod 755 "$DIST/install.sh"
+
+echo "release: $DIST/"
+(cd "$DIST" && ls -l artifact_* install.sh && cat artifact_checksums.txt)
