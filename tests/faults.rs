@@ -417,3 +417,75 @@ fault_case!(a_listing_cut_short_is_retried, [s3s_fs, moto], |f| {
         .success()
         .stderr_has("Pulled 5 files.");
 });
+
+/// moto states a composite checksum for multipart objects; the download
+/// recomputes it part by part (from the part size our upload recorded).
+#[test]
+fn a_multipart_object_is_verified_by_its_composite_checksum() {
+    let f = faulty(Kind::Moto);
+    let mut push = f.env.command(&["push", "job", "big.bin"]);
+    push.env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    f.env.write("big.bin", &data(11 * 1024 * 1024 + 5, 17));
+    f.env.run_cmd(push, None).success();
+    let run = f
+        .env
+        .run(&["pull", "job", "big.bin", "-d", "back.bin", "-v"]);
+    run.success();
+    assert!(!run.stderr.contains("checked its length only"), "{run}");
+    assert_eq!(f.env.read("back.bin"), data(11 * 1024 * 1024 + 5, 17));
+
+    f.inject(object_gets().times(FOREVER), Fault::CorruptBody);
+    f.env
+        .run(&["pull", "job", "big.bin", "-d", "bad.bin"])
+        .failure(7)
+        .stderr_has("the data is damaged");
+    assert!(!f.env.path("bad.bin").exists());
+}
+
+fault_case!(
+    damaged_bytes_reported_by_the_store_are_sent_again,
+    [s3s_fs, moto],
+    |f| {
+        f.env.write("f.bin", &data(4000, 18));
+        f.inject(puts().times(1), Fault::Xml(400, "BadDigest"));
+        f.env.run(&["push", "job", "f.bin"]).success();
+        assert_eq!(
+            f.env.object(&format!("{JOB}/f.bin")).unwrap(),
+            data(4000, 18)
+        );
+    }
+);
+
+/// A store that refuses the checksum headers themselves still gets the
+/// upload, without them, for the rest of the run.
+#[test]
+fn a_store_that_refuses_checksum_headers_still_works() {
+    let f = faulty(Kind::S3);
+    for i in 0..4 {
+        f.env.write(&format!("d/f{i}"), &data(100 + i, i as u8));
+    }
+    f.inject(puts().times(1), Fault::Xml(400, "NotImplemented"));
+    f.env
+        .run(&["push", "job", "d", "--parallel", "1"])
+        .success()
+        .stderr_has("the store refused the checksum headers");
+    for i in 0..4 {
+        assert_eq!(
+            f.env.object(&format!("{JOB}/d/f{i}")).unwrap(),
+            data(100 + i, i as u8)
+        );
+    }
+    let puts: Vec<_> = f
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PUT")
+        .collect();
+    assert!(puts[0].header("x-amz-checksum-sha256").is_some());
+    assert!(
+        puts[1..]
+            .iter()
+            .all(|p| p.header("x-amz-checksum-sha256").is_none()),
+        "the refusal was not remembered"
+    );
+}

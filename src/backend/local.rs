@@ -78,25 +78,8 @@ impl Local {
 }
 
 impl Backend for Local {
-    fn prepare_push(&self, keys: &[String], force: bool) -> Result<Vec<Upload>> {
-        if !force {
-            if let Some(taken) = keys
-                .iter()
-                .find(|k| fs::symlink_metadata(self.path_of(k)).is_ok())
-            {
-                return Err(Error::AlreadyExists {
-                    side: Side::Remote,
-                    path: taken.clone(),
-                });
-            }
-        }
-        Ok(keys
-            .iter()
-            .map(|k| Upload {
-                key: k.clone(),
-                locator: k.clone(),
-            })
-            .collect())
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(fs::symlink_metadata(self.path_of(key)).is_ok())
     }
 
     fn put(&self, upload: &Upload, source: Source<'_>, force: bool) -> Result<u64> {

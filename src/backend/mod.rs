@@ -55,10 +55,35 @@ pub enum Intent {
 }
 
 pub trait Backend: Sync {
+    /// Whether an object is stored at exactly `key` (the seed's Exists).
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.list(key, Intent::Pull)?.iter().any(|o| o.key == key))
+    }
+
     /// Gets ready to write `keys`. Without `force`, fails with
     /// `AlreadyExists` naming the first key that is already stored, before
-    /// anything is written. Returns one `Upload` per key, in order.
-    fn prepare_push(&self, keys: &[String], force: bool) -> Result<Vec<Upload>>;
+    /// anything is written. Returns one `Upload` per key, in order. The
+    /// default asks `exists` for each key; the Hub and S3 answer for a whole
+    /// tree at once.
+    fn prepare_push(&self, keys: &[String], force: bool) -> Result<Vec<Upload>> {
+        if !force {
+            for key in keys {
+                if self.exists(key)? {
+                    return Err(Error::AlreadyExists {
+                        side: crate::error::Side::Remote,
+                        path: key.clone(),
+                    });
+                }
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| Upload {
+                key: k.clone(),
+                locator: k.clone(),
+            })
+            .collect())
+    }
 
     /// Writes one object and returns its size. Without `force`, a store
     /// that can refuse to replace an object which appeared since

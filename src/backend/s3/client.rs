@@ -45,6 +45,7 @@ pub struct Client {
 }
 
 /// A request about to be signed and sent.
+#[derive(Clone)]
 pub struct Request<'a> {
     pub method: &'static str,
     /// The object key, or `None` for the bucket itself.

@@ -17,7 +17,7 @@ use ureq::http::HeaderMap;
 use super::client::{self, Request};
 use super::S3;
 use crate::backend::{check_length, copy_body, RemoteObject};
-use crate::checksum::{self, HashingWriter};
+use crate::checksum::{Expected, StreamHasher};
 use crate::error::{Error, Result};
 use crate::http::Payload;
 use crate::{log, pool, retry};
@@ -63,18 +63,35 @@ impl Downloader<'_> {
                 }
                 let expected = expected_sha256(response.headers());
                 let announced = response.body().content_length();
-                let mut writer = HashingWriter::new(&mut *out);
+                let mut hasher = expected.as_ref().map(StreamHasher::new);
                 let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
-                let n = copy_body(&mut body, |chunk| writer.write_all(chunk), key)?;
+                let n = copy_body(
+                    &mut body,
+                    |chunk| {
+                        if let Some(h) = &mut hasher {
+                            h.update(chunk);
+                        }
+                        out.write_all(chunk)
+                    },
+                    key,
+                )?;
                 check_length(key, announced.or(self.object.size), n)?;
-                let actual = checksum::base64(&writer.finish());
-                match expected {
-                    Some(want) if want != actual => Err(Error::Integrity {
-                        what: format!("download of '{key}'"),
-                        detail: format!("SHA-256 {actual}, the store says {want}"),
-                    }),
-                    Some(_) => Ok(n),
-                    None => {
+                match (expected, hasher) {
+                    (Some(want), Some(h)) => {
+                        let actual = h.finish();
+                        if want.matches(&actual) {
+                            Ok(n)
+                        } else {
+                            Err(Error::Integrity {
+                                what: format!("download of '{key}'"),
+                                detail: format!(
+                                    "SHA-256 {actual}, the store says {}",
+                                    want.value()
+                                ),
+                            })
+                        }
+                    }
+                    _ => {
                         log::debug(|| {
                             format!("'{key}': the store keeps no SHA-256 for it; checked its length only")
                         });
@@ -156,16 +173,25 @@ impl Downloader<'_> {
 }
 
 /// The SHA-256 the object's bytes must have, when the store states one we
-/// can trust for the whole object: a full-object checksum (not a
-/// multipart composite `…-N`), else the value our single PUTs record.
-fn expected_sha256(headers: &HeaderMap) -> Option<String> {
+/// can check: a full-object value (not beside a multipart ETag, which
+/// s3s-fs 0.14 leaves stale after an overwrite), a composite `…-N` when our
+/// upload recorded its part size, else the value our single PUTs record.
+fn expected_sha256(headers: &HeaderMap) -> Option<Expected> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let etag_multipart = get("etag").is_some_and(|e| e.contains('-'));
-    let full_object =
-        get("x-amz-checksum-type").is_none_or(|t| t.eq_ignore_ascii_case("FULL_OBJECT"));
-    match get("x-amz-checksum-sha256") {
-        Some(v) if !v.contains('-') && !etag_multipart && full_object => Some(v.to_string()),
-        _ => get("x-amz-meta-sha256").map(str::to_string),
+    let kind = get("x-amz-checksum-type");
+    let full_object = kind.is_none_or(|t| t.eq_ignore_ascii_case("FULL_OBJECT"));
+    let composite = kind.is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE"));
+    let part_size = get("x-amz-meta-artifact-part-size").and_then(|v| v.parse::<u64>().ok());
+    match (get("x-amz-checksum-sha256"), part_size) {
+        (Some(v), _) if !v.contains('-') && !etag_multipart && full_object => {
+            Some(Expected::Whole(v.to_string()))
+        }
+        (Some(v), Some(part_size)) if v.contains('-') || composite => Some(Expected::Composite {
+            value: v.to_string(),
+            part_size,
+        }),
+        _ => get("x-amz-meta-sha256").map(|v| Expected::Whole(v.to_string())),
     }
 }
 
@@ -183,13 +209,14 @@ mod tests {
 
     #[test]
     fn which_checksums_are_trusted() {
+        let whole = |v: &str| Some(Expected::Whole(v.to_string()));
         let full = headers(&[("etag", "\"abc\""), ("x-amz-checksum-sha256", "SUM=")]);
-        assert_eq!(expected_sha256(&full).as_deref(), Some("SUM="));
+        assert_eq!(expected_sha256(&full), whole("SUM="));
         let typed = headers(&[
             ("x-amz-checksum-sha256", "SUM="),
             ("x-amz-checksum-type", "FULL_OBJECT"),
         ]);
-        assert_eq!(expected_sha256(&typed).as_deref(), Some("SUM="));
+        assert_eq!(expected_sha256(&typed), whole("SUM="));
         // A composite, or a value beside a multipart ETag, is not the object's.
         let composite = headers(&[("x-amz-checksum-sha256", "SUM=-3")]);
         assert_eq!(expected_sha256(&composite), None);
@@ -201,6 +228,20 @@ mod tests {
         ]);
         assert_eq!(expected_sha256(&typed_composite), None);
         let meta = headers(&[("etag", "\"abc\""), ("x-amz-meta-sha256", "META=")]);
-        assert_eq!(expected_sha256(&meta).as_deref(), Some("META="));
+        assert_eq!(expected_sha256(&meta), whole("META="));
+        // A composite is checked when our upload recorded the part size.
+        let ours = headers(&[
+            ("etag", "\"abc-3\""),
+            ("x-amz-checksum-sha256", "SUM=-3"),
+            ("x-amz-checksum-type", "COMPOSITE"),
+            ("x-amz-meta-artifact-part-size", "5242880"),
+        ]);
+        assert_eq!(
+            expected_sha256(&ours),
+            Some(Expected::Composite {
+                value: "SUM=-3".into(),
+                part_size: 5242880
+            })
+        );
     }
 }

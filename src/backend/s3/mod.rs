@@ -19,6 +19,7 @@ mod xml;
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use client::{Client, Request, S3Failure};
@@ -40,6 +41,9 @@ pub struct S3 {
     parallelism: usize,
     /// Where the credentials came from, for hints in errors.
     credential_source: String,
+    /// Set when the store refused the checksum headers themselves: uploads
+    /// go on without them for the rest of the run.
+    checksums_refused: AtomicBool,
 }
 
 impl S3 {
@@ -66,6 +70,7 @@ impl S3 {
             settings: s3,
             parallelism: settings.parallelism,
             credential_source,
+            checksums_refused: AtomicBool::new(false),
         })
     }
 

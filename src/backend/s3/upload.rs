@@ -10,6 +10,7 @@
 //! writer's by a marker we stored with the object. A failed multipart upload
 //! is aborted, so no parts are left behind.
 
+use std::cell::Cell;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -159,46 +160,63 @@ impl Uploader<'_> {
     /// One PUT of the whole object.
     fn single(&self, data: Data<'_>) -> Result<u64> {
         let sum = checksum::base64(&data.sha256()?);
-        let mut req = Request::new("PUT", Some(self.full_key))
-            .header("x-amz-checksum-sha256", sum.clone())
-            .header("x-amz-sdk-checksum-algorithm", "SHA256")
-            .header(META_SHA256, sum.clone());
+        let mut base = Request::new("PUT", Some(self.full_key)).header(META_SHA256, sum.clone());
         if !self.force {
-            req = req.header("if-none-match", "*");
+            base = base.header("if-none-match", "*");
         }
-        req.payload_sha256 = UNSIGNED;
+        base.payload_sha256 = UNSIGNED;
+        // Set when the store said the bytes arrived damaged (BadDigest).
+        let damaged = Cell::new(false);
         retry::run(
             &self.s3.client.http.settings,
             &format!("PUT '{}'", self.key),
             || {
+                let req = self.with_checksum(base.clone(), &sum);
                 let mut response = self.send(&req, data)?;
                 match response.status().as_u16() {
-                    200..=299 => Ok(()),
-                    409 | 412 if self.is_ours(META_SHA256, &sum)? => Ok(()),
-                    _ => Err(self.put_error(client::failure(&mut response))),
+                200..=299 => Ok(()),
+                409 | 412 if self.is_ours(META_SHA256, &sum)? => Ok(()),
+                409 | 412 if damaged.get() => Err(Error::Integrity {
+                    what: format!("upload of '{}'", self.key),
+                    detail: "the store reported damaged bytes (BadDigest) and kept an object under that key; yank it and push again".into(),
+                }),
+                _ => {
+                    let failure = client::failure(&mut response);
+                    damaged.set(damaged.get() || failure.code == "BadDigest");
+                    Err(self.put_error(failure))
                 }
+            }
             },
         )?;
         Ok(data.len())
     }
 
-    fn part(&self, upload_id: &str, number: u32, data: Data<'_>) -> Result<(u32, String, String)> {
+    /// `req` with the checksum headers for `sum`, unless the store refused them.
+    fn with_checksum<'r>(&self, req: Request<'r>, sum: &str) -> Request<'r> {
+        if self.s3.checksums_refused.load(Ordering::Relaxed) {
+            return req;
+        }
+        req.header("x-amz-checksum-sha256", sum.to_string())
+            .header("x-amz-sdk-checksum-algorithm", "SHA256")
+    }
+
+    fn part(&self, upload_id: &str, number: u32, data: Data<'_>) -> Result<Part> {
         let sum = checksum::base64(&data.sha256()?);
-        let mut req = Request::new("PUT", Some(self.full_key))
+        let mut base = Request::new("PUT", Some(self.full_key))
             .query("partNumber", number.to_string())
-            .query("uploadId", upload_id)
-            .header("x-amz-checksum-sha256", sum.clone())
-            .header("x-amz-sdk-checksum-algorithm", "SHA256");
-        req.payload_sha256 = UNSIGNED;
-        let etag = retry::run(
+            .query("uploadId", upload_id);
+        base.payload_sha256 = UNSIGNED;
+        retry::run(
             &self.s3.client.http.settings,
             &format!("PUT '{}' part {number}", self.key),
             || {
+                let checked = !self.s3.checksums_refused.load(Ordering::Relaxed);
+                let req = self.with_checksum(base.clone(), &sum);
                 let mut response = self.send(&req, data)?;
                 if !response.status().is_success() {
                     return Err(self.put_error(client::failure(&mut response)));
                 }
-                response
+                let etag = response
                     .headers()
                     .get("etag")
                     .and_then(|v| v.to_str().ok())
@@ -208,29 +226,36 @@ impl Uploader<'_> {
                             "S3 stored part {number} of '{}' but sent no ETag",
                             self.key
                         ))
-                    })
+                    })?;
+                Ok(Part {
+                    number,
+                    etag,
+                    sha256: checked.then(|| sum.clone()),
+                })
             },
-        )?;
-        Ok((number, etag, sum))
+        )
     }
 
     /// Create, send the parts (`send_parts`), complete; abort on failure.
     fn multipart(
         &self,
         part_size: u64,
-        send_parts: impl FnOnce(&str) -> Result<Vec<(u32, String, String)>>,
+        send_parts: impl FnOnce(&str) -> Result<Vec<Part>>,
     ) -> Result<()> {
         let marker = unique_marker();
         let create = Request::new("POST", Some(self.full_key))
             .query("uploads", "")
-            .header("x-amz-checksum-algorithm", "SHA256")
             .header(META_UPLOAD, marker.clone())
             .header("x-amz-meta-artifact-part-size", part_size.to_string());
         let text = retry::run(
             &self.s3.client.http.settings,
             &format!("CreateMultipartUpload '{}'", self.key),
             || {
-                let mut response = self.s3.client.send(&create, Payload::Empty)?;
+                let mut req = create.clone();
+                if !self.s3.checksums_refused.load(Ordering::Relaxed) {
+                    req = req.header("x-amz-checksum-algorithm", "SHA256");
+                }
+                let mut response = self.s3.client.send(&req, Payload::Empty)?;
                 if !response.status().is_success() {
                     return Err(self.put_error(client::failure(&mut response)));
                 }
@@ -247,12 +272,7 @@ impl Uploader<'_> {
         result
     }
 
-    fn complete(
-        &self,
-        upload_id: &str,
-        parts: &[(u32, String, String)],
-        marker: &str,
-    ) -> Result<()> {
+    fn complete(&self, upload_id: &str, parts: &[Part], marker: &str) -> Result<()> {
         let body = xml::complete_body(parts);
         let body_sha = hex(&checksum::sha256(body.as_bytes()));
         let mut req = Request::new("POST", Some(self.full_key))
@@ -345,6 +365,17 @@ impl Uploader<'_> {
     }
 
     fn put_error(&self, failure: client::S3Failure) -> Error {
+        if refuses_checksums(&failure) && !self.s3.checksums_refused.swap(true, Ordering::Relaxed) {
+            log::info(&format!(
+                "Warning: the store refused the checksum headers ({}: {}); uploading without them, the bytes are then checked by length only.",
+                failure.code, failure.message
+            ));
+            // Retried at once, without the headers.
+            return Error::Network {
+                what: format!("upload of '{}'", self.key),
+                detail: "the store does not take x-amz-checksum-sha256".into(),
+            };
+        }
         if failure.code == "BadDigest" {
             // The bytes were damaged on the way: send them again.
             return Error::Network {
@@ -363,6 +394,27 @@ impl Uploader<'_> {
             },
             other => other,
         }
+    }
+}
+
+/// One uploaded part: its number, ETag, and the SHA-256 it was sent with
+/// (none when the store refused checksum headers).
+pub struct Part {
+    pub number: u32,
+    pub etag: String,
+    pub sha256: Option<String>,
+}
+
+/// Whether a failed upload says the store does not take the checksum
+/// headers themselves (as opposed to BadDigest: damaged bytes).
+fn refuses_checksums(failure: &client::S3Failure) -> bool {
+    let mentions = |what: &str| failure.message.to_ascii_lowercase().contains(what);
+    match (failure.status, failure.code.as_str()) {
+        (400 | 501, "NotImplemented") => true,
+        (400, "InvalidArgument" | "InvalidRequest" | "UnsupportedHeader") => {
+            mentions("checksum") || mentions("header")
+        }
+        _ => false,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use s3::serde_types::{InitiateMultipartUploadResponse, ListBucketResult};
 
+use super::upload::Part;
 use crate::error::{Error, Result};
 
 /// One ListObjectsV2 page: the objects and the token for the next page.
@@ -41,15 +42,19 @@ pub fn upload_id(text: &str) -> Result<String> {
 }
 
 /// The CompleteMultipartUpload body: each part's number, ETag and checksum.
-pub fn complete_body(parts: &[(u32, String, String)]) -> String {
+pub fn complete_body(parts: &[Part]) -> String {
     let mut body =
         String::from("<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">");
-    for (number, etag, checksum) in parts {
+    for part in parts {
         body.push_str(&format!(
-            "<Part><PartNumber>{number}</PartNumber><ETag>{}</ETag><ChecksumSHA256>{}</ChecksumSHA256></Part>",
-            escape(etag),
-            escape(checksum)
+            "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
+            part.number,
+            escape(&part.etag)
         ));
+        if let Some(sum) = &part.sha256 {
+            body.push_str(&format!("<ChecksumSHA256>{}</ChecksumSHA256>", escape(sum)));
+        }
+        body.push_str("</Part>");
     }
     body.push_str("</CompleteMultipartUpload>");
     body
@@ -136,11 +141,14 @@ mod tests {
 
     #[test]
     fn complete_body_lists_parts_with_checksums() {
-        let body = complete_body(&[
-            (1, "\"e1\"".into(), "c1=".into()),
-            (2, "\"e2\"".into(), "c2=".into()),
-        ]);
+        let part = |number, etag: &str, sum: Option<&str>| Part {
+            number,
+            etag: etag.into(),
+            sha256: sum.map(str::to_string),
+        };
+        let body = complete_body(&[part(1, "\"e1\"", Some("c1=")), part(2, "\"e2\"", None)]);
         assert!(body.contains("<Part><PartNumber>1</PartNumber><ETag>&quot;e1&quot;</ETag><ChecksumSHA256>c1=</ChecksumSHA256></Part>"));
+        assert!(body.contains("<Part><PartNumber>2</PartNumber><ETag>&quot;e2&quot;</ETag></Part>"));
         assert!(body.ends_with("</CompleteMultipartUpload>"));
     }
 }
