@@ -489,3 +489,13 @@ fn a_store_that_refuses_checksum_headers_still_works() {
         "the refusal was not remembered"
     );
 }
+
+fault_case!(s3_request_timeout_is_retried, [s3s_fs, moto], |f| {
+    f.env.write("f.bin", &data(3000, 19));
+    f.inject(puts().times(1), Fault::Xml(400, "RequestTimeout"));
+    f.env.run(&["push", "job", "f.bin"]).success();
+    assert_eq!(
+        f.env.object(&format!("{JOB}/f.bin")).unwrap(),
+        data(3000, 19)
+    );
+});

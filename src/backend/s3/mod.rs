@@ -121,6 +121,11 @@ impl S3 {
         let bucket = &self.settings.bucket;
         let region = self.client.region();
         match (status, code.as_str()) {
+            // S3 gave up waiting for our bytes: worth another attempt.
+            (_, "RequestTimeout") => Error::Network {
+                what: format!("S3 {what} of '{key}'"),
+                detail: format!("{code}: {message}"),
+            },
             (301, _) | (400, "AuthorizationHeaderMalformed") | (400, "IllegalLocationConstraintException") => {
                 let hint = match bucket_region {
                     Some(r) if r != region => format!("it is in region '{r}': set ARTIFACT_S3_REGION={r}"),
