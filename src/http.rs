@@ -157,7 +157,7 @@ impl Http {
             Ok(r) => r,
             Err(e) => {
                 log::debug(|| format!("{what} -> failed after {elapsed} ms"));
-                return Err(transport_error(&what, url, e));
+                return Err(transport_error(&what, url, e, &self.settings));
             }
         };
         let status = response.status().as_u16();
@@ -246,9 +246,19 @@ fn bad_request(what: &str, err: ureq::http::Error) -> Error {
     Error::Protocol(format!("{what}: cannot build the request: {err}"))
 }
 
-fn transport_error(what: &str, url: &str, err: ureq::Error) -> Error {
+fn transport_error(what: &str, url: &str, err: ureq::Error, settings: &HttpSettings) -> Error {
     // ureq's messages may quote the URL; keep its query out of the output.
-    let detail = err.to_string().replace(url, &log::redact_url(url));
+    let detail = match &err {
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => format!(
+            "could not connect within {:.1} s (ARTIFACT_CONNECT_TIMEOUT)",
+            settings.connect_timeout.as_secs_f64()
+        ),
+        ureq::Error::Timeout(_) => format!(
+            "the server sent or took no byte for {:.1} s (ARTIFACT_IO_TIMEOUT)",
+            settings.io_timeout.as_secs_f64()
+        ),
+        _ => err.to_string().replace(url, &log::redact_url(url)),
+    };
     let https = url
         .get(..8)
         .is_some_and(|s| s.eq_ignore_ascii_case("https://"));

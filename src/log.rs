@@ -63,6 +63,7 @@ const PLAIN_PARAMS: &[&str] = &[
     "continuation-token",
     "delete",
     "list-type",
+    "max-keys",
     "partNumber",
     "prefix",
     "uploadId",

@@ -62,7 +62,6 @@ pub fn faulty(kind: Kind) -> Faulty {
         }
         _ => env.set_env("ARTIFACT_S3_ENDPOINT", &proxy.url()),
     }
-    env.set_env("ARTIFACT_IO_TIMEOUT", "1");
     Faulty { env, proxy }
 }
 
@@ -193,8 +192,10 @@ fault_case!(push_survives_a_reset_during_the_upload, |f| {
 
 fault_case!(push_survives_a_stall_longer_than_the_timeout, |f| {
     f.env.write("f.bin", &data(10_000, 5));
-    f.inject(puts().times(1), Fault::Stall(Duration::from_secs(3)));
-    f.env.run(&["push", "job", "f.bin"]).success();
+    f.inject(puts().times(1), Fault::Stall(Duration::from_secs(8)));
+    let mut push = f.env.command(&["push", "job", "f.bin"]);
+    push.env("ARTIFACT_IO_TIMEOUT", "2");
+    f.env.run_cmd(push, None).success();
     assert_eq!(
         f.env.object(&format!("{JOB}/f.bin")).unwrap(),
         data(10_000, 5)
@@ -286,12 +287,15 @@ fault_case!(pull_fails_cleanly_on_a_stalled_store, |f| {
     f.env.put_object(&format!("{JOB}/p.bin"), &data(1000, 11));
     f.inject(
         object_gets().times(FOREVER),
-        Fault::Stall(Duration::from_secs(5)),
+        Fault::Stall(Duration::from_secs(8)),
     );
     let mut env_attempts = f.env.command(&["pull", "job", "p.bin"]);
-    env_attempts.env("ARTIFACT_RETRY_ATTEMPTS", "2");
+    env_attempts
+        .env("ARTIFACT_RETRY_ATTEMPTS", "2")
+        .env("ARTIFACT_IO_TIMEOUT", "2");
     let run = f.env.run_cmd(env_attempts, None);
-    run.failure(1);
+    run.failure(1)
+        .stderr_has("no byte for 2.0 s (ARTIFACT_IO_TIMEOUT)");
     failed(&run);
     f.work_dir_holds(&[]);
 });

@@ -250,7 +250,7 @@ fn verbose_lines_show_requests_without_secrets() {
             env.s3_server().endpoint(),
             env.s3_server().bucket()
         ))
-        .stderr_has("/?list-type=2&prefix=artifacts%2Fjobs%2Fjob-1%2Fv.txt -> 200");
+        .stderr_has("/?list-type=2&max-keys=1&prefix=artifacts%2Fjobs%2Fjob-1%2Fv.txt -> 200");
     assert!(
         !run.stderr.contains("Credential=") && !run.stderr.contains("authorization"),
         "{run}"

@@ -81,12 +81,29 @@ impl S3 {
 
     /// Every object whose key starts with `prefix`, as (key, size).
     fn list_prefix(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.list_pages(prefix, None)
+    }
+
+    /// Whether an object is stored at exactly the bucket key `full`: one
+    /// LIST of a single key, as the exact key sorts before every longer
+    /// key that starts with it (a HEAD would need s3:GetObject, and 403s
+    /// for missing keys without s3:ListBucket).
+    fn exists_exactly(&self, full: &str) -> Result<Option<(String, u64)>> {
+        let first = self.list_pages(full, Some(1))?.into_iter().next();
+        Ok(first.filter(|(k, _)| k == full))
+    }
+
+    /// ListObjectsV2 of `prefix`: every page, or only the first `max_keys`.
+    fn list_pages(&self, prefix: &str, max_keys: Option<u32>) -> Result<Vec<(String, u64)>> {
         let mut objects = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let mut req = Request::new("GET", None)
                 .query("list-type", "2")
                 .query("prefix", prefix);
+            if let Some(max) = max_keys {
+                req = req.query("max-keys", max.to_string());
+            }
             if let Some(t) = &token {
                 req = req.query("continuation-token", t.clone());
             }
@@ -104,8 +121,8 @@ impl S3 {
             let page = xml::list_page(&text)?;
             objects.extend(page.objects);
             match page.next {
-                Some(next) => token = Some(next),
-                None => return Ok(objects),
+                Some(next) if max_keys.is_none() => token = Some(next),
+                _ => return Ok(objects),
             }
         }
     }
@@ -239,7 +256,14 @@ impl Backend for S3 {
                 )),
             ));
         }
-        if !force {
+        if !force && keys.len() == 1 {
+            if self.exists(&keys[0])? {
+                return Err(Error::AlreadyExists {
+                    side: Side::Remote,
+                    path: keys[0].clone(),
+                });
+            }
+        } else if !force {
             let prefix = self.full_key(common_prefix(keys));
             let existing: HashSet<String> = self
                 .list_prefix(&prefix)?
@@ -269,25 +293,30 @@ impl Backend for S3 {
         }
     }
 
+    /// The object at `key` if there is one, else everything under `key/`;
+    /// sibling keys that merely start with `key` are never listed.
     fn list(&self, key: &str, _intent: Intent) -> Result<Vec<RemoteObject>> {
         let full = self.full_key(key);
-        let found = self.list_prefix(&full)?;
-        let to_object = |(k, size): &(String, u64)| {
-            self.artifact_key(k).map(|artifact| RemoteObject {
+        let to_object = |(k, size): (String, u64)| {
+            self.artifact_key(&k).map(|artifact| RemoteObject {
                 key: artifact.to_string(),
-                size: Some(*size),
+                size: Some(size),
                 locator: k.clone(),
             })
         };
-        if let Some(exact) = found.iter().find(|(k, _)| *k == full) {
+        if let Some(exact) = self.exists_exactly(&full)? {
             return Ok(to_object(exact).into_iter().collect());
         }
         let under = format!("{full}/");
-        Ok(found
-            .iter()
-            .filter(|(k, _)| k.starts_with(&under))
+        Ok(self
+            .list_prefix(&under)?
+            .into_iter()
             .filter_map(to_object)
             .collect())
+    }
+
+    fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.exists_exactly(&self.full_key(key))?.is_some())
     }
 
     fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64> {
