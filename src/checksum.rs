@@ -19,7 +19,7 @@ pub fn base64(bytes: &[u8]) -> String {
 pub fn sha256_of_range(file: &mut File, offset: u64, len: u64) -> io::Result<([u8; 32], u64)> {
     file.seek(SeekFrom::Start(offset))?;
     let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = [0u8; 64 * 1024];
     let mut left = len;
     let mut seen = 0u64;
     while left > 0 {

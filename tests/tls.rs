@@ -95,9 +95,22 @@ fn s3_over_https_needs_the_ca_and_takes_aws_ca_bundle() {
 #[test]
 fn a_bad_ca_variable_is_a_configuration_error() {
     let mut env = TestEnv::hub();
+    let _tls = hub_behind_tls(&mut env);
     env.set_env("SSL_CERT_FILE", "/nonexistent/ca.pem");
     env.write("x.txt", b"x");
     env.run(&["push", "job", "x.txt"])
         .failure(3)
         .stderr_has("SSL_CERT_FILE='/nonexistent/ca.pem' cannot be used");
+}
+
+/// Plain-HTTP endpoints never read the certificate store, so a CA variable
+/// that would be wrong for HTTPS does not stop them.
+#[test]
+fn plain_http_reads_no_certificates() {
+    let mut env = TestEnv::hub();
+    env.set_env("SSL_CERT_FILE", "/nonexistent/ca.pem");
+    env.write("x.txt", b"x");
+    let run = env.run(&["push", "job", "x.txt", "-v"]);
+    run.success();
+    assert!(!run.stderr.contains("trusting"), "{run}");
 }

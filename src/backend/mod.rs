@@ -116,7 +116,8 @@ pub fn copy_body(
     mut write: impl FnMut(&[u8]) -> io::Result<()>,
     key: &str,
 ) -> Result<u64> {
-    let mut buf = vec![0u8; 256 * 1024];
+    // On the worker's stack: no allocation per file.
+    let mut buf = [0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
         let n = match body.read(&mut buf) {

@@ -28,6 +28,9 @@ use crate::{log, pool, progress, retry};
 
 /// Parts of one object in flight at once (each is one request).
 const PARTS_IN_FLIGHT: usize = 16;
+/// Files up to this size are read into memory once rather than read twice
+/// from disk; with one file per worker, memory stays at workers × this.
+const READ_ONCE_MAX: u64 = 256 * 1024;
 /// CompleteMultipartUpload may take minutes on a large object.
 const COMPLETE_WAIT: Duration = Duration::from_secs(15 * 60);
 const META_SHA256: &str = "x-amz-meta-sha256";
@@ -88,6 +91,17 @@ pub struct Uploader<'a> {
 
 impl Uploader<'_> {
     pub fn file(&self, path: &Path, size: u64) -> Result<u64> {
+        if size <= READ_ONCE_MAX {
+            // Small files are read once and sent from memory: one open and
+            // one read instead of a hash pass and a send pass.
+            let bytes = std::fs::read(path).map_err(|e| Error::local_io("read", path, e))?;
+            if bytes.len() as u64 != size {
+                return Err(changed_size(path));
+            }
+            self.single(Data::Bytes(&bytes))?;
+            check_unchanged(path, size)?;
+            return Ok(size);
+        }
         check_unchanged(path, size)?;
         let part = part_size_for(size, self.s3.settings.part_size);
         if size <= part {
