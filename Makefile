@@ -39,6 +39,12 @@ unit-and-integration:
 soak:
 	$(CARGO) test --test integration -- soak --ignored --nocapture
 
+# Benchmarks against s5cmd, the AWS CLI and rclone (bench/README.md); never part
+# of `make test`. BENCH_REPS=5, BENCH_1GIB=1 and BENCH_SCALE=1 widen it.
+.PHONY: bench
+bench: release-build
+	BENCH_ARTIFACT=$(CURDIR)/$(BIN) sh bench/run.sh
+
 # Ship it: static musl binaries for Linux x86_64 and arm64, the release files in
 # dist/ (archives + checksums, for install.sh), and the checks of both.
 .PHONY: static release release-check

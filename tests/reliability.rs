@@ -322,3 +322,43 @@ fn a_full_disk_on_pull_fails_clearly_and_leaves_nothing() {
         "partial files left: {run}"
     );
 }
+
+/// An unreadable file, for real: the binary runs as `nobody` (root reads
+/// everything), through util-linux's setpriv.
+#[test]
+fn an_unreadable_file_is_named_and_nothing_is_stored() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::local();
+    let store = match &env.store {
+        crate::support::Store::Local(dir) => dir.path().to_path_buf(),
+        _ => unreachable!(),
+    };
+    for dir in [env.work.path(), store.as_path()] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let secret = env.write("secret.txt", b"no one may read this");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o000)).unwrap();
+    let template = env.command(&["push", "job", "secret.txt"]);
+    let mut cmd = Command::new("setpriv");
+    cmd.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        env!("CARGO_BIN_EXE_artifact"),
+        "push",
+        "job",
+        "secret.txt",
+    ])
+    .current_dir(env.work.path())
+    .env_clear();
+    for (k, v) in template.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    env.run_cmd(cmd, None)
+        .failure(8)
+        .stderr_has("secret.txt")
+        .stderr_has("check the file permissions");
+    assert!(env.keys().is_empty());
+}

@@ -32,6 +32,9 @@ mod reliability;
 /// The soak: thousands of files through random faults (`make soak`).
 mod soak;
 
+/// HTTPS_PROXY, HTTP_PROXY and NO_PROXY for the Hub, storage and S3.
+mod proxy;
+
 /// TLS: verification on by default, private CAs through the documented variables.
 mod tls;
 

@@ -1,7 +1,7 @@
 //! HTTPS in front of a plain test server, with a private CA.
 //!
-//! `TlsProxy` generates a throwaway CA and a certificate for `localhost` /
-//! `127.0.0.1` (rcgen), terminates TLS on a loopback port (rustls) and
+//! `TlsProxy` generates a throwaway CA and a certificate for `localhost`,
+//! `127.0.0.1` and `*.artifact.test` (rcgen), terminates TLS on a loopback port (rustls) and
 //! relays the bytes to an upstream plain-HTTP server. Tests use it to show
 //! that certificates are verified by default and that SSL_CERT_FILE /
 //! AWS_CA_BUNDLE add a private CA.
@@ -41,9 +41,14 @@ impl TlsProxy {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let leaf_params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .expect("leaf params");
+        let leaf_params = CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            // Names tests reach through a proxy, which resolves them.
+            "*.artifact.test".to_string(),
+            crate::support::s3_server::VHOST_DOMAIN.to_string(),
+        ])
+        .expect("leaf params");
         let leaf_cert = leaf_params
             .signed_by(&leaf_key, &issuer)
             .expect("leaf cert");
