@@ -19,7 +19,6 @@ use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::log::redact_url;
-use crate::time::parse_iso8601;
 
 const ECS_HOST: &str = "http://169.254.170.2";
 
@@ -106,25 +105,8 @@ pub fn parse(body: &str, what: &str) -> Result<Credentials> {
             "{what}: the answer is not the expected credentials JSON"
         ))
     })?;
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(serde_json::Value::as_str)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
-    let missing = |name: &str| Error::Protocol(format!("{what}: the answer has no {name}"));
-    let expires_at = match field("Expiration") {
-        None => None,
-        Some(text) => Some(parse_iso8601(&text).ok_or_else(|| {
-            Error::Protocol(format!("{what}: Expiration '{text}' is not a date"))
-        })?),
-    };
-    Ok(Credentials {
-        access_key_id: field("AccessKeyId").ok_or_else(|| missing("AccessKeyId"))?,
-        secret_access_key: field("SecretAccessKey").ok_or_else(|| missing("SecretAccessKey"))?,
-        session_token: field("Token"),
-        expires_at,
+    super::from_json(&value, "Token", |why| {
+        Error::Protocol(format!("{what}: the answer {why}"))
     })
 }
 
@@ -247,7 +229,10 @@ mod tests {
         assert_eq!(creds.access_key_id, "AKIDONE");
         assert_eq!(creds.secret_access_key, "AKIDONE-secret");
         assert_eq!(creds.session_token.as_deref(), Some("AKIDONE-token"));
-        assert_eq!(creds.expires_at, parse_iso8601("2099-01-01T00:00:00Z"));
+        assert_eq!(
+            creds.expires_at,
+            crate::time::parse_iso8601("2099-01-01T00:00:00Z")
+        );
         std::fs::write(&token_file, "token-two").unwrap();
         assert_eq!(c.fetch(&http).unwrap().access_key_id, "AKIDTWO");
         assert_eq!(server.requests()[0].path(), "/v1/credentials");

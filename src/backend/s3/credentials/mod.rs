@@ -279,6 +279,39 @@ impl Chain {
     }
 }
 
+/// Credentials from the JSON object the container agent, IMDS and
+/// `credential_process` all answer with: `AccessKeyId`, `SecretAccessKey`,
+/// the session token under `token_field`, and `Expiration`. `fail` turns
+/// what is wrong ("has no AccessKeyId") into the source's error.
+fn from_json(
+    value: &serde_json::Value,
+    token_field: &str,
+    fail: impl Fn(String) -> Error,
+) -> Result<Credentials> {
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
+    };
+    let required = |name: &str| field(name).ok_or_else(|| fail(format!("has no {name}")));
+    let expires_at = match field("Expiration") {
+        None => None,
+        Some(text) => Some(crate::time::parse_iso8601(&text).ok_or_else(|| {
+            fail(format!(
+                "has an Expiration '{text}' that is not an ISO-8601 date"
+            ))
+        })?),
+    };
+    Ok(Credentials {
+        access_key_id: required("AccessKeyId")?,
+        secret_access_key: required("SecretAccessKey")?,
+        session_token: field(token_field),
+        expires_at,
+    })
+}
+
 fn needs_refresh(creds: &Credentials, now: SystemTime) -> bool {
     creds.expires_at.is_some_and(|t| t <= now + REFRESH_BEFORE)
 }

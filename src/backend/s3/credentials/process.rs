@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use super::Credentials;
 use crate::error::{Error, Result};
-use crate::time::parse_iso8601;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 const OUTPUT_LIMIT: u64 = 1024 * 1024;
@@ -123,27 +122,8 @@ fn parse(stdout: &[u8], what: &str) -> Result<Credentials> {
             )))
         }
     }
-    let field = |name: &str| {
-        value
-            .get(name)
-            .and_then(serde_json::Value::as_str)
-            .filter(|v| !v.is_empty())
-            .map(str::to_string)
-    };
-    let missing = |name: &str| Error::Config(format!("{what}: its output has no {name}"));
-    let expires_at = match field("Expiration") {
-        None => None,
-        Some(text) => Some(parse_iso8601(&text).ok_or_else(|| {
-            Error::Config(format!(
-                "{what}: Expiration '{text}' is not an ISO-8601 date"
-            ))
-        })?),
-    };
-    Ok(Credentials {
-        access_key_id: field("AccessKeyId").ok_or_else(|| missing("AccessKeyId"))?,
-        secret_access_key: field("SecretAccessKey").ok_or_else(|| missing("SecretAccessKey"))?,
-        session_token: field("SessionToken"),
-        expires_at,
+    super::from_json(&value, "SessionToken", |why| {
+        Error::Config(format!("{what}: its output {why}"))
     })
 }
 
@@ -177,7 +157,10 @@ echo "{\"Version\": 1, \"AccessKeyId\": \"AKIDPROC\", \"SecretAccessKey\": \"pro
         assert_eq!(creds.access_key_id, "AKIDPROC");
         assert_eq!(creds.secret_access_key, "proc-secret");
         assert_eq!(creds.session_token.as_deref(), Some("proc-token"));
-        assert_eq!(creds.expires_at, parse_iso8601("2099-01-01T00:00:00Z"));
+        assert_eq!(
+            creds.expires_at,
+            crate::time::parse_iso8601("2099-01-01T00:00:00Z")
+        );
         // Without a token or an expiry: long-lived keys.
         let creds = process(r#"printf '{"Version":1,"AccessKeyId":"A","SecretAccessKey":"S"}'"#)
             .fetch()
