@@ -42,6 +42,21 @@ impl Answer {
     pub fn detail(&self) -> String {
         summarize_error_body(&self.body)
     }
+
+    /// The error for a status the caller has no better words for.
+    pub fn unexpected(&self, what: String) -> Error {
+        Error::Remote {
+            what,
+            status: self.status,
+            detail: self.detail(),
+        }
+    }
+
+    /// The body as JSON, or a protocol error naming `what`.
+    pub fn json(&self, what: &str) -> Result<serde_json::Value> {
+        serde_json::from_str(&self.body)
+            .map_err(|_| Error::Protocol(format!("{what}: the answer is not the expected JSON")))
+    }
 }
 
 const BODY_LIMIT: u64 = 1024 * 1024;

@@ -88,11 +88,7 @@ impl Container {
                     answer.detail()
                 ),
             }),
-            status => Err(Error::Remote {
-                what,
-                status,
-                detail: answer.detail(),
-            }),
+            _ => Err(answer.unexpected(what)),
         }
     }
 }

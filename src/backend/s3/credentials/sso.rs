@@ -114,16 +114,9 @@ impl Sso {
                     ),
                 })
             }
-            status => {
-                return Err(Error::Remote {
-                    what,
-                    status,
-                    detail: answer.detail(),
-                })
-            }
+            _ => return Err(answer.unexpected(what)),
         }
-        let value: Value = serde_json::from_str(&answer.body)
-            .map_err(|_| Error::Protocol(format!("{what}: the answer is not the expected JSON")))?;
+        let value = answer.json(&what)?;
         let role = value
             .get("roleCredentials")
             .ok_or_else(|| Error::Protocol(format!("{what}: the answer has no roleCredentials")))?;
@@ -272,16 +265,9 @@ impl Sso {
                     self.login()
                 )))
             }
-            status => {
-                return Err(Error::Remote {
-                    what,
-                    status,
-                    detail: answer.detail(),
-                })
-            }
+            _ => return Err(answer.unexpected(what)),
         }
-        let value: Value = serde_json::from_str(&answer.body)
-            .map_err(|_| Error::Protocol(format!("{what}: the answer is not the expected JSON")))?;
+        let value = answer.json(&what)?;
         let access = value
             .get("accessToken")
             .and_then(Value::as_str)
