@@ -55,9 +55,11 @@ pub enum Error {
     /// number of URLs, a key outside the requested path).
     Protocol(String),
     /// A push or pull failed part way: `done` of `total` files completed.
+    /// `total` is `None` when the run stopped before every file was found
+    /// (a listing that broke off).
     Partial {
         done: usize,
-        total: usize,
+        total: Option<usize>,
         failed: Vec<String>,
         first: Box<Error>,
     },
@@ -154,7 +156,10 @@ impl fmt::Display for Error {
                 failed,
                 first,
             } => {
-                write!(f, "{first} ({done} of {total} files transferred")?;
+                match total {
+                    Some(total) => write!(f, "{first} ({done} of {total} files transferred")?,
+                    None => write!(f, "{first} ({done} files transferred before that")?,
+                }
                 if !failed.is_empty() {
                     let shown: Vec<&str> = failed.iter().take(5).map(String::as_str).collect();
                     write!(f, "; not transferred: {}", shown.join(", "))?;
@@ -276,7 +281,7 @@ mod tests {
     fn partial_failures_name_what_failed_and_keep_the_first_exit_code() {
         let err = Error::Partial {
             done: 2,
-            total: 4,
+            total: Some(4),
             failed: vec!["a".into(), "b".into()],
             first: Box::new(Error::NotFound("a".into())),
         };

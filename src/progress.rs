@@ -17,6 +17,21 @@ use crate::report::format_bytes;
 
 static BYTES: AtomicU64 = AtomicU64::new(0);
 static FILES: AtomicU64 = AtomicU64::new(0);
+static PLANNED_FILES: AtomicU64 = AtomicU64::new(0);
+static PLANNED_BYTES: AtomicU64 = AtomicU64::new(0);
+static SIZE_UNKNOWN: AtomicBool = AtomicBool::new(false);
+
+/// Counts one more file to move, of `size` bytes when the size is known.
+/// A pull plans files as the listing arrives, so the totals may grow.
+pub fn planned(size: Option<u64>) {
+    PLANNED_FILES.fetch_add(1, Ordering::Relaxed);
+    match size {
+        Some(n) => {
+            PLANNED_BYTES.fetch_add(n, Ordering::Relaxed);
+        }
+        None => SIZE_UNKNOWN.store(true, Ordering::Relaxed),
+    }
+}
 
 /// Counts `n` bytes moved.
 pub fn add(n: u64) {
@@ -51,11 +66,13 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Starts reporting `verb` ("Pushed", "Pulled") of `files` files and
-    /// `bytes` bytes (`None` when the total is not known in advance).
-    pub fn start(verb: &'static str, files: usize, bytes: Option<u64>) -> Reporter {
-        BYTES.store(0, Ordering::Relaxed);
-        FILES.store(0, Ordering::Relaxed);
+    /// Starts reporting `verb` ("Pushed", "Pulled") of the files counted
+    /// by `planned`, from zero.
+    pub fn start(verb: &'static str) -> Reporter {
+        for counter in [&BYTES, &FILES, &PLANNED_FILES, &PLANNED_BYTES] {
+            counter.store(0, Ordering::Relaxed);
+        }
+        SIZE_UNKNOWN.store(false, Ordering::Relaxed);
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let drew_line = Arc::new(AtomicBool::new(false));
         let terminal = std::io::stderr().is_terminal();
@@ -64,7 +81,7 @@ impl Reporter {
             let drew_line = drew_line.clone();
             thread::Builder::new()
                 .stack_size(64 * 1024)
-                .spawn(move || run(&stop, &drew_line, terminal, verb, files, bytes))
+                .spawn(move || run(&stop, &drew_line, terminal, verb))
                 .ok()
         };
         Reporter {
@@ -92,14 +109,7 @@ impl Drop for Reporter {
     }
 }
 
-fn run(
-    stop: &(Mutex<bool>, Condvar),
-    drew_line: &AtomicBool,
-    terminal: bool,
-    verb: &str,
-    files: usize,
-    bytes: Option<u64>,
-) {
+fn run(stop: &(Mutex<bool>, Condvar), drew_line: &AtomicBool, terminal: bool, verb: &str) {
     let started = Instant::now();
     let mut wait = FIRST_REPORT;
     let (lock, wake) = stop;
@@ -113,6 +123,9 @@ fn run(
         if *stopped {
             return;
         }
+        let files = PLANNED_FILES.load(Ordering::Relaxed);
+        let bytes =
+            (!SIZE_UNKNOWN.load(Ordering::Relaxed)).then(|| PLANNED_BYTES.load(Ordering::Relaxed));
         let line = describe(verb, files, bytes, started.elapsed());
         if terminal {
             let mut err = std::io::stderr().lock();
@@ -127,7 +140,7 @@ fn run(
     }
 }
 
-fn describe(verb: &str, files: usize, bytes: Option<u64>, elapsed: Duration) -> String {
+fn describe(verb: &str, files: u64, bytes: Option<u64>, elapsed: Duration) -> String {
     let moved = BYTES.load(Ordering::Relaxed);
     let done = FILES.load(Ordering::Relaxed);
     let rate = moved as f64 / elapsed.as_secs_f64().max(0.001);

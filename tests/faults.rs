@@ -503,3 +503,64 @@ fault_case!(s3_request_timeout_is_retried, [s3s_fs, moto], |f| {
         data(3000, 19)
     );
 });
+
+// ---- listings that stream into downloads -------------------------------
+
+/// One more object than fits in a LIST page (1000), so the listing has two.
+const TWO_PAGES: usize = 1001;
+
+fn put_two_pages(env: &TestEnv) {
+    for i in 0..TWO_PAGES {
+        env.put_object(&format!("{JOB}/d/f{i:04}"), format!("{i}").as_bytes());
+    }
+}
+
+#[test]
+fn downloads_start_while_the_listing_is_still_coming() {
+    let f = faulty(Kind::S3);
+    put_two_pages(&f.env);
+    // The second page never comes: only a pull that streamed the first
+    // page into downloads has anything to show for it.
+    f.inject(
+        Rule::any()
+            .method("GET")
+            .query_contains("continuation-token"),
+        Fault::Xml(403, "AccessDenied"),
+    );
+    let run = f.env.run(&["pull", "job", "d"]);
+    assert_eq!(run.code, 6, "{run}");
+    run.stderr_has("files transferred before that");
+    let pulled: Vec<_> = std::fs::read_dir(f.env.path("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!pulled.is_empty(), "nothing was pulled\n{run}");
+    for name in &pulled {
+        let i: usize = name
+            .strip_prefix('f')
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected file {name}"));
+        assert!(i < 1000, "{name} is on the page that never came");
+        assert_eq!(f.env.read(&format!("d/{name}")), format!("{i}").as_bytes());
+    }
+}
+
+#[test]
+fn a_pull_into_an_existing_destination_checks_every_page_before_writing() {
+    let env = TestEnv::s3();
+    put_two_pages(&env);
+    env.write("d/f1000", b"mine");
+    env.run(&["pull", "job", "d"])
+        .failure(5)
+        .stderr_has("f1000' already exists locally");
+    let names: Vec<_> = std::fs::read_dir(env.path("d")).unwrap().collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "files were pulled before the conflict was found"
+    );
+    assert_eq!(env.read("d/f1000"), b"mine");
+    env.run(&["pull", "job", "d", "-f"]).success();
+    assert_eq!(std::fs::read_dir(env.path("d")).unwrap().count(), TWO_PAGES);
+    assert_eq!(env.read("d/f1000"), b"1000");
+}

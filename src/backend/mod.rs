@@ -93,6 +93,19 @@ pub trait Backend: Sync {
     /// The object at `key` and every object under `key/`.
     fn list(&self, key: &str, intent: Intent) -> Result<Vec<RemoteObject>>;
 
+    /// What `list` finds, handed to `page` a batch at a time as the store
+    /// answers, so that work on the first objects can start while the rest
+    /// are still being listed. `page` answers whether to go on. The default
+    /// hands over everything `list` returns as one batch; S3 lists in pages.
+    fn list_pages(
+        &self,
+        key: &str,
+        intent: Intent,
+        page: &mut dyn FnMut(Vec<RemoteObject>) -> Result<bool>,
+    ) -> Result<()> {
+        page(self.list(key, intent)?).map(drop)
+    }
+
     /// Writes the object's bytes into `out`, an empty file, and returns how
     /// many were written. A short or damaged body is an error.
     fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64>;

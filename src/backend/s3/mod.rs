@@ -17,7 +17,7 @@ mod settings;
 mod upload;
 mod xml;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::File;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -79,23 +79,28 @@ impl S3 {
         format!("{}{key}", self.settings.prefix)
     }
 
-    /// Every object whose key starts with `prefix`, as (key, size).
-    fn list_prefix(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        self.list_pages(prefix, None)
-    }
-
     /// Whether an object is stored at exactly the bucket key `full`: one
     /// LIST of a single key, as the exact key sorts before every longer
     /// key that starts with it (a HEAD would need s3:GetObject, and 403s
     /// for missing keys without s3:ListBucket).
     fn exists_exactly(&self, full: &str) -> Result<Option<(String, u64)>> {
-        let first = self.list_pages(full, Some(1))?.into_iter().next();
+        let mut first = None;
+        self.list_prefix(full, Some(1), &mut |page| {
+            first = page.into_iter().next();
+            Ok(false)
+        })?;
         Ok(first.filter(|(k, _)| k == full))
     }
 
-    /// ListObjectsV2 of `prefix`: every page, or only the first `max_keys`.
-    fn list_pages(&self, prefix: &str, max_keys: Option<u32>) -> Result<Vec<(String, u64)>> {
-        let mut objects = Vec::new();
+    /// ListObjectsV2 of `prefix`, as (key, size), one page at a time to
+    /// `page` until it answers `false` or the listing ends. `max_keys`
+    /// sizes the pages (the server's default is 1000).
+    fn list_prefix(
+        &self,
+        prefix: &str,
+        max_keys: Option<u32>,
+        page: &mut dyn FnMut(Vec<(String, u64)>) -> Result<bool>,
+    ) -> Result<()> {
         let mut token: Option<String> = None;
         loop {
             let mut req = Request::new("GET", None)
@@ -118,11 +123,13 @@ impl S3 {
                 }
                 read_text(&mut response, "ListObjectsV2")
             })?;
-            let page = xml::list_page(&text)?;
-            objects.extend(page.objects);
-            match page.next {
-                Some(next) if max_keys.is_none() => token = Some(next),
-                _ => return Ok(objects),
+            let listed = xml::list_page(&text)?;
+            if !page(listed.objects)? {
+                return Ok(());
+            }
+            match listed.next {
+                Some(next) => token = Some(next),
+                None => return Ok(()),
             }
         }
     }
@@ -264,16 +271,24 @@ impl Backend for S3 {
                 });
             }
         } else if !force {
+            // One listing of the tree's common prefix, page by page,
+            // against the keys about to be written.
             let prefix = self.full_key(common_prefix(keys));
-            let existing: HashSet<String> = self
-                .list_prefix(&prefix)?
-                .into_iter()
-                .map(|(k, _)| k)
+            let ours: HashMap<&str, &str> = uploads
+                .iter()
+                .map(|u| (u.locator.as_str(), u.key.as_str()))
                 .collect();
-            if let Some(taken) = uploads.iter().find(|u| existing.contains(&u.locator)) {
+            let mut taken = None;
+            self.list_prefix(&prefix, None, &mut |page| {
+                taken = page
+                    .iter()
+                    .find_map(|(k, _)| ours.get(k.as_str()).map(|key| key.to_string()));
+                Ok(taken.is_none())
+            })?;
+            if let Some(path) = taken {
                 return Err(Error::AlreadyExists {
                     side: Side::Remote,
-                    path: taken.key.clone(),
+                    path,
                 });
             }
         }
@@ -295,7 +310,21 @@ impl Backend for S3 {
 
     /// The object at `key` if there is one, else everything under `key/`;
     /// sibling keys that merely start with `key` are never listed.
-    fn list(&self, key: &str, _intent: Intent) -> Result<Vec<RemoteObject>> {
+    fn list(&self, key: &str, intent: Intent) -> Result<Vec<RemoteObject>> {
+        let mut all = Vec::new();
+        self.list_pages(key, intent, &mut |page| {
+            all.extend(page);
+            Ok(true)
+        })?;
+        Ok(all)
+    }
+
+    fn list_pages(
+        &self,
+        key: &str,
+        _intent: Intent,
+        page: &mut dyn FnMut(Vec<RemoteObject>) -> Result<bool>,
+    ) -> Result<()> {
         let full = self.full_key(key);
         let to_object = |(k, size): (String, u64)| {
             self.artifact_key(&k).map(|artifact| RemoteObject {
@@ -305,14 +334,11 @@ impl Backend for S3 {
             })
         };
         if let Some(exact) = self.exists_exactly(&full)? {
-            return Ok(to_object(exact).into_iter().collect());
+            return page(to_object(exact).into_iter().collect()).map(drop);
         }
-        let under = format!("{full}/");
-        Ok(self
-            .list_prefix(&under)?
-            .into_iter()
-            .filter_map(to_object)
-            .collect())
+        self.list_prefix(&format!("{full}/"), None, &mut |listed| {
+            page(listed.into_iter().filter_map(to_object).collect())
+        })
     }
 
     fn exists(&self, key: &str) -> Result<bool> {

@@ -1,0 +1,161 @@
+//! Where each pulled object lands, checked as the listing arrives.
+//!
+//! A pull maps every remote key to a local path and refuses, before the
+//! object is downloaded: a key that would land outside the destination, a
+//! symlink inside the destination on the way to a file (it could point
+//! anywhere), two objects where one would need the other's name as a
+//! directory (`a` and `a/b`), and — without --force — a file that is
+//! already there. Checks run one object at a time so that downloads can
+//! start while a long listing is still coming in.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::atomic;
+use crate::error::{Error, Result, Side};
+use crate::paths;
+
+pub struct Destination<'a> {
+    remote: &'a str,
+    root: &'a Path,
+    force: bool,
+    /// Every file planned so far.
+    files: HashSet<PathBuf>,
+    /// Every directory those files need, already checked.
+    dirs: HashSet<PathBuf>,
+}
+
+impl<'a> Destination<'a> {
+    /// Pulling the remote path `remote` to `root`.
+    pub fn new(remote: &'a str, root: &'a Path, force: bool) -> Destination<'a> {
+        Destination {
+            remote,
+            root,
+            force,
+            files: HashSet::new(),
+            dirs: HashSet::new(),
+        }
+    }
+
+    /// Whether a file could already be in the way: without --force, every
+    /// object must then be checked before any is written.
+    pub fn may_conflict(&self) -> bool {
+        !self.force && fs::symlink_metadata(self.root).is_ok()
+    }
+
+    /// The local path for the object at `key`, or `None` when the key is
+    /// not under the remote path (a sibling such as `dirx/` of `dir`).
+    pub fn admit(&mut self, key: &str) -> Result<Option<PathBuf>> {
+        let Some(path) = paths::local_path_for(self.remote, key, self.root)? else {
+            crate::log::debug(|| format!("skipping '{key}': not under '{}'", self.remote));
+            return Ok(None);
+        };
+        if self.dirs.contains(&path) || !self.files.insert(path.clone()) {
+            return Err(collision(&path));
+        }
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = parent.unwrap_or(Path::new("."));
+        if let Some(file) = parent.ancestors().find(|a| self.files.contains(*a)) {
+            return Err(collision(file));
+        }
+        for dir in parent.ancestors() {
+            if !self.dirs.insert(dir.to_path_buf()) {
+                break; // Checked with an earlier file, and so are its parents.
+            }
+            if dir != self.root && dir.starts_with(self.root) && is_symlink(dir) {
+                return Err(Error::local_io(
+                    "pull into",
+                    dir,
+                    std::io::Error::other("it is a symlink, and pulling never writes through a symlink inside the destination; remove it or pull elsewhere"),
+                ));
+            }
+            if dir == parent {
+                atomic::remove_stale(dir);
+            }
+        }
+        if !self.force && fs::symlink_metadata(&path).is_ok() {
+            return Err(Error::AlreadyExists {
+                side: Side::Local,
+                path: path.display().to_string(),
+            });
+        }
+        Ok(Some(path))
+    }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+fn collision(path: &Path) -> Error {
+    Error::Protocol(format!(
+        "more than one remote object would be pulled to '{}': as a file and as a directory, or twice; pull the objects one at a time",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_root(name: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!(
+            "artifact-destination-{name}-{}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&root);
+        root
+    }
+
+    #[test]
+    fn maps_keys_and_skips_siblings() {
+        let root = temp_root("maps");
+        let mut d = Destination::new("dir", &root, false);
+        assert_eq!(d.admit("dir/a/b.txt").unwrap(), Some(root.join("a/b.txt")));
+        assert_eq!(d.admit("dirx/c.txt").unwrap(), None);
+        assert!(!d.may_conflict());
+    }
+
+    #[test]
+    fn a_file_and_a_directory_of_one_name_collide_in_either_order() {
+        let root = temp_root("collide");
+        let mut d = Destination::new("dir", &root, true);
+        d.admit("dir/a").unwrap();
+        assert!(matches!(d.admit("dir/a/b"), Err(Error::Protocol(_))));
+        let mut d = Destination::new("dir", &root, true);
+        d.admit("dir/a/b").unwrap();
+        assert!(matches!(d.admit("dir/a"), Err(Error::Protocol(_))));
+        let mut d = Destination::new("dir", &root, true);
+        d.admit("dir/x/y/z").unwrap();
+        assert!(matches!(d.admit("dir/x"), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn the_same_path_twice_collides() {
+        let root = temp_root("twice");
+        let mut d = Destination::new("", &root, true);
+        d.admit("a/b").unwrap();
+        assert!(matches!(d.admit("a/b"), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn an_existing_file_is_in_the_way_without_force() {
+        let root = temp_root("exists");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(root.join("f"), b"x").unwrap();
+        let mut d = Destination::new("dir", &root, false);
+        assert!(d.may_conflict());
+        assert!(matches!(
+            d.admit("dir/f"),
+            Err(Error::AlreadyExists {
+                side: Side::Local,
+                ..
+            })
+        ));
+        let mut forced = Destination::new("dir", &root, true);
+        assert!(!forced.may_conflict());
+        assert!(forced.admit("dir/f").unwrap().is_some());
+        fs::remove_dir_all(&root).unwrap();
+    }
+}
