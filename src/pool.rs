@@ -30,7 +30,6 @@ where
     R: Send,
     F: Fn(&T) -> Result<R> + Sync,
 {
-    let threads = threads.clamp(1, items.len().max(1));
     let produce = |feed: &mut dyn FnMut(usize) -> bool| {
         for i in 0..items.len() {
             if !feed(i) {
