@@ -1,40 +1,16 @@
-//! SHA-256 as S3 wants it: of a file's byte range, base64-encoded.
+//! SHA-256 as S3 states it: base64, of a whole object or S3's composite of
+//! its parts.
 //!
 //! Uploads sign `x-amz-checksum-sha256` into the request, so the digest must
-//! be known before the first byte goes out: the part is hashed from disk
-//! first (one pass), then sent (a second read, from the page cache).
-//! Downloads hash while they stream, through `HashingWriter`.
-
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+//! be known before the first byte goes out (`backend::Body` hashes a part
+//! once, then sends it). Downloads hash while they stream, through
+//! `StreamHasher`, the way the stated value was computed.
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
 pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// The SHA-256 of `len` bytes of `file` from `offset`, and how many there were.
-pub fn sha256_of_range(file: &mut File, offset: u64, len: u64) -> io::Result<([u8; 32], u64)> {
-    file.seek(SeekFrom::Start(offset))?;
-    let mut hasher = Sha256::new();
-    let mut buf = [0u8; 64 * 1024];
-    let mut left = len;
-    let mut seen = 0u64;
-    while left > 0 {
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = match file.read(&mut buf[..want]) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        left -= n as u64;
-        seen += n as u64;
-    }
-    Ok((hasher.finalize().into(), seen))
 }
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -133,7 +109,6 @@ impl Expected {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     #[test]
     fn known_digests() {
@@ -149,15 +124,8 @@ mod tests {
     }
 
     #[test]
-    fn ranges_and_streams_agree() {
-        let mut f = tempfile::tempfile().unwrap();
+    fn streams_hash_as_whole_buffers_do() {
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
-        f.write_all(&data).unwrap();
-        let (digest, n) = sha256_of_range(&mut f, 100, 500_000).unwrap();
-        assert_eq!(n, 500_000);
-        assert_eq!(digest, sha256(&data[100..500_100]));
-        let (_, short) = sha256_of_range(&mut f, 600_000, 500_000).unwrap();
-        assert_eq!(short, 100_000);
         let mut whole = StreamHasher::new(&Expected::Whole(String::new()));
         for chunk in data.chunks(7777) {
             whole.update(chunk);

@@ -134,6 +134,16 @@ pub struct HttpSettings {
     pub retry_delay: Duration,
 }
 
+impl HttpSettings {
+    /// How the requests are retried.
+    pub fn retry_policy(&self) -> crate::retry::Policy {
+        crate::retry::Policy {
+            attempts: self.attempts,
+            first_delay: self.retry_delay,
+        }
+    }
+}
+
 /// Where connections go and whom they trust.
 #[derive(Debug, Clone, Default)]
 pub struct Network {
@@ -177,17 +187,24 @@ impl Network {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub backend: BackendKind,
-    /// Files (or parts) in flight at once: --parallel, else ARTIFACT_PARALLELISM.
-    pub parallelism: usize,
+    /// Requests in flight, fixed: --parallel, else ARTIFACT_PARALLELISM.
+    /// `None`: the transfer adapts it, up to `MAX_IN_FLIGHT`.
+    pub parallelism: Option<usize>,
     pub http: HttpSettings,
     pub network: Network,
 }
 
-/// Default number of transfers in flight. Small files are bound by
-/// round trips, not bandwidth, and a waiting thread costs little.
-pub const DEFAULT_PARALLELISM: usize = 64;
+/// The most requests an adaptive transfer puts in flight: enough for a
+/// store 20 ms away to stay busy, few enough that a worker thread and a
+/// connection each keep memory under 32 MiB.
+pub const MAX_IN_FLIGHT: usize = 128;
 
 impl Settings {
+    /// Connections worth keeping open: one per request in flight.
+    pub fn connections(&self) -> usize {
+        self.parallelism.unwrap_or(MAX_IN_FLIGHT)
+    }
+
     pub fn from_env(env: &Env, parallel_flag: Option<usize>) -> Result<Settings> {
         let backend = match env
             .get("ARTIFACT_BACKEND")
@@ -203,9 +220,10 @@ impl Settings {
                 )))
             }
         };
-        let parallelism = match parallel_flag {
-            Some(n) => n,
-            None => env.number("ARTIFACT_PARALLELISM", 1..=1024, DEFAULT_PARALLELISM)?,
+        let parallelism = match (parallel_flag, env.get("ARTIFACT_PARALLELISM")) {
+            (Some(n), _) => Some(n),
+            (None, Some(_)) => Some(env.number("ARTIFACT_PARALLELISM", 1..=1024, 1)?),
+            (None, None) => None,
         };
         let http = HttpSettings {
             connect_timeout: env.duration("ARTIFACT_CONNECT_TIMEOUT", Duration::from_secs(10))?,
@@ -234,7 +252,8 @@ mod tests {
     fn defaults() {
         let s = Settings::from_env(&env(&[]), None).unwrap();
         assert_eq!(s.backend, BackendKind::Hub);
-        assert_eq!(s.parallelism, DEFAULT_PARALLELISM);
+        assert_eq!(s.parallelism, None);
+        assert_eq!(s.connections(), MAX_IN_FLIGHT);
         assert_eq!(s.http.connect_timeout, Duration::from_secs(10));
         assert_eq!(s.http.io_timeout, Duration::from_secs(30));
         assert_eq!(s.http.attempts, 5);
@@ -256,8 +275,11 @@ mod tests {
     #[test]
     fn parallelism_flag_wins_over_variable() {
         let e = env(&[("ARTIFACT_PARALLELISM", "8")]);
-        assert_eq!(Settings::from_env(&e, None).unwrap().parallelism, 8);
-        assert_eq!(Settings::from_env(&e, Some(2)).unwrap().parallelism, 2);
+        assert_eq!(Settings::from_env(&e, None).unwrap().parallelism, Some(8));
+        assert_eq!(
+            Settings::from_env(&e, Some(2)).unwrap().parallelism,
+            Some(2)
+        );
         let bad = env(&[("ARTIFACT_PARALLELISM", "0")]);
         assert!(Settings::from_env(&bad, None).is_err());
     }

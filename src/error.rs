@@ -9,6 +9,7 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where an `AlreadyExists` conflict was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub enum Error {
         what: String,
         status: u16,
         detail: String,
+        /// How long the server asked us to wait (`Retry-After`).
+        retry_after: Option<Duration>,
     },
     /// The Hub or storage answered something we cannot use (bad JSON, wrong
     /// number of URLs, a key outside the requested path).
@@ -90,6 +93,41 @@ impl Error {
             Error::Network { .. } => true,
             Error::Remote { status, .. } => *status == 429 || (*status >= 500 && *status != 501),
             _ => false,
+        }
+    }
+
+    /// Whether the store asked us to slow down: 429, or 503 (S3's
+    /// SlowDown). The transfer budget shrinks on these.
+    pub fn is_throttle(&self) -> bool {
+        matches!(
+            self,
+            Error::Remote {
+                status: 429 | 503,
+                ..
+            }
+        )
+    }
+
+    /// A 412: a conditional request whose condition no longer holds.
+    pub fn is_precondition_failed(&self) -> bool {
+        matches!(self, Error::Remote { status: 412, .. })
+    }
+
+    /// The wait a server asked for before the next attempt.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Remote { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A Remote error with no Retry-After.
+    pub fn remote(what: impl Into<String>, status: u16, detail: impl Into<String>) -> Error {
+        Error::Remote {
+            what: what.into(),
+            status,
+            detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -143,6 +181,7 @@ impl fmt::Display for Error {
                 what,
                 status,
                 detail,
+                ..
             } => {
                 write!(f, "{what} failed with {status} status code")?;
                 if !detail.is_empty() {
@@ -231,6 +270,7 @@ mod tests {
                 Error::Remote {
                     what: "x".into(),
                     status: 500,
+                    retry_after: None,
                     detail: String::new(),
                 },
                 1,
@@ -244,11 +284,7 @@ mod tests {
 
     #[test]
     fn retryable_statuses() {
-        let remote = |status| Error::Remote {
-            what: "x".into(),
-            status,
-            detail: String::new(),
-        };
+        let remote = |status| Error::remote("x", status, "");
         for s in [429, 500, 502, 503, 504] {
             assert!(remote(s).is_retryable(), "{s}");
         }

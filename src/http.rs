@@ -212,14 +212,12 @@ impl Http {
         let status = response.status().as_u16();
         log::debug(|| format!("{what} -> {status} ({elapsed} ms)"));
         if status == 429 || (status >= 500 && status != 501) {
-            let detail = match retry_after(&response) {
-                Some(secs) => format!("retry after {secs} s"),
-                None => error_detail(&mut response),
-            };
+            let retry_after = retry_after(&response).map(Duration::from_secs);
             return Err(Error::Remote {
                 what,
                 status,
-                detail,
+                detail: error_detail(&mut response),
+                retry_after,
             });
         }
         Ok(response)

@@ -16,7 +16,6 @@ mod error;
 mod http;
 mod log;
 mod paths;
-mod pool;
 mod progress;
 mod proxy;
 mod report;
@@ -32,7 +31,7 @@ use cli::{Invocation, Op, Parsed};
 use config::{Env, Settings};
 use error::{Error, Result};
 use paths::Resolver;
-use transfer::PushSource;
+use transfer::{Budget, Options, PushSource};
 
 fn main() -> ExitCode {
     let parsed = cli::parse(std::env::args_os().skip(1));
@@ -87,7 +86,14 @@ fn run(inv: &Invocation) -> Result<()> {
     let resolver = Resolver::new(level, id);
     let settings = Settings::from_env(&env, inv.parallel)?;
     let backend = backend::from_settings(&settings, &env)?;
-    let workers = settings.parallelism;
+    let options = Options {
+        force: inv.force,
+        budget: match settings.parallelism {
+            Some(n) => Budget::fixed(n),
+            None => Budget::adaptive(config::MAX_IN_FLIGHT),
+        },
+        retry: settings.http.retry_policy(),
+    };
 
     match op {
         Op::Push => {
@@ -103,8 +109,7 @@ fn run(inv: &Invocation) -> Result<()> {
                     paths.local, paths.remote, inv.force
                 )
             });
-            let totals =
-                transfer::push(backend.as_ref(), source, &paths.remote, inv.force, workers)?;
+            let totals = transfer::push(backend.as_ref(), source, &paths.remote, &options)?;
             report::pushed(level, &paths.local, &paths.remote, totals);
         }
         Op::Pull => {
@@ -119,14 +124,13 @@ fn run(inv: &Invocation) -> Result<()> {
                 backend.as_ref(),
                 &paths.remote,
                 Path::new(&paths.local),
-                inv.force,
-                workers,
+                &options,
             )?;
             report::pulled(level, &paths.remote, &paths.local, totals);
         }
         Op::Yank => {
             let remote = resolver.yank(&inv.path);
-            transfer::yank(backend.as_ref(), &remote, workers)?;
+            transfer::yank(backend.as_ref(), &remote, &options)?;
             report::yanked(level, &remote);
         }
     }

@@ -8,13 +8,7 @@ use crate::cli::Op;
 use crate::error::Error;
 use crate::log;
 use crate::paths::Level;
-
-/// What a finished transfer moved.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    pub files: usize,
-    pub bytes: u64,
-}
+use crate::transfer::Totals;
 
 /// The Go CLI's `formatBytes`: 1024-based, one decimal, `B` below 1 KiB.
 pub fn format_bytes(bytes: u64) -> String {

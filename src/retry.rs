@@ -1,32 +1,42 @@
 //! One retry loop for every request the program makes.
 //!
 //! Storage and Hubs throttle and drop connections; a CI job should ride that
-//! out, not fail. The policy is DESIGN.md's: connection errors, timeouts, 429
-//! and 5xx other than 501 are tried again, up to `attempts` in all, waiting
-//! `retry_delay`, then twice that, and so on (with jitter, at most 10 s), or
-//! as long as a `Retry-After` header asks (at most 60 s). Anything else is
-//! final at once. An attempt is a whole operation (request and body), so a
-//! download cut short starts over cleanly. This is the only place that sleeps.
+//! out, not fail. Connection errors, timeouts, 429 and 5xx other than 501
+//! (`Error::is_retryable`) are tried again, up to `attempts` in all, waiting
+//! `first_delay`, then twice that, and so on (with jitter, at most 10 s), or
+//! as long as a `Retry-After` header asked (at most 60 s). Anything else is
+//! final at once. The transfer engine sends every request of a transfer
+//! through here (`transfer::scheduler`), so backends never retry; the
+//! credential endpoints use it with their own short policy. This is the
+//! only place that sleeps.
 
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::HttpSettings;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::log;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-/// Runs `op` until it succeeds, fails for good, or the attempts run out.
-/// `what` names the operation in `-v` lines.
-pub fn run<T>(policy: &HttpSettings, what: &str, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+/// How often, and how patiently, a request is tried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Attempts in all, the first included (ARTIFACT_RETRY_ATTEMPTS).
+    pub attempts: usize,
+    /// The first backoff; it doubles (ARTIFACT_RETRY_DELAY).
+    pub first_delay: Duration,
+}
+
+/// Runs `op` (given the attempt number, from 1) until it succeeds, fails
+/// for good, or the attempts run out. `what` names it in `-v` lines.
+pub fn run<T>(policy: &Policy, what: &str, mut op: impl FnMut(usize) -> Result<T>) -> Result<T> {
     let mut attempt = 1;
     loop {
-        match op() {
+        match op(attempt) {
             Ok(value) => return Ok(value),
             Err(err) if err.is_retryable() && attempt < policy.attempts => {
-                let wait = delay(policy.retry_delay, attempt, retry_after(&err));
+                let wait = delay(policy.first_delay, attempt, err.retry_after());
                 log::debug(|| {
                     format!(
                         "{what}: {err}; retrying in {:.1} s (attempt {} of {})",
@@ -40,17 +50,6 @@ pub fn run<T>(policy: &HttpSettings, what: &str, mut op: impl FnMut() -> Result<
             }
             Err(err) => return Err(err),
         }
-    }
-}
-
-fn retry_after(err: &Error) -> Option<Duration> {
-    match err {
-        Error::Remote { detail, .. } => detail
-            .strip_prefix("retry after ")
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse::<u64>().ok())
-            .map(Duration::from_secs),
-        _ => None,
     }
 }
 
@@ -91,13 +90,12 @@ fn random_unit() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
-    fn policy(attempts: usize) -> HttpSettings {
-        HttpSettings {
-            connect_timeout: Duration::from_secs(1),
-            io_timeout: Duration::from_secs(1),
+    fn policy(attempts: usize) -> Policy {
+        Policy {
             attempts,
-            retry_delay: Duration::from_millis(1),
+            first_delay: Duration::from_millis(1),
         }
     }
 
@@ -106,13 +104,14 @@ mod tests {
             what: "GET x".into(),
             status: 503,
             detail: String::new(),
+            retry_after: None,
         }
     }
 
     #[test]
     fn retries_until_success() {
         let mut calls = 0;
-        let out = run(&policy(5), "op", || {
+        let out = run(&policy(5), "op", |_| {
             calls += 1;
             if calls < 3 {
                 Err(unavailable())
@@ -126,7 +125,7 @@ mod tests {
     #[test]
     fn gives_up_after_the_attempts() {
         let mut calls = 0;
-        let out: Result<()> = run(&policy(5), "op", || {
+        let out: Result<()> = run(&policy(5), "op", |_| {
             calls += 1;
             Err(unavailable())
         });
@@ -137,7 +136,7 @@ mod tests {
     #[test]
     fn final_errors_are_not_retried() {
         let mut calls = 0;
-        let out: Result<()> = run(&policy(5), "op", || {
+        let out: Result<()> = run(&policy(5), "op", |_| {
             calls += 1;
             Err(Error::NotFound("x".into()))
         });
@@ -162,15 +161,5 @@ mod tests {
             delay(base, 1, Some(Duration::from_secs(3600))),
             MAX_RETRY_AFTER
         );
-    }
-
-    #[test]
-    fn retry_after_is_read_from_the_detail() {
-        let err = Error::Remote {
-            what: "x".into(),
-            status: 429,
-            detail: "retry after 7 s".into(),
-        };
-        assert_eq!(retry_after(&err), Some(Duration::from_secs(7)));
     }
 }

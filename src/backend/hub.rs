@@ -1,27 +1,21 @@
 //! Semaphore's artifact Hub: signed URLs from the Hub, bytes to storage.
 //!
-//! The wire protocol is the Go CLI's (DESIGN.md, "Hub backend"): one `POST`
+//! The wire protocol is the Go CLI's: one `POST`
 //! to `<organization URL>/api/v1/artifacts` with `authorization: <token>` and
 //! `{"paths":[…],"type":N}` returns signed URLs; the bytes then go straight to
 //! the storage behind them. Push gets a HEAD and a PUT URL per path (a PUT
 //! only, when forced), pull one GET URL per object, yank one URL per object
 //! to send DELETE to.
 
-use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsFd;
-
 use serde_json::{json, Value};
 
 use super::{
-    check_length, check_unchanged, copy_body, signed_url, Backend, Intent, RemoteObject, Source,
-    Upload,
+    signed_url, Attempt, Backend, Body, ByteRange, Download, Intent, Page, RemoteObject, Upload,
 };
-use crate::checksum;
 use crate::config::{Env, Settings};
-use crate::error::{Error, Result, Side};
+use crate::error::{Error, Result};
 use crate::http::{self, Http, Payload};
-use crate::{log, pool, progress, retry};
+use crate::log;
 
 /// The request types of the Hub's API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +36,6 @@ pub struct Hub {
     http: Http,
     api_url: String,
     token: String,
-    parallelism: usize,
 }
 
 impl Hub {
@@ -52,10 +45,9 @@ impl Hub {
         let api_url = api_url(org_url)?;
         log::debug(|| format!("Hub client configured: {api_url}"));
         Ok(Hub {
-            http: Http::new(settings.http, settings.parallelism, &settings.network)?,
+            http: Http::new(settings.http, settings.connections(), &settings.network)?,
             api_url,
             token,
-            parallelism: settings.parallelism,
         })
     }
 
@@ -67,78 +59,75 @@ impl Hub {
             body["type"] = json!(kind as u8);
         }
         let body = body.to_string();
-        let what = format!("the Hub's {kind:?} request");
         log::debug(|| {
             format!(
                 "asking the Hub for {kind:?} URLs for {} path(s)",
                 paths.len()
             )
         });
-        retry::run(&self.http.settings, &what, || {
-            let headers = [
-                ("authorization", self.token.as_str()),
-                ("content-type", "application/json"),
-            ];
-            let mut response = match self.http.call(
-                "POST",
-                &self.api_url,
-                &headers,
-                Payload::Bytes(body.as_bytes()),
-            ) {
-                Ok(r) => r,
-                Err(Error::Remote { detail, .. }) if says_missing(&detail) && is_read(kind) => {
-                    return Err(Error::NotFound(paths.join(", ")))
-                }
-                Err(e) => return Err(e),
-            };
-            let status = response.status().as_u16();
-            if status == 401 || status == 403 {
-                return Err(Error::PermissionDenied {
-                    what: format!("the Hub refused the request ({status})"),
-                    hint: "check SEMAPHORE_ARTIFACT_TOKEN and SEMAPHORE_ORGANIZATION_URL".into(),
-                });
+        let headers = [
+            ("authorization", self.token.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let mut response = match self.http.call(
+            "POST",
+            &self.api_url,
+            &headers,
+            Payload::Bytes(body.as_bytes()),
+        ) {
+            Ok(r) => r,
+            Err(Error::Remote { detail, .. }) if says_missing(&detail) && is_read(kind) => {
+                return Err(Error::NotFound(paths.join(", ")))
             }
-            if !(200..300).contains(&status) {
-                let detail = http::error_detail(&mut response);
-                if says_missing(&detail) && is_read(kind) {
-                    return Err(Error::NotFound(paths.join(", ")));
-                }
-                return Err(Error::Remote {
-                    what: "the Hub's request for signed URLs".into(),
-                    status,
-                    detail,
-                });
+            Err(e) => return Err(e),
+        };
+        let status = response.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(Error::PermissionDenied {
+                what: format!("the Hub refused the request ({status})"),
+                hint: "check SEMAPHORE_ARTIFACT_TOKEN and SEMAPHORE_ORGANIZATION_URL".into(),
+            });
+        }
+        if !(200..300).contains(&status) {
+            let detail = http::error_detail(&mut response);
+            if says_missing(&detail) && is_read(kind) {
+                return Err(Error::NotFound(paths.join(", ")));
             }
-            let text = response
-                .body_mut()
-                .with_config()
-                .limit(64 * 1024 * 1024)
-                .read_to_string()
-                .map_err(|e| Error::Network {
-                    what: "reading the Hub's answer".into(),
-                    detail: e.to_string(),
-                })?;
-            parse_answer(&text, kind, paths)
-        })
+            return Err(Error::remote(
+                "the Hub's request for signed URLs",
+                status,
+                detail,
+            ));
+        }
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 * 1024 * 1024)
+            .read_to_string()
+            .map_err(|e| Error::Network {
+                what: "reading the Hub's answer".into(),
+                detail: e.to_string(),
+            })?;
+        parse_answer(&text, kind, paths)
     }
 
-    /// Sends one storage request, retried, and returns its final status.
+    /// Sends one storage request and returns its status: a success, or
+    /// 404 (an answer for HEAD and DELETE); any other is an error.
     fn storage_call(
         &self,
         method: &str,
         url: &str,
         key: &str,
-        mut payload: impl FnMut() -> Result<Payload<'static>>,
-    ) -> Result<u16> {
-        retry::run(&self.http.settings, &format!("{method} '{key}'"), || {
-            let mut response = self.http.call(method, url, &[], payload()?)?;
-            let status = response.status().as_u16();
-            if !(200..300).contains(&status) && status != 404 {
-                let detail = http::error_detail(&mut response);
-                return Err(storage_error(method, key, status, detail));
-            }
-            Ok(status)
-        })
+        headers: &[(&str, &str)],
+        payload: Payload<'_>,
+    ) -> Result<ureq::http::Response<ureq::Body>> {
+        let mut response = self.http.call(method, url, headers, payload)?;
+        let status = response.status().as_u16();
+        if !(200..300).contains(&status) && status != 404 {
+            let detail = http::error_detail(&mut response);
+            return Err(storage_error(method, key, status, detail));
+        }
+        Ok(response)
     }
 }
 
@@ -160,11 +149,7 @@ fn storage_error(method: &str, key: &str, status: u16, detail: String) -> Error 
                 "the signed URL may have expired or been damaged by a proxy; run the command again"
                     .into(),
         },
-        _ => Error::Remote {
-            what: format!("{method} request for '{key}'"),
-            status,
-            detail,
-        },
+        _ => Error::remote(format!("{method} request for '{key}'"), status, detail),
     }
 }
 
@@ -269,85 +254,45 @@ impl Backend for Hub {
     fn prepare_push(&self, keys: &[String], force: bool) -> Result<Vec<Upload>> {
         let kind = if force { Kind::PushForce } else { Kind::Push };
         let pairs = pair_push_urls(self.signed_urls(keys, kind)?, keys, force)?;
-        if !force {
-            let checks: Vec<(&String, &str)> = keys
-                .iter()
-                .zip(&pairs)
-                .map(|(k, (head, _))| (k, head.as_deref().unwrap_or("")))
-                .collect();
-            let found = pool::run(&checks, self.parallelism, |(key, head)| {
-                let status = self.storage_call("HEAD", head, key, || Ok(Payload::Empty))?;
-                Ok((200..300).contains(&status))
-            });
-            for (result, (key, _)) in found.into_iter().zip(&checks) {
-                match result {
-                    Some(Ok(true)) => {
-                        return Err(Error::AlreadyExists {
-                            side: Side::Remote,
-                            path: (*key).clone(),
-                        })
-                    }
-                    Some(Err(e)) => return Err(e),
-                    _ => {}
-                }
-            }
-        }
         Ok(keys
             .iter()
             .zip(pairs)
-            .map(|(key, (_, put))| Upload {
+            .map(|(key, (head, put))| Upload {
                 key: key.clone(),
                 locator: put,
+                probe: head,
+                overwrite: force,
             })
             .collect())
     }
 
-    fn put(&self, upload: &Upload, source: Source<'_>, _force: bool) -> Result<u64> {
-        let (mut file, size) = match source {
-            Source::File(path, size) => {
-                check_unchanged(path, size)?;
-                (
-                    File::open(path).map_err(|e| Error::local_io("open", path, e))?,
-                    size,
-                )
-            }
-            Source::Stdin => stdin_as_file()?,
+    fn is_taken(&self, upload: &Upload) -> Result<bool> {
+        let Some(head) = &upload.probe else {
+            return Ok(false);
         };
-        let status = retry::run(
-            &self.http.settings,
-            &format!("PUT '{}'", upload.key),
-            || {
-                file.seek(SeekFrom::Start(0))
-                    .map_err(|e| Error::local_io("read", std::path::Path::new(&upload.key), e))?;
-                let mut body = progress::Counting((&mut file).take(size));
-                let mut response = self.http.call(
-                    "PUT",
-                    &upload.locator,
-                    &[],
-                    Payload::Reader(&mut body, size),
-                )?;
-                let status = response.status().as_u16();
-                if !(200..300).contains(&status) {
-                    let detail = http::error_detail(&mut response);
-                    return Err(storage_error("PUT", &upload.key, status, detail));
-                }
-                Ok(status)
-            },
-        )?;
-        log::debug(|| format!("stored '{}' ({status})", upload.key));
-        if let Source::File(path, _) = source {
-            check_unchanged(path, size)?;
-        }
-        Ok(size)
+        let response = self.storage_call("HEAD", head, &upload.key, &[], Payload::Empty)?;
+        Ok(response.status().is_success())
     }
 
-    fn list(&self, key: &str, intent: Intent) -> Result<Vec<RemoteObject>> {
+    fn put(&self, upload: &Upload, body: &Body<'_>, _attempt: &mut Attempt) -> Result<()> {
+        let mut reader = body.reader();
+        let response =
+            self.storage_call("PUT", &upload.locator, &upload.key, &[], reader.payload())?;
+        if response.status().as_u16() == 404 {
+            return Err(storage_error("PUT", &upload.key, 404, String::new()));
+        }
+        log::debug(|| format!("stored '{}' ({})", upload.key, response.status().as_u16()));
+        Ok(())
+    }
+
+    fn list_page(&self, key: &str, intent: Intent, _token: Option<&str>) -> Result<Page> {
         let kind = match intent {
             Intent::Pull => Kind::Pull,
             Intent::Yank => Kind::Yank,
         };
         let urls = self.signed_urls(&[key.to_string()], kind)?;
-        urls.into_iter()
+        let objects = urls
+            .into_iter()
             .map(|u| {
                 let object_key = match intent {
                     Intent::Pull => signed_url::object_key(&u.url)?,
@@ -362,59 +307,40 @@ impl Backend for Hub {
                     locator: u.url,
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            objects,
+            next: None,
+        })
     }
 
-    fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64> {
-        retry::run(
-            &self.http.settings,
-            &format!("GET '{}'", object.key),
-            || {
-                out.set_len(0)
-                    .and_then(|_| out.seek(SeekFrom::Start(0)))
-                    .map_err(|e| Error::local_io("write", std::path::Path::new(&object.key), e))?;
-                let mut response = self
-                    .http
-                    .call("GET", &object.locator, &[], Payload::Empty)?;
-                let status = response.status().as_u16();
-                if status == 404 {
-                    return Err(Error::NotFound(object.key.clone()));
-                }
-                if !(200..300).contains(&status) {
-                    let detail = http::error_detail(&mut response);
-                    return Err(storage_error("GET", &object.key, status, detail));
-                }
-                let announced = response.body().content_length();
-                let stated_md5 = gcs_md5(response.headers());
-                let mut md5 = md5::Context::new();
-                let mut reader = response.body_mut().with_config().limit(u64::MAX).reader();
-                let n = copy_body(
-                    &mut reader,
-                    |chunk| {
-                        md5.consume(chunk);
-                        out.write_all(chunk)
-                    },
-                    &object.key,
-                )?;
-                check_length(&object.key, announced, n)?;
-                if let Some(want) = stated_md5 {
-                    let got = checksum::base64(&md5.finalize().0);
-                    if got != want {
-                        return Err(Error::Integrity {
-                            what: format!("download of '{}'", object.key),
-                            detail: format!("MD5 {got}, the storage says {want}"),
-                        });
-                    }
-                }
-                Ok(n)
-            },
-        )
+    fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>> {
+        let range_header = range.header();
+        let mut headers = Vec::new();
+        if let Some(value) = &range_header {
+            headers.push(("range", value.as_str()));
+        }
+        if let Some(etag) = range.if_match {
+            headers.push(("if-match", etag));
+        }
+        let response = self.storage_call(
+            "GET",
+            &object.locator,
+            &object.key,
+            &headers,
+            Payload::Empty,
+        )?;
+        if response.status().as_u16() == 404 {
+            return Err(Error::NotFound(object.key.clone()));
+        }
+        let md5 = gcs_md5(response.headers());
+        let mut download = Download::from_http(response)?;
+        download.md5 = md5;
+        Ok(download)
     }
 
     fn delete(&self, object: &RemoteObject) -> Result<()> {
-        self.storage_call("DELETE", &object.locator, &object.key, || {
-            Ok(Payload::Empty)
-        })?;
+        self.storage_call("DELETE", &object.locator, &object.key, &[], Payload::Empty)?;
         Ok(())
     }
 }
@@ -428,47 +354,6 @@ fn gcs_md5(headers: &ureq::http::HeaderMap) -> Option<String> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .find_map(|part| part.trim().strip_prefix("md5=").map(str::to_string))
-}
-
-/// Standard input as a seekable file of known size: itself when it is a
-/// regular file (`< file`), else spooled to an unlinked temporary file,
-/// because signed PUT URLs need the length before the first byte.
-fn stdin_as_file() -> Result<(File, u64)> {
-    let stdin_path = std::path::Path::new("standard input");
-    let fd = io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|e| Error::local_io("read", stdin_path, e))?;
-    let file = File::from(fd);
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::local_io("read", stdin_path, e))?;
-    if meta.is_file() {
-        let mut file = file;
-        let pos = file.stream_position().unwrap_or(0);
-        let size = meta.len().saturating_sub(pos);
-        // Reading starts at 0 on every attempt, so give a file read from its start.
-        if pos == 0 {
-            return Ok((file, size));
-        }
-    }
-    let mut spool = tempfile_in_tmp()?;
-    let size = io::copy(&mut io::stdin().lock(), &mut spool)
-        .map_err(|e| Error::local_io("read", stdin_path, e))?;
-    Ok((spool, size))
-}
-
-fn tempfile_in_tmp() -> Result<File> {
-    let dir = std::env::temp_dir();
-    let path = crate::atomic::temp_path_for(&dir.join("stdin"));
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| Error::local_io("create a temporary file in", &dir, e))?;
-    let _ = std::fs::remove_file(&path);
-    Ok(file)
 }
 
 #[cfg(test)]

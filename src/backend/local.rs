@@ -7,14 +7,13 @@
 //! fastest real backend for testing the transfer engine.
 
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::{check_length, Backend, Intent, RemoteObject, Source, Upload};
+use super::{Attempt, Backend, Body, ByteRange, Download, Intent, Page, RemoteObject, Upload};
 use crate::atomic::{self, TempFile};
 use crate::config::Env;
 use crate::error::{Error, Result, Side};
-use crate::progress::Counting;
 
 pub struct Local {
     root: PathBuf,
@@ -82,33 +81,15 @@ impl Backend for Local {
         Ok(fs::symlink_metadata(self.path_of(key)).is_ok())
     }
 
-    fn put(&self, upload: &Upload, source: Source<'_>, force: bool) -> Result<u64> {
+    fn put(&self, upload: &Upload, body: &Body<'_>, _attempt: &mut Attempt) -> Result<()> {
         let dest = self.path_of(&upload.locator);
         let mut temp = TempFile::create(&dest)?;
-        let written = match source {
-            Source::File(path, size) => {
-                let mut file = File::open(path).map_err(|e| Error::local_io("open", path, e))?;
-                let n = io::copy(&mut Counting(&mut file), temp.file())
-                    .map_err(|e| Error::local_io("copy", path, e))?;
-                if n != size {
-                    return Err(Error::local_io(
-                        "read",
-                        path,
-                        io::Error::other(format!(
-                            "the file changed size while being pushed ({size} → {n} bytes)"
-                        )),
-                    ));
-                }
-                n
-            }
-            Source::Stdin => io::copy(&mut Counting(io::stdin().lock()), temp.file())
-                .map_err(|e| Error::local_io("read", Path::new("standard input"), e))?,
-        };
-        temp.commit(&dest, force, &upload.key, Side::Remote)?;
-        Ok(written)
+        io::copy(&mut body.reader(), temp.file())
+            .map_err(|e| Error::local_io("write", &dest, e))?;
+        temp.commit(&dest, upload.overwrite, &upload.key, Side::Remote)
     }
 
-    fn list(&self, key: &str, _intent: Intent) -> Result<Vec<RemoteObject>> {
+    fn list_page(&self, key: &str, _intent: Intent, _token: Option<&str>) -> Result<Page> {
         let path = self.path_of(key);
         let mut out = Vec::new();
         match fs::metadata(&path) {
@@ -120,10 +101,13 @@ impl Backend for Local {
             Ok(m) if m.is_dir() => self.walk(&path, key, &mut out)?,
             _ => {}
         }
-        Ok(out)
+        Ok(Page {
+            objects: out,
+            next: None,
+        })
     }
 
-    fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64> {
+    fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>> {
         let path = self.path_of(&object.locator);
         let mut file = match File::open(&path) {
             Ok(f) => f,
@@ -132,9 +116,19 @@ impl Backend for Local {
             }
             Err(e) => return Err(Error::local_io("open", &path, e)),
         };
-        let n = copy_into(&mut file, out, &path)?;
-        check_length(&object.key, object.size, n)?;
-        Ok(n)
+        let size = file
+            .metadata()
+            .map_err(|e| Error::local_io("read", &path, e))?
+            .len();
+        let from = range.from.min(size);
+        file.seek(SeekFrom::Start(from))
+            .map_err(|e| Error::local_io("read", &path, e))?;
+        let length = range.len.map_or(size - from, |len| len.min(size - from));
+        Ok(Download::new(
+            Box::new(io::Read::take(file, length)),
+            from,
+            Some(length),
+        ))
     }
 
     fn delete(&self, object: &RemoteObject) -> Result<()> {
@@ -145,8 +139,4 @@ impl Backend for Local {
             Err(e) => Err(Error::local_io("delete", &path, e)),
         }
     }
-}
-
-fn copy_into(from: &mut impl Read, out: &mut File, path: &Path) -> Result<u64> {
-    io::copy(&mut Counting(from), out).map_err(|e| Error::local_io("copy", path, e))
 }

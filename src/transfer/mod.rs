@@ -1,90 +1,93 @@
 //! The transfer engine: push, pull and yank, the same for every backend.
 //!
+//! The engine owns the bytes and the requests; backends only speak object
+//! operations (`crate::backend`). Its parts:
+//! - `walk`: what a push sends; `destination`: where a pull writes, checked
+//!   as the listing arrives;
+//! - `push` builds every upload body, splits large files into parts and
+//!   reads standard input; `receive` lands every download in a temporary
+//!   file, counting, hashing, checking and resuming;
+//! - `scheduler` runs every request — files, parts, ranges, deletes — under
+//!   one `budget` of requests in flight, and is the one place requests are
+//!   retried.
+//!
 //! Every conflict is checked before anything is written: a push checks the
 //! whole tree against the store first; a pull into an existing destination
 //! without --force checks every object first, and otherwise streams — each
-//! list page, once checked, feeds the download workers while the listing
-//! goes on. Parallel
-//! workers run the backend's object-level operations. Downloads land in a temporary file
-//! beside their destination and are renamed into place only when complete.
-//! The engine counts files and bytes for the summary line and, when a run
-//! fails part way, says which files made it and which did not.
+//! list page, once checked, feeds the downloads while the listing goes on.
+//! When a run fails part way, the engine says which files made it and which
+//! did not.
 
+mod budget;
 mod destination;
+mod push;
+mod receive;
+mod scheduler;
 pub mod walk;
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
-use crate::atomic::TempFile;
-use crate::backend::{Backend, Intent, RemoteObject, Source};
-use crate::error::{Error, Result, Side};
-use crate::pool;
-use crate::progress;
-use crate::report::Totals;
+pub use budget::Budget;
+pub use push::{push, PushSource};
+
+use crate::backend::{Backend, Intent, RemoteObject};
+use crate::error::{Error, Result};
+use crate::{log, progress, retry};
 use destination::Destination;
+use scheduler::Ctx;
 
-/// What the user's PATH means for a push.
-pub enum PushSource<'a> {
-    Path(&'a Path),
-    Stdin,
+/// How a transfer runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Replace what is there (push), or overwrite local files (pull).
+    pub force: bool,
+    /// Requests in flight: fixed by --parallel, else adaptive.
+    pub budget: Budget,
+    pub retry: retry::Policy,
 }
 
-/// Stores `source` at `remote`: a file, a tree, or standard input.
-pub fn push(
-    backend: &dyn Backend,
-    source: PushSource<'_>,
-    remote: &str,
-    force: bool,
-    parallelism: usize,
-) -> Result<Totals> {
-    let items = match source {
-        PushSource::Path(path) => walk::walk(path, remote)?,
-        PushSource::Stdin => {
-            let uploads = backend.prepare_push(&[remote.to_string()], force)?;
-            let mut bytes = 0;
-            for upload in &uploads {
-                bytes += backend.put(upload, Source::Stdin, force)?;
-            }
-            return Ok(Totals {
-                files: uploads.len(),
-                bytes,
-            });
-        }
-    };
-    if items.is_empty() {
-        crate::log::info("Warning: there are no files to push in that directory.");
-        return Ok(Totals::default());
+/// What a finished transfer moved.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// What became of one object: bytes moved, or why not. Empty when it was
+/// never started because an earlier one failed.
+type Slot = OnceLock<Result<u64>>;
+
+/// Fills `slot`; a failure stops the run from starting anything new.
+fn finish(ctx: &Ctx<'_, '_, '_>, slot: &Slot, result: Result<u64>) {
+    match &result {
+        Ok(_) => progress::file_done(),
+        Err(_) => ctx.stop(),
     }
-    let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
-    let uploads = backend.prepare_push(&keys, force)?;
-    drop(keys);
-    let _progress = progress::Reporter::start("Pushing");
-    items.iter().for_each(|i| progress::planned(Some(i.size)));
-    let work = items.iter().zip(&uploads);
-    let (_, outcomes) = pool::stream(parallelism, feed_all(work), |(item, upload)| {
-        let bytes = backend.put(upload, Source::File(&item.local, item.size), force)?;
-        progress::file_done();
-        Ok(bytes)
-    });
-    summarize(Ok(()), outcomes, |(_, upload)| &upload.key)
+    let _ = slot.set(result);
 }
 
 /// Downloads everything at `remote` to `local`. Downloads start while the
 /// listing is still coming in, unless a file could already be in the way:
 /// then every object is checked before any is written.
-pub fn pull(
-    backend: &dyn Backend,
-    remote: &str,
-    local: &Path,
-    force: bool,
-    parallelism: usize,
-) -> Result<Totals> {
-    let mut destination = Destination::new(remote, local, force);
+pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -> Result<Totals> {
+    let mut destination = Destination::new(remote, local, opts.force);
     let hold = destination.may_conflict();
     let _progress = progress::Reporter::start("Pulling");
-    let produce = |feed: &mut dyn FnMut((RemoteObject, PathBuf)) -> bool| {
+    let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
+    let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
+        let feed = |object: RemoteObject, path: PathBuf| {
+            let slot = Arc::new(Slot::new());
+            if let Ok(mut fed) = fed.lock() {
+                fed.push((object.key.clone(), Arc::clone(&slot)));
+            }
+            let force = opts.force;
+            ctx.feed(Box::new(move |ctx| {
+                receive::fetch(ctx, backend, object, path, force, slot)
+            }));
+        };
         let mut held = Vec::new();
-        backend.list_pages(remote, Intent::Pull, &mut |page| {
+        let listed = list(ctx, backend, remote, Intent::Pull, |page| {
             // A whole page is checked before any of it is fetched.
             let mut admitted = Vec::with_capacity(page.len());
             for object in page {
@@ -95,80 +98,120 @@ pub fn pull(
             }
             if hold {
                 held.extend(admitted);
-                return Ok(true);
+            } else {
+                admitted.into_iter().for_each(|(o, p)| feed(o, p));
             }
-            Ok(admitted.into_iter().all(&mut *feed))
-        })?;
-        for item in held {
-            if !feed(item) {
-                break;
-            }
+            Ok(!ctx.stopping())
+        });
+        if listed.is_ok() {
+            held.into_iter().for_each(|(o, p)| feed(o, p));
         }
-        Ok(())
-    };
-    let (listed, outcomes) = pool::stream(parallelism, produce, |(object, path)| {
-        let mut temp = TempFile::create(path)?;
-        let bytes = backend.get(object, temp.file())?;
-        temp.commit(path, force, &path.display().to_string(), Side::Local)?;
-        progress::file_done();
-        Ok(bytes)
+        listed
     });
-    if outcomes.is_empty() {
+    log_budget(&budget);
+    let fed = fed.into_inner().unwrap_or_default();
+    if fed.is_empty() {
         listed?;
         return Err(Error::NotFound(remote.to_string()));
     }
-    summarize(listed, outcomes, |(object, _)| &object.key)
+    summarize(listed, fed)
 }
 
 /// Deletes everything at `remote`.
-pub fn yank(backend: &dyn Backend, remote: &str, parallelism: usize) -> Result<Totals> {
-    let objects = backend.list(remote, Intent::Yank)?;
-    if objects.is_empty() {
+pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
+    let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
+    let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
+        list(ctx, backend, remote, Intent::Yank, |page| {
+            for object in page {
+                let slot = Arc::new(Slot::new());
+                if let Ok(mut fed) = fed.lock() {
+                    fed.push((object.key.clone(), Arc::clone(&slot)));
+                }
+                ctx.feed(Box::new(move |ctx| {
+                    if ctx.stopping() {
+                        return;
+                    }
+                    let what = format!("DELETE '{}'", object.key);
+                    let result = ctx.request(&what, 0, |_| backend.delete(&object));
+                    finish(ctx, &slot, result.map(|()| 0));
+                }));
+            }
+            Ok(!ctx.stopping())
+        })
+    });
+    log_budget(&budget);
+    let fed = fed.into_inner().unwrap_or_default();
+    if fed.is_empty() {
+        listed?;
         return Err(Error::NotFound(remote.to_string()));
     }
-    let (_, outcomes) = pool::stream(parallelism, feed_all(objects), |object| {
-        backend.delete(object).map(|()| 0)
-    });
-    summarize(Ok(()), outcomes, |object| &object.key)
+    summarize(listed, fed)
 }
 
-/// A producer for `pool::stream` that feeds `items` until one fails.
-fn feed_all<T>(
-    items: impl IntoIterator<Item = T>,
-) -> impl FnOnce(&mut dyn FnMut(T) -> bool) -> Result<()> {
-    |feed| {
-        for item in items {
-            if !feed(item) {
-                break;
-            }
+/// Lists what is at `key` page by page, each page retried on its own,
+/// until `page` answers false or the listing ends.
+fn list(
+    ctx: &Ctx<'_, '_, '_>,
+    backend: &dyn Backend,
+    key: &str,
+    intent: Intent,
+    mut page: impl FnMut(Vec<RemoteObject>) -> Result<bool>,
+) -> Result<()> {
+    let mut token: Option<String> = None;
+    loop {
+        let listed = ctx.request(&format!("listing '{key}'"), 0, |_| {
+            backend.list_page(key, intent, token.as_deref())
+        })?;
+        if !page(listed.objects)? {
+            return Ok(());
         }
-        Ok(())
+        match listed.next {
+            Some(next) => token = Some(next),
+            None => return Ok(()),
+        }
     }
+}
+
+/// With -v: how many requests the budget allowed in flight.
+fn log_budget(budget: &Budget) {
+    log::debug(|| {
+        if budget.is_adaptive() {
+            format!(
+                "requests in flight: settled at {} (highest {}, adaptive up to {})",
+                budget.limit(),
+                budget.highest(),
+                budget.ceiling()
+            )
+        } else {
+            format!("requests in flight: {} (fixed)", budget.limit())
+        }
+    });
 }
 
 /// Totals of a run, or its first error with what did and did not complete.
-/// `produced` is what finding the items came to: a listing that broke off
+/// `produced` is what finding the objects came to: a listing that broke off
 /// after some files were transferred leaves the total unknown.
-fn summarize<T>(
+fn summarize(
     produced: Result<()>,
-    outcomes: Vec<pool::Outcome<T, u64>>,
-    key: impl Fn(&T) -> &str,
+    outcomes: impl IntoIterator<Item = (String, Arc<Slot>)>,
 ) -> Result<Totals> {
-    let fed = outcomes.len();
     let mut totals = Totals::default();
     let mut failed = Vec::new();
     let mut first = None;
-    for (item, outcome) in outcomes {
-        match outcome {
+    let mut fed = 0;
+    for (key, slot) in outcomes {
+        fed += 1;
+        // Every task has ended, so each slot has one owner left.
+        match Arc::into_inner(slot).and_then(OnceLock::into_inner) {
             Some(Ok(bytes)) => {
                 totals.files += 1;
                 totals.bytes += bytes;
             }
             Some(Err(e)) => {
-                failed.push(key(&item).to_string());
+                failed.push(key);
                 first.get_or_insert(e);
             }
-            None => failed.push(key(&item).to_string()),
+            None => failed.push(key),
         }
     }
     let total = if produced.is_ok() { Some(fed) } else { None };

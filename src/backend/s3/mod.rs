@@ -1,14 +1,14 @@
 //! Straight to an S3-compatible bucket (AWS S3, MinIO, R2, Ceph, GCS's S3
 //! interface), with no Hub in between.
 //!
-//! The seed's contract (`shared/seed/s3-backend.md`) over the same engine as
-//! the Hub: keys are `[ARTIFACT_S3_PREFIX/]artifacts/…`; a push without
+//! Keys are `[ARTIFACT_S3_PREFIX/]artifacts/…`; a push without
 //! --force fails on any existing key before uploading (one LIST of the
 //! destination prefix answers that for a whole tree) and writes with
 //! `If-None-Match: *`, so two racing pushes cannot both win; pull and yank
 //! take the object at the key, else everything under `key/`. Large files go
-//! up in parallel multipart parts and come down in parallel ranges
-//! (`upload`, `download`). rust-s3 signs and parses; ureq carries the bytes.
+//! up in multipart parts and come down in ranges (`upload`, `download`),
+//! which the transfer engine schedules. rust-s3 signs and parses; ureq
+//! carries the bytes.
 
 mod client;
 pub mod credentials;
@@ -18,15 +18,16 @@ mod upload;
 mod xml;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use client::{Client, Request, S3Failure};
 use credentials::Chain;
 use settings::S3Settings;
 
-use super::{Backend, Intent, RemoteObject, Source, Upload};
+use super::{
+    Attempt, Backend, Body, ByteRange, Download, Intent, Multipart, Page, RemoteObject, Upload,
+};
 use crate::config::{Env, HttpSettings, Network, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{Http, Payload};
@@ -38,12 +39,13 @@ const MAX_KEY_BYTES: usize = 1024;
 pub struct S3 {
     client: Client,
     settings: S3Settings,
-    parallelism: usize,
     /// Where the credentials came from, for hints in errors.
     credential_source: String,
     /// Set when the store refused the checksum headers themselves: uploads
     /// go on without them for the rest of the run.
     checksums_refused: AtomicBool,
+    /// The marker each multipart upload of this run stores, by upload id.
+    upload_markers: Mutex<HashMap<String, String>>,
 }
 
 impl S3 {
@@ -53,7 +55,7 @@ impl S3 {
         let chain = Chain::resolve(env, &network)?;
         let credential_source = chain.source().to_string();
         log::debug(|| format!("S3 credentials from {credential_source}"));
-        let http = Http::new(settings.http, settings.parallelism, &network)?;
+        let http = Http::new(settings.http, settings.connections(), &network)?;
         let region = match &s3.region {
             Some(r) => r.clone(),
             None => detect_region(&s3, settings.http, &network)?,
@@ -68,9 +70,9 @@ impl S3 {
         Ok(S3 {
             client: Client::new(http, Arc::new(chain), region, bucket_url),
             settings: s3,
-            parallelism: settings.parallelism,
             credential_source,
             checksums_refused: AtomicBool::new(false),
+            upload_markers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -84,54 +86,32 @@ impl S3 {
     /// key that starts with it (a HEAD would need s3:GetObject, and 403s
     /// for missing keys without s3:ListBucket).
     fn exists_exactly(&self, full: &str) -> Result<Option<(String, u64)>> {
-        let mut first = None;
-        self.list_prefix(full, Some(1), &mut |page| {
-            first = page.into_iter().next();
-            Ok(false)
-        })?;
-        Ok(first.filter(|(k, _)| k == full))
+        let page = self.list_prefix(full, Some(1), None)?;
+        Ok(page.objects.into_iter().next().filter(|(k, _)| k == full))
     }
 
-    /// ListObjectsV2 of `prefix`, as (key, size), one page at a time to
-    /// `page` until it answers `false` or the listing ends. `max_keys`
-    /// sizes the pages (the server's default is 1000).
+    /// One ListObjectsV2 page of `prefix`, as (key, size), from `token`.
+    /// `max_keys` sizes the page (the server's default is 1000).
     fn list_prefix(
         &self,
         prefix: &str,
         max_keys: Option<u32>,
-        page: &mut dyn FnMut(Vec<(String, u64)>) -> Result<bool>,
-    ) -> Result<()> {
-        let mut token: Option<String> = None;
-        loop {
-            let mut req = Request::new("GET", None)
-                .query("list-type", "2")
-                .query("prefix", prefix);
-            if let Some(max) = max_keys {
-                req = req.query("max-keys", max.to_string());
-            }
-            if let Some(t) = &token {
-                req = req.query("continuation-token", t.clone());
-            }
-            let text = retry::run(&self.client.http.settings, "ListObjectsV2", || {
-                let mut response = self.client.send(&req, Payload::Empty)?;
-                if response.status().as_u16() != 200 {
-                    return Err(self.error(
-                        client::failure(&mut response),
-                        "ListObjectsV2",
-                        prefix,
-                    ));
-                }
-                read_text(&mut response, "ListObjectsV2")
-            })?;
-            let listed = xml::list_page(&text)?;
-            if !page(listed.objects)? {
-                return Ok(());
-            }
-            match listed.next {
-                Some(next) => token = Some(next),
-                None => return Ok(()),
-            }
+        token: Option<&str>,
+    ) -> Result<xml::Page> {
+        let mut req = Request::new("GET", None)
+            .query("list-type", "2")
+            .query("prefix", prefix);
+        if let Some(max) = max_keys {
+            req = req.query("max-keys", max.to_string());
         }
+        if let Some(t) = token {
+            req = req.query("continuation-token", t);
+        }
+        let mut response = self.client.send(&req, Payload::Empty)?;
+        if response.status().as_u16() != 200 {
+            return Err(self.error(client::failure(&mut response), "ListObjectsV2", prefix));
+        }
+        xml::list_page(&read_text(&mut response, "ListObjectsV2")?)
     }
 
     /// Turns S3's answer into the error a user can act on.
@@ -173,11 +153,7 @@ impl S3 {
                 side: Side::Remote,
                 path: key.to_string(),
             },
-            _ => Error::Remote {
-                what: format!("S3 {what} of '{key}'"),
-                status,
-                detail: format!("{code}: {message}"),
-            },
+            _ => Error::remote(format!("S3 {what} of '{key}'"), status, format!("{code}: {message}")),
         }
     }
 
@@ -197,7 +173,7 @@ fn detect_region(s3: &S3Settings, http: HttpSettings, network: &Network) -> Resu
     };
     let probe = Http::new(quick, 1, network)?;
     let url = s3.region_probe_url();
-    let found = retry::run(&quick, "bucket region lookup", || {
+    let found = retry::run(&quick.retry_policy(), "bucket region lookup", |_| {
         let response = probe.call("HEAD", &url, &[], Payload::Empty)?;
         Ok(response
             .headers()
@@ -251,6 +227,8 @@ impl Backend for S3 {
             .map(|k| Upload {
                 key: k.clone(),
                 locator: self.full_key(k),
+                probe: None,
+                overwrite: force,
             })
             .collect();
         if let Some(long) = uploads.iter().find(|u| u.locator.len() > MAX_KEY_BYTES) {
@@ -263,14 +241,12 @@ impl Backend for S3 {
                 )),
             ));
         }
-        if !force && keys.len() == 1 {
-            if self.exists(&keys[0])? {
-                return Err(Error::AlreadyExists {
-                    side: Side::Remote,
-                    path: keys[0].clone(),
-                });
-            }
-        } else if !force {
+        if force {
+            return Ok(uploads);
+        }
+        let taken = if let [key] = keys {
+            self.exists(key)?.then(|| key.clone())
+        } else {
             // One listing of the tree's common prefix, page by page,
             // against the keys about to be written.
             let prefix = self.full_key(common_prefix(keys));
@@ -278,53 +254,45 @@ impl Backend for S3 {
                 .iter()
                 .map(|u| (u.locator.as_str(), u.key.as_str()))
                 .collect();
-            let mut taken = None;
-            self.list_prefix(&prefix, None, &mut |page| {
-                taken = page
+            let mut token = None;
+            loop {
+                let page = self.list_prefix(&prefix, None, token.as_deref())?;
+                let found = page
+                    .objects
                     .iter()
                     .find_map(|(k, _)| ours.get(k.as_str()).map(|key| key.to_string()));
-                Ok(taken.is_none())
-            })?;
-            if let Some(path) = taken {
-                return Err(Error::AlreadyExists {
-                    side: Side::Remote,
-                    path,
-                });
+                match (found, page.next) {
+                    (Some(key), _) => break Some(key),
+                    (None, Some(next)) => token = Some(next),
+                    (None, None) => break None,
+                }
             }
+        };
+        match taken {
+            Some(path) => Err(Error::AlreadyExists {
+                side: Side::Remote,
+                path,
+            }),
+            None => Ok(uploads),
         }
-        Ok(uploads)
     }
 
-    fn put(&self, upload: &Upload, source: Source<'_>, force: bool) -> Result<u64> {
-        let uploader = upload::Uploader {
-            s3: self,
-            key: &upload.key,
-            full_key: &upload.locator,
-            force,
-        };
-        match source {
-            Source::File(path, size) => uploader.file(path, size),
-            Source::Stdin => uploader.stdin(),
-        }
+    fn put(&self, upload: &Upload, body: &Body<'_>, attempt: &mut Attempt) -> Result<()> {
+        self.put_object(upload, body, attempt)
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+
+    fn range_size(&self) -> Option<u64> {
+        Some(self.settings.part_size)
     }
 
     /// The object at `key` if there is one, else everything under `key/`;
-    /// sibling keys that merely start with `key` are never listed.
-    fn list(&self, key: &str, intent: Intent) -> Result<Vec<RemoteObject>> {
-        let mut all = Vec::new();
-        self.list_pages(key, intent, &mut |page| {
-            all.extend(page);
-            Ok(true)
-        })?;
-        Ok(all)
-    }
-
-    fn list_pages(
-        &self,
-        key: &str,
-        _intent: Intent,
-        page: &mut dyn FnMut(Vec<RemoteObject>) -> Result<bool>,
-    ) -> Result<()> {
+    /// sibling keys that merely start with `key` are never listed. The
+    /// first page asks for the exact key first.
+    fn list_page(&self, key: &str, _intent: Intent, token: Option<&str>) -> Result<Page> {
         let full = self.full_key(key);
         let to_object = |(k, size): (String, u64)| {
             self.artifact_key(&k).map(|artifact| RemoteObject {
@@ -333,11 +301,18 @@ impl Backend for S3 {
                 locator: k.clone(),
             })
         };
-        if let Some(exact) = self.exists_exactly(&full)? {
-            return page(to_object(exact).into_iter().collect()).map(drop);
+        if token.is_none() {
+            if let Some(exact) = self.exists_exactly(&full)? {
+                return Ok(Page {
+                    objects: to_object(exact).into_iter().collect(),
+                    next: None,
+                });
+            }
         }
-        self.list_prefix(&format!("{full}/"), None, &mut |listed| {
-            page(listed.into_iter().filter_map(to_object).collect())
+        let listed = self.list_prefix(&format!("{full}/"), None, token)?;
+        Ok(Page {
+            objects: listed.objects.into_iter().filter_map(to_object).collect(),
+            next: listed.next,
         })
     }
 
@@ -345,25 +320,17 @@ impl Backend for S3 {
         Ok(self.exists_exactly(&self.full_key(key))?.is_some())
     }
 
-    fn get(&self, object: &RemoteObject, out: &mut File) -> Result<u64> {
-        download::Downloader { s3: self, object }.to_file(out)
+    fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>> {
+        self.get_object(object, range)
     }
 
     fn delete(&self, object: &RemoteObject) -> Result<()> {
         let req = Request::new("DELETE", Some(&object.locator));
-        retry::run(
-            &self.client.http.settings,
-            &format!("DELETE '{}'", object.key),
-            || {
-                let mut response = self.client.send(&req, Payload::Empty)?;
-                match response.status().as_u16() {
-                    200..=299 | 404 => Ok(()),
-                    _ => {
-                        Err(self.error(client::failure(&mut response), "DeleteObject", &object.key))
-                    }
-                }
-            },
-        )
+        let mut response = self.client.send(&req, Payload::Empty)?;
+        match response.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(self.error(client::failure(&mut response), "DeleteObject", &object.key)),
+        }
     }
 }
 

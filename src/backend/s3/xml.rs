@@ -4,7 +4,7 @@
 
 use s3::serde_types::{InitiateMultipartUploadResponse, ListBucketResult};
 
-use super::upload::Part;
+use crate::backend::Part;
 use crate::error::{Error, Result};
 
 /// One ListObjectsV2 page: the objects and the token for the next page.

@@ -49,6 +49,7 @@ impl Answer {
             what,
             status: self.status,
             detail: self.detail(),
+            retry_after: None,
         }
     }
 
@@ -71,7 +72,7 @@ pub fn send(
     body: &[u8],
 ) -> Result<Answer> {
     let what = format!("{method} {}", crate::log::redact_url(url));
-    retry::run(&http.settings, &what, || {
+    retry::run(&http.settings.retry_policy(), &what, |_| {
         let payload = if body.is_empty() {
             Payload::Empty
         } else {

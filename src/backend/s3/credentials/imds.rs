@@ -103,6 +103,7 @@ impl Imds {
                     what,
                     status: 200,
                     detail: format!("Code {code}"),
+                    retry_after: None,
                 });
             }
         }
@@ -131,6 +132,7 @@ impl Imds {
             what: format!("IMDS at {}: {doing}", self.endpoint),
             status,
             detail: answer.detail(),
+            retry_after: None,
         }
     }
 }

@@ -270,6 +270,7 @@ fn credentials_from(answer: &Answer, what: &str, hint: &str) -> Result<Credentia
                 what: what.to_string(),
                 status: answer.status,
                 detail,
+                retry_after: None,
             }
         });
     }

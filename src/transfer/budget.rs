@@ -1,0 +1,275 @@
+//! How many requests may be in flight at once: fixed, or adapted to the store.
+//!
+//! No fixed number suits every store: a server on the same machine is
+//! fastest with a handful of requests in flight (more only queue for its
+//! CPU), a store 20 ms away needs a hundred to keep the line busy. So, unless
+//! `--parallel` fixes it, the limit starts small and is steered by what the
+//! completed requests say, in the manner of TCP Vegas:
+//!
+//! - latency is compared with the lowest seen for requests of the same size
+//!   class (a 4 KiB PUT and an 8 MiB part cannot share one baseline);
+//! - while latency stays near that minimum, more in flight means more done:
+//!   the limit grows by one per completed request ("slow start": it doubles
+//!   every round trip, from a few connections, so a server's short listen
+//!   queue never sees the whole budget at once);
+//! - once a round of requests shows latency well above the minimum, requests
+//!   are queueing at the store: slow start ends and the limit shrinks in
+//!   proportion (the store's throughput times the minimum latency, plus a
+//!   little headroom), then grows slowly while latency stays low;
+//! - a throttling answer (429, 503, S3's SlowDown) halves it at once.
+//!
+//! Pure logic: the scheduler feeds it samples and reads `limit`.
+
+use std::time::Duration;
+
+/// Requests in flight when an adaptive run starts.
+const INITIAL: usize = 4;
+/// Latency up to this multiple of the minimum counts as "not queueing".
+const NEAR_MIN: f64 = 1.5;
+/// A round whose median latency is above this multiple of the minimum is
+/// queueing at the store.
+const QUEUEING: f64 = 2.0;
+/// Size classes: up to 64 KiB, then each four times the last.
+const CLASSES: usize = 7;
+
+/// What one finished request tells the budget.
+#[derive(Debug, Clone, Copy)]
+pub enum Sample {
+    /// It completed in `latency`, moving `bytes`.
+    Done { latency: Duration, bytes: u64 },
+    /// The store asked us to slow down (429, 503, SlowDown).
+    Throttled,
+}
+
+#[derive(Debug, Clone)]
+pub struct Budget {
+    limit: f64,
+    ceiling: usize,
+    adaptive: bool,
+    slow_start: bool,
+    /// The lowest latency seen per size class, in seconds.
+    min: [f64; CLASSES],
+    /// Latency ratios of the current round.
+    round: Vec<f64>,
+    /// Samples to let pass before a throttle may cut the limit again.
+    calm: usize,
+    highest: usize,
+}
+
+impl Budget {
+    /// `--parallel N`: exactly `n` in flight, whatever happens.
+    pub fn fixed(n: usize) -> Budget {
+        Budget::new(n.max(1), n.max(1), false)
+    }
+
+    /// Between 1 and `ceiling` in flight, steered by the samples.
+    pub fn adaptive(ceiling: usize) -> Budget {
+        let ceiling = ceiling.max(1);
+        Budget::new(INITIAL.min(ceiling), ceiling, true)
+    }
+
+    fn new(start: usize, ceiling: usize, adaptive: bool) -> Budget {
+        Budget {
+            limit: start as f64,
+            ceiling,
+            adaptive,
+            slow_start: true,
+            min: [f64::INFINITY; CLASSES],
+            round: Vec::new(),
+            calm: 0,
+            highest: start,
+        }
+    }
+
+    /// Requests that may be in flight now.
+    pub fn limit(&self) -> usize {
+        (self.limit as usize).clamp(1, self.ceiling)
+    }
+
+    /// The most ever allowed: what threads and connections are sized for.
+    pub fn ceiling(&self) -> usize {
+        self.ceiling
+    }
+
+    /// The highest limit reached so far.
+    pub fn highest(&self) -> usize {
+        self.highest
+    }
+
+    pub fn is_adaptive(&self) -> bool {
+        self.adaptive
+    }
+
+    pub fn record(&mut self, sample: Sample) {
+        if !self.adaptive {
+            return;
+        }
+        self.calm = self.calm.saturating_sub(1);
+        match sample {
+            Sample::Throttled => self.throttled(),
+            Sample::Done { latency, bytes } => self.done(latency.as_secs_f64(), bytes),
+        }
+        self.highest = self.highest.max(self.limit());
+    }
+
+    fn throttled(&mut self) {
+        self.slow_start = false;
+        self.round.clear();
+        if self.calm == 0 {
+            self.limit = (self.limit / 2.0).max(1.0);
+            // One cut per round trip's worth of answers: the requests
+            // already in flight were sent before the cut.
+            self.calm = self.limit() * 2;
+        }
+    }
+
+    fn done(&mut self, latency: f64, bytes: u64) {
+        let class = size_class(bytes);
+        let min = &mut self.min[class];
+        if latency < *min {
+            *min = latency.max(1e-6);
+        }
+        let ratio = latency / *min;
+        if self.slow_start && ratio <= NEAR_MIN {
+            self.limit = (self.limit + 1.0).min(self.ceiling as f64);
+        }
+        self.round.push(ratio);
+        if self.round.len() < self.limit().max(8) {
+            return;
+        }
+        let median = median(&mut self.round);
+        self.round.clear();
+        if median > QUEUEING {
+            // Requests wait at the store: keep what it completes in one
+            // minimum latency, plus room for a few more.
+            self.slow_start = false;
+            let fitting = self.limit / median;
+            self.limit = (fitting + fitting.sqrt().max(2.0)).clamp(1.0, self.limit);
+        } else if !self.slow_start && median <= NEAR_MIN {
+            self.limit = (self.limit + (self.limit / 8.0).max(1.0)).min(self.ceiling as f64);
+        }
+    }
+}
+
+/// 0 up to 64 KiB, then one class per factor of four.
+fn size_class(bytes: u64) -> usize {
+    let mut class = 0;
+    let mut bound = 64 * 1024u64;
+    while bytes > bound && class < CLASSES - 1 {
+        class += 1;
+        bound = bound.saturating_mul(4);
+    }
+    class
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives a budget against a model store: `serve(in_flight)` is the
+    /// latency each request sees with that many in flight. Returns the
+    /// limit after `rounds` round trips.
+    fn settle(budget: &mut Budget, rounds: usize, serve: impl Fn(usize) -> f64) -> usize {
+        for _ in 0..rounds {
+            let n = budget.limit();
+            let latency = Duration::from_secs_f64(serve(n));
+            for _ in 0..n {
+                budget.record(Sample::Done {
+                    latency,
+                    bytes: 4096,
+                });
+            }
+        }
+        budget.limit()
+    }
+
+    #[test]
+    fn fixed_never_moves() {
+        let mut b = Budget::fixed(8);
+        b.record(Sample::Throttled);
+        assert_eq!(settle(&mut b, 50, |_| 0.02), 8);
+    }
+
+    #[test]
+    fn starts_small_and_grows_to_the_ceiling_against_a_distant_store() {
+        let mut b = Budget::adaptive(128);
+        assert_eq!(b.limit(), INITIAL);
+        // 20 ms whatever the load: more in flight is always better.
+        assert_eq!(settle(&mut b, 6, |_| 0.020), 128);
+    }
+
+    #[test]
+    fn never_opens_the_whole_budget_at_once() {
+        let mut b = Budget::adaptive(128);
+        let mut last = b.limit();
+        for _ in 0..10 {
+            let next = settle(&mut b, 1, |_| 0.020);
+            assert!(next <= last * 2, "{last} -> {next}");
+            last = next;
+        }
+    }
+
+    #[test]
+    fn settles_near_the_knee_of_a_store_that_saturates() {
+        // A server that completes 1000 requests/s at most, with 1 ms of
+        // latency alone: beyond one in flight, requests queue.
+        let mut b = Budget::adaptive(128);
+        let limit = settle(&mut b, 40, |n| (n as f64 / 1000.0).max(0.001) + 0.001);
+        assert!(limit <= 8, "{limit}");
+        // A server that keeps 16 busy before it queues.
+        let mut b = Budget::adaptive(128);
+        let limit = settle(&mut b, 40, |n| 0.016f64.max(n as f64 / 1000.0));
+        assert!((12..=40).contains(&limit), "{limit}");
+    }
+
+    #[test]
+    fn throttling_halves_once_per_round() {
+        let mut b = Budget::adaptive(128);
+        settle(&mut b, 6, |_| 0.020);
+        assert_eq!(b.limit(), 128);
+        for _ in 0..10 {
+            b.record(Sample::Throttled);
+        }
+        assert_eq!(b.limit(), 64);
+        for _ in 0..200 {
+            b.record(Sample::Throttled);
+        }
+        assert!(b.limit() < 64);
+        assert!(b.limit() >= 1);
+    }
+
+    #[test]
+    fn large_and_small_requests_keep_separate_baselines() {
+        let mut b = Budget::adaptive(128);
+        // Small files at 1 ms, 8 MiB parts at 80 ms, both unloaded.
+        for _ in 0..20 {
+            let n = b.limit();
+            for i in 0..n {
+                let (latency, bytes) = if i % 2 == 0 {
+                    (0.001, 4096)
+                } else {
+                    (0.080, 8 << 20)
+                };
+                b.record(Sample::Done {
+                    latency: Duration::from_secs_f64(latency),
+                    bytes,
+                });
+            }
+        }
+        assert_eq!(b.limit(), 128);
+    }
+
+    #[test]
+    fn size_classes() {
+        assert_eq!(size_class(0), 0);
+        assert_eq!(size_class(64 * 1024), 0);
+        assert_eq!(size_class(64 * 1024 + 1), 1);
+        assert_eq!(size_class(1 << 20), 2);
+        assert_eq!(size_class(u64::MAX), CLASSES - 1);
+    }
+}

@@ -1,0 +1,324 @@
+//! One budget for every request in flight: files, parts and ranges alike.
+//!
+//! Work arrives as tasks, each one request (a PUT, a part, a range GET, a
+//! DELETE, a HEAD), in one queue. A task may queue more tasks — a multipart
+//! upload's first request queues its parts, a large download's first range
+//! queues the others — and those go to the front, so started objects finish
+//! first. Worker threads take tasks while fewer than the budget's limit run;
+//! threads are started only as the limit and the queue need them, and idle
+//! ones beyond the limit end, so threads never exceed the limit by more
+//! than a few and there is no pool inside a pool.
+//!
+//! Every request goes through `Ctx::request`: it is the one place where the
+//! engine's requests are retried (`crate::retry`), timed, and reported to
+//! the budget. Backends never retry.
+//!
+//! After the first failure (`Ctx::stop`) producers feed nothing new; tasks
+//! already queued still run, so that they can clean up (a multipart upload
+//! whose parts stop is aborted by the last of them), but start no request.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::{self, Scope};
+use std::time::Instant;
+
+use super::budget::{Budget, Sample};
+use crate::error::Result;
+use crate::retry::{self, Policy};
+
+/// Each worker's stack: enough for TLS and the HTTP client, small enough
+/// that a hundred waiting workers cost little memory.
+const STACK_SIZE: usize = 512 * 1024;
+/// Idle threads kept beyond the limit, so a limit that dips and recovers
+/// does not start threads again.
+const SLACK: usize = 2;
+
+/// One request's worth of work.
+pub type Task<'env> = Box<dyn for<'s, 'e> FnOnce(&Ctx<'s, 'e, 'env>) + Send + 'env>;
+
+struct Shared<'env> {
+    state: Mutex<State<'env>>,
+    wake: Condvar,
+    stop: AtomicBool,
+    policy: Policy,
+}
+
+struct State<'env> {
+    queue: VecDeque<Task<'env>>,
+    running: usize,
+    /// Worker threads started and not ended (the producer's own thread,
+    /// which works too once it has produced, is not counted).
+    threads: usize,
+    waiting: usize,
+    producing: bool,
+    budget: Budget,
+}
+
+/// What a task, or the producer, can do with the scheduler. `'env` is
+/// what tasks may borrow; `'s` and `'e` are the thread scope's own.
+pub struct Ctx<'s, 'e: 's, 'env: 's> {
+    shared: &'s Shared<'env>,
+    scope: &'s Scope<'s, 'e>,
+}
+
+impl<'s, 'e, 'env> Clone for Ctx<'s, 'e, 'env> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<'s, 'e, 'env> Copy for Ctx<'s, 'e, 'env> {}
+
+/// Runs `produce` on this thread, the tasks it feeds on workers, and then
+/// this thread too as a worker until every task is done. Returns what
+/// `produce` returned and the budget as it ended.
+pub fn run<'env, R>(
+    budget: Budget,
+    policy: Policy,
+    produce: impl for<'s, 'e> FnOnce(&Ctx<'s, 'e, 'env>) -> R,
+) -> (R, Budget) {
+    let shared = Shared {
+        state: Mutex::new(State {
+            queue: VecDeque::new(),
+            running: 0,
+            threads: 0,
+            waiting: 0,
+            producing: true,
+            budget,
+        }),
+        wake: Condvar::new(),
+        stop: AtomicBool::new(false),
+        policy,
+    };
+    let produced = thread::scope(|scope| {
+        let ctx = Ctx {
+            shared: &shared,
+            scope,
+        };
+        let produced = produce(&ctx);
+        ctx.lock().producing = false;
+        shared.wake.notify_all();
+        ctx.work(false);
+        produced
+    });
+    let state = shared
+        .state
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (produced, state.budget)
+}
+
+impl<'s, 'e, 'env> Ctx<'s, 'e, 'env> {
+    fn lock(&self) -> MutexGuard<'s, State<'env>> {
+        self.shared
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues a new piece of work behind everything queued.
+    pub fn feed(&self, task: Task<'env>) {
+        self.queue(task, false);
+    }
+
+    /// Queues work that finishes something already started: it runs
+    /// before anything fed.
+    pub fn follow_up(&self, task: Task<'env>) {
+        self.queue(task, true);
+    }
+
+    fn queue(&self, task: Task<'env>, front: bool) {
+        let mut state = self.lock();
+        if front {
+            state.queue.push_front(task);
+        } else {
+            state.queue.push_back(task);
+        }
+        self.staff(&mut state);
+    }
+
+    /// After a failure: nothing new should start.
+    pub fn stop(&self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+    }
+
+    /// Requests allowed in flight now.
+    pub fn limit(&self) -> usize {
+        self.lock().budget.limit()
+    }
+
+    /// The most requests the budget will ever allow in flight.
+    pub fn ceiling(&self) -> usize {
+        self.lock().budget.ceiling()
+    }
+
+    /// Sends one request through `op`, retried as the policy says, and
+    /// tells the budget how it went. `op` gets the attempt number (1…);
+    /// `bytes` is what the request moves, for the budget's size classes.
+    pub fn request<T>(
+        &self,
+        what: &str,
+        bytes: u64,
+        mut op: impl FnMut(usize) -> Result<T>,
+    ) -> Result<T> {
+        retry::run(&self.shared.policy, what, |attempt| {
+            let started = Instant::now();
+            let result = op(attempt);
+            match &result {
+                Ok(_) => self.record(Sample::Done {
+                    latency: started.elapsed(),
+                    bytes,
+                }),
+                Err(e) if e.is_throttle() => self.record(Sample::Throttled),
+                Err(_) => {}
+            }
+            result
+        })
+    }
+
+    fn record(&self, sample: Sample) {
+        let mut state = self.lock();
+        let before = state.budget.limit();
+        state.budget.record(sample);
+        if state.budget.limit() > before {
+            self.staff(&mut state);
+        }
+    }
+
+    /// Wakes or starts workers for queued tasks the limit allows.
+    fn staff(&self, state: &mut State<'env>) {
+        let room = state.budget.limit().saturating_sub(state.running);
+        let wanted = room.min(state.queue.len());
+        if wanted == 0 {
+            return;
+        }
+        for _ in 0..wanted.min(state.waiting) {
+            self.shared.wake.notify_one();
+        }
+        let mut missing = wanted.saturating_sub(state.waiting);
+        while missing > 0 && state.threads < state.budget.limit() {
+            let ctx = *self;
+            let spawned = thread::Builder::new()
+                .stack_size(STACK_SIZE)
+                .spawn_scoped(self.scope, move || ctx.work(true));
+            if spawned.is_err() {
+                // Out of threads: the ones running (and the producer's,
+                // once it has produced) carry on.
+                break;
+            }
+            state.threads += 1;
+            missing -= 1;
+        }
+    }
+
+    /// A worker's loop: runs tasks until there are none and will be none,
+    /// or (`spawned` threads only) there are more threads than the limit.
+    fn work(self, spawned: bool) {
+        let mut state = self.lock();
+        loop {
+            if state.running < state.budget.limit() {
+                if let Some(task) = state.queue.pop_front() {
+                    state.running += 1;
+                    drop(state);
+                    task(&self);
+                    state = self.lock();
+                    state.running -= 1;
+                    self.staff(&mut state);
+                    continue;
+                }
+            }
+            let done = state.queue.is_empty() && state.running == 0 && !state.producing;
+            let surplus = spawned && state.threads > state.budget.limit() + SLACK;
+            if done || surplus {
+                if spawned {
+                    state.threads -= 1;
+                }
+                self.shared.wake.notify_all();
+                return;
+            }
+            state.waiting += 1;
+            state = self
+                .shared
+                .wake
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            state.waiting -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    fn policy() -> Policy {
+        Policy {
+            attempts: 3,
+            first_delay: Duration::from_millis(1),
+        }
+    }
+
+    #[test]
+    fn every_task_runs_once_and_follow_ups_too() {
+        let done = AtomicUsize::new(0);
+        let done = &done;
+        let ((), _) = run(Budget::fixed(4), policy(), |ctx| {
+            for _ in 0..100 {
+                ctx.feed(Box::new(move |ctx| {
+                    done.fetch_add(1, Ordering::Relaxed);
+                    ctx.follow_up(Box::new(move |_| {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }));
+                }));
+            }
+        });
+        assert_eq!(done.load(Ordering::Relaxed), 200);
+    }
+
+    #[test]
+    fn never_more_in_flight_than_the_limit() {
+        let now = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        let (now, peak) = (&now, &peak);
+        run(Budget::fixed(3), policy(), |ctx| {
+            for _ in 0..50 {
+                ctx.feed(Box::new(move |_| {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    thread::sleep(Duration::from_millis(1));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                }));
+            }
+        });
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn requests_are_retried_and_throttling_shrinks_the_budget() {
+        let calls = AtomicUsize::new(0);
+        let (out, budget) = run(Budget::adaptive(64), policy(), |ctx| {
+            ctx.request("op", 0, |_| {
+                if calls.fetch_add(1, Ordering::Relaxed) < 2 {
+                    Err(Error::Remote {
+                        what: "op".into(),
+                        status: 503,
+                        detail: String::new(),
+                        retry_after: None,
+                    })
+                } else {
+                    Ok(7)
+                }
+            })
+        });
+        assert_eq!(out.unwrap(), 7);
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        assert!(budget.limit() < 4);
+    }
+}
