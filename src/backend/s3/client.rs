@@ -18,7 +18,8 @@ use time::OffsetDateTime;
 use ureq::http::{HeaderMap, HeaderName, HeaderValue, Response};
 use ureq::Body;
 
-use super::credentials::{Chain, Credentials};
+use crate::aws::credentials::Chain;
+use crate::aws::Credentials;
 use crate::error::{Error, Result};
 use crate::http::{self, Http, Payload};
 
@@ -240,7 +241,7 @@ pub fn failure(response: &mut Response<Body>) -> S3Failure {
         .limit(64 * 1024)
         .read_to_string()
         .unwrap_or_default();
-    let (code, message) = super::xml::error_code_and_message(&text);
+    let (code, message) = crate::aws::xml::error_code_and_message(&text);
     let code = code.unwrap_or_else(|| default_code(status).to_string());
     let message = message.unwrap_or_else(|| http::summarize_error_body(&text));
     S3Failure {

@@ -11,11 +11,9 @@
 //! (`upload`, `download`). rust-s3 signs and parses; ureq carries the bytes.
 
 mod client;
-pub mod credentials;
 mod download;
 mod settings;
 mod upload;
-mod xml;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,10 +21,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use client::{Client, Request, S3Failure};
-use credentials::Chain;
 use settings::S3Settings;
 
 use super::{Backend, Intent, RemoteObject, Source, Upload};
+use crate::aws::credentials::{self, Chain};
+use crate::aws::xml;
 use crate::config::{Env, HttpSettings, Network, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{Http, Payload};

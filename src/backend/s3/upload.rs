@@ -17,9 +17,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::client::{self, hex, Request, UNSIGNED};
+use super::client::{self, Request, UNSIGNED};
 use super::settings::part_size_for;
-use super::{xml, S3};
+use super::S3;
+use crate::aws::sigv4::hex;
+use crate::aws::xml::{self, Part};
 use crate::backend::check_unchanged;
 use crate::checksum;
 use crate::error::{Error, Result, Side};
@@ -409,14 +411,6 @@ impl Uploader<'_> {
             other => other,
         }
     }
-}
-
-/// One uploaded part: its number, ETag, and the SHA-256 it was sent with
-/// (none when the store refused checksum headers).
-pub struct Part {
-    pub number: u32,
-    pub etag: String,
-    pub sha256: Option<String>,
 }
 
 /// Whether a failed upload says the store does not take the checksum

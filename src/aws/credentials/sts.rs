@@ -13,10 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use url::Url;
 
-use super::client::{self, Answer};
-use super::sigv4::{self, encode};
+use super::source_http::{self, Answer};
 use super::{Credentials, Provider};
-use crate::backend::s3::xml::tag;
+use crate::aws::sigv4::{self, encode};
+use crate::aws::xml::tag;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
@@ -44,7 +44,7 @@ impl Endpoint {
             .filter(|r| !r.is_empty());
         if let Some(url) = env.get("AWS_ENDPOINT_URL_STS") {
             return Endpoint {
-                url: client::base_url(url),
+                url: source_http::base_url(url),
                 signing_region: region.unwrap_or("us-east-1").to_string(),
             };
         }
@@ -109,7 +109,7 @@ impl AssumeRole {
         let signed = sigv4::sign(
             &sigv4::Request {
                 method: "POST",
-                host: &client::host_header(&url),
+                host: &source_http::host_header(&url),
                 path: url.path(),
                 query: url.query().unwrap_or(""),
                 headers: &[("content-type", FORM)],
@@ -128,7 +128,7 @@ impl AssumeRole {
             "STS AssumeRole of {} ({}) at {}",
             self.role_arn, self.context, self.endpoint.url
         );
-        let answer = client::send(http, "POST", url.as_str(), &headers, body.as_bytes())?;
+        let answer = source_http::send(http, "POST", url.as_str(), &headers, body.as_bytes())?;
         credentials_from(
             &answer,
             &what,
@@ -197,7 +197,7 @@ impl WebIdentity {
             "STS AssumeRoleWithWebIdentity of {} at {}",
             self.role_arn, self.endpoint.url
         );
-        let answer = client::send(
+        let answer = source_http::send(
             http,
             "POST",
             url.as_str(),
@@ -290,7 +290,7 @@ fn credentials_from(answer: &Answer, what: &str, hint: &str) -> Result<Credentia
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{FakeServer, Reply, ASSUME_ROLE_OK};
+    use crate::aws::credentials::fake_endpoints::{FakeServer, Reply, ASSUME_ROLE_OK};
     use std::time::Duration;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
@@ -364,7 +364,7 @@ mod tests {
             context: "profile 'dev'".into(),
         };
         let creds = role
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
         assert_eq!(creds.access_key_id, "ASIAASSUMED");
         assert_eq!(creds.secret_access_key, "assumed/secret+key");
@@ -408,7 +408,7 @@ mod tests {
             source: Provider::Static(base()),
             context: "profile 'p'".into(),
         };
-        role.fetch(&client::http(&Default::default()).unwrap())
+        role.fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
         let body = &server.requests()[0].body;
         assert!(body.contains("&RoleSessionName=aws-go-sdk-"), "{body}");
@@ -437,7 +437,7 @@ mod tests {
             context: "profile 'p'".into(),
         };
         let err = role
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
         let text = err.to_string();
@@ -478,7 +478,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let http = client::http(&Default::default()).unwrap();
+        let http = source_http::http(&Default::default()).unwrap();
         let creds = provider.fetch(&http).unwrap();
         assert_eq!(creds.access_key_id, "ASIAASSUMED");
         // Kubernetes rotates the token: a refresh reads the file again.
@@ -521,7 +521,7 @@ mod tests {
             },
         };
         let err = missing
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(matches!(err, Error::LocalIo { .. }), "{err:?}");
         assert!(err.to_string().contains("web identity token file"), "{err}");
@@ -550,7 +550,7 @@ mod tests {
         };
         let started = std::time::Instant::now();
         let err = provider
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");

@@ -13,7 +13,7 @@ use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
 
-use super::Credentials;
+use crate::aws::Credentials;
 use crate::time::amz_date;
 
 /// RFC 3986 unreserved characters stay; everything else is %XX (SigV4's

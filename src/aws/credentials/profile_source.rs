@@ -329,7 +329,7 @@ fn sso_source(ctx: &Context<'_>, name: &str, p: &Profile) -> Result<Sso> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{env_in, write};
+    use crate::aws::credentials::fake_endpoints::{env_in, write};
 
     /// Resolves `profile` with these files; returns the outcome's label or
     /// the error text.

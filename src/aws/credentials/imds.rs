@@ -10,8 +10,8 @@
 //! skips IMDS; AWS_EC2_METADATA_SERVICE_ENDPOINT (or
 //! AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6) moves it.
 
-use super::client;
 use super::container::parse;
+use super::source_http;
 use super::Credentials;
 use crate::config::Env;
 use crate::error::{Error, Result};
@@ -41,7 +41,7 @@ impl Imds {
             return Availability::Disabled("disabled by AWS_EC2_METADATA_DISABLED=true");
         }
         let endpoint = match env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
-            Some(url) => client::base_url(url),
+            Some(url) => source_http::base_url(url),
             None if env
                 .get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("ipv6")) =>
@@ -63,7 +63,7 @@ impl Imds {
             headers.push(("x-aws-ec2-metadata-token", token));
         }
         let list_url = format!("{}{ROLE_PATH}", self.endpoint);
-        let answer = client::send(http, "GET", &list_url, &headers, b"")?;
+        let answer = source_http::send(http, "GET", &list_url, &headers, b"")?;
         let role = match answer.status {
             200 => answer
                 .body
@@ -83,7 +83,7 @@ impl Imds {
             ))
         })?;
         let creds_url = format!("{}{ROLE_PATH}{role}", self.endpoint);
-        let answer = client::send(http, "GET", &creds_url, &headers, b"")?;
+        let answer = source_http::send(http, "GET", &creds_url, &headers, b"")?;
         if answer.status != 200 {
             return Err(self.failure(
                 &format!("reading the credentials of role '{role}'"),
@@ -112,7 +112,7 @@ impl Imds {
     /// The IMDSv2 session token; `None` to go on without one (IMDSv1).
     fn token(&self, http: &Http) -> Result<Option<String>> {
         let url = format!("{}{TOKEN_PATH}", self.endpoint);
-        let answer = client::send(
+        let answer = source_http::send(
             http,
             "PUT",
             &url,
@@ -126,7 +126,7 @@ impl Imds {
         }
     }
 
-    fn failure(&self, doing: &str, status: u16, answer: &client::Answer) -> Error {
+    fn failure(&self, doing: &str, status: u16, answer: &source_http::Answer) -> Error {
         Error::Remote {
             what: format!("IMDS at {}: {doing}", self.endpoint),
             status,
@@ -138,7 +138,7 @@ impl Imds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{
+    use crate::aws::credentials::fake_endpoints::{
         closed_port_url, fake_imds, metadata_json, FakeServer, Reply,
     };
     use std::time::{Duration, Instant};
@@ -158,7 +158,7 @@ mod tests {
             &format!("{}/", server.url),
         )]);
         let creds = i
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
         assert_eq!(creds.access_key_id, "AKIDIMDS");
         assert_eq!(creds.session_token.as_deref(), Some("AKIDIMDS-token"));
@@ -185,7 +185,7 @@ mod tests {
         });
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)]);
         let err = i
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(err.to_string().contains("no IAM role is attached"), "{err}");
     }
@@ -199,7 +199,7 @@ mod tests {
         });
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)]);
         assert_eq!(
-            i.fetch(&client::http(&Default::default()).unwrap())
+            i.fetch(&source_http::http(&Default::default()).unwrap())
                 .unwrap()
                 .access_key_id,
             "AKIDV1"
@@ -212,7 +212,7 @@ mod tests {
             ("AWS_EC2_METADATA_V1_DISABLED", "true"),
         ]);
         assert!(i
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .is_err());
     }
 
@@ -232,7 +232,7 @@ mod tests {
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port_url())]);
         let started = Instant::now();
         let err = i
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(matches!(err, Error::Network { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));
