@@ -107,13 +107,11 @@ impl AssumeRole {
         let body = form_body(&form);
         let url = self.url()?;
         let signed = sigv4::sign(
-            &sigv4::Request {
+            &sigv4::SignedParts {
                 method: "POST",
-                host: &source_http::host_header(&url),
-                path: url.path(),
-                query: url.query().unwrap_or(""),
+                url: &url,
                 headers: &[("content-type", FORM)],
-                body: body.as_bytes(),
+                payload_sha256: &sigv4::hex_sha256(body.as_bytes()),
             },
             base,
             &sigv4::Scope {
