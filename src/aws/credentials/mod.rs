@@ -111,7 +111,7 @@ impl Chain {
         let files = SharedFiles::load(env)?;
         let profile_name = env.get("AWS_PROFILE").map(str::trim).unwrap_or("default");
         let region = files.profile(profile_name).and_then(|p| p.get("region"));
-        let sts_endpoint = sts::Endpoint::resolve(env, region);
+        let sts_endpoint = sts::StsEndpoint::resolve(env, region);
 
         // 2. Web identity from the environment (EKS IRSA).
         match WebIdentity::from_env(env, sts_endpoint.clone())? {

@@ -26,16 +26,16 @@ const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// Where STS is and which region its requests are signed for.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub struct StsEndpoint {
     pub url: String,
     pub signing_region: String,
 }
 
-impl Endpoint {
+impl StsEndpoint {
     /// AWS_ENDPOINT_URL_STS, else the region's endpoint (region from
     /// AWS_REGION, AWS_DEFAULT_REGION, then the profile), else the global
     /// `https://sts.amazonaws.com` signed for us-east-1.
-    pub fn resolve(env: &Env, profile_region: Option<&str>) -> Endpoint {
+    pub fn resolve(env: &Env, profile_region: Option<&str>) -> StsEndpoint {
         let region = env
             .get("AWS_REGION")
             .or_else(|| env.get("AWS_DEFAULT_REGION"))
@@ -43,7 +43,7 @@ impl Endpoint {
             .map(str::trim)
             .filter(|r| !r.is_empty());
         if let Some(url) = env.get("AWS_ENDPOINT_URL_STS") {
-            return Endpoint {
+            return StsEndpoint {
                 url: source_http::base_url(url),
                 signing_region: region.unwrap_or("us-east-1").to_string(),
             };
@@ -55,12 +55,12 @@ impl Endpoint {
                 } else {
                     "amazonaws.com"
                 };
-                Endpoint {
+                StsEndpoint {
                     url: format!("https://sts.{region}.{suffix}"),
                     signing_region: region.to_string(),
                 }
             }
-            None => Endpoint {
+            None => StsEndpoint {
                 url: "https://sts.amazonaws.com".to_string(),
                 signing_region: "us-east-1".to_string(),
             },
@@ -76,7 +76,7 @@ pub struct AssumeRole {
     /// From `duration_seconds`; like the SDK, only values above 15 minutes
     /// change the default of 15 minutes.
     pub duration_seconds: Option<u64>,
-    pub endpoint: Endpoint,
+    pub endpoint: StsEndpoint,
     pub source: Provider,
     /// Who asked, for messages: "profile 'dev'".
     pub context: String,
@@ -145,13 +145,13 @@ pub struct WebIdentity {
     pub token_file: PathBuf,
     pub role_arn: String,
     pub session_name: Option<String>,
-    pub endpoint: Endpoint,
+    pub endpoint: StsEndpoint,
 }
 
 impl WebIdentity {
     /// From AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (+ AWS_ROLE_SESSION_NAME);
     /// `None` when the token file is not set.
-    pub fn from_env(env: &Env, endpoint: Endpoint) -> Result<Option<WebIdentity>> {
+    pub fn from_env(env: &Env, endpoint: StsEndpoint) -> Result<Option<WebIdentity>> {
         let Some(file) = env.get("AWS_WEB_IDENTITY_TOKEN_FILE") else {
             return Ok(None);
         };
@@ -210,7 +210,7 @@ impl WebIdentity {
     }
 }
 
-fn endpoint_url(endpoint: &Endpoint) -> Result<Url> {
+fn endpoint_url(endpoint: &StsEndpoint) -> Result<Url> {
     let url = Url::parse(&endpoint.url).map_err(|e| {
         Error::Config(format!(
             "the STS endpoint '{}' is not a URL ({e}); check AWS_ENDPOINT_URL_STS and the region",
@@ -306,12 +306,12 @@ mod tests {
 
     #[test]
     fn endpoint_choice() {
-        let e = Endpoint::resolve(&env(&[]), None);
+        let e = StsEndpoint::resolve(&env(&[]), None);
         assert_eq!(
             (e.url.as_str(), e.signing_region.as_str()),
             ("https://sts.amazonaws.com", "us-east-1")
         );
-        let e = Endpoint::resolve(
+        let e = StsEndpoint::resolve(
             &env(&[("AWS_DEFAULT_REGION", "eu-west-1")]),
             Some("us-west-2"),
         );
@@ -319,14 +319,14 @@ mod tests {
             (e.url.as_str(), e.signing_region.as_str()),
             ("https://sts.eu-west-1.amazonaws.com", "eu-west-1")
         );
-        let e = Endpoint::resolve(
+        let e = StsEndpoint::resolve(
             &env(&[("AWS_REGION", "cn-north-1"), ("AWS_DEFAULT_REGION", "x")]),
             None,
         );
         assert_eq!(e.url, "https://sts.cn-north-1.amazonaws.com.cn");
-        let e = Endpoint::resolve(&env(&[]), Some("us-west-2"));
+        let e = StsEndpoint::resolve(&env(&[]), Some("us-west-2"));
         assert_eq!(e.url, "https://sts.us-west-2.amazonaws.com");
-        let e = Endpoint::resolve(
+        let e = StsEndpoint::resolve(
             &env(&[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9/")]),
             None,
         );
@@ -354,7 +354,7 @@ mod tests {
             session_name: Some("my session".into()),
             external_id: Some("ext-1".into()),
             duration_seconds: Some(3600),
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "eu-west-1".into(),
             },
@@ -399,7 +399,7 @@ mod tests {
             session_name: None,
             external_id: None,
             duration_seconds: Some(600),
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "us-east-1".into(),
             },
@@ -427,7 +427,7 @@ mod tests {
             session_name: None,
             external_id: None,
             duration_seconds: None,
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "us-east-1".into(),
             },
@@ -469,7 +469,7 @@ mod tests {
                 ("AWS_ROLE_ARN", "arn:aws:iam::1:role/irsa"),
                 ("AWS_ROLE_SESSION_NAME", "ci"),
             ]),
-            Endpoint {
+            StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "us-east-1".into(),
             },
@@ -496,13 +496,13 @@ mod tests {
     fn web_identity_configuration_errors() {
         assert!(WebIdentity::from_env(
             &env(&[("AWS_ROLE_ARN", "arn")]),
-            Endpoint::resolve(&env(&[]), None)
+            StsEndpoint::resolve(&env(&[]), None)
         )
         .unwrap()
         .is_none());
         let err = WebIdentity::from_env(
             &env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/t")]),
-            Endpoint::resolve(&env(&[]), None),
+            StsEndpoint::resolve(&env(&[]), None),
         )
         .err()
         .unwrap();
@@ -513,7 +513,7 @@ mod tests {
             token_file: dir.path().join("absent"),
             role_arn: "arn".into(),
             session_name: None,
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: "http://127.0.0.1:9".into(),
                 signing_region: "us-east-1".into(),
             },
@@ -541,7 +541,7 @@ mod tests {
             token_file,
             role_arn: "arn:aws:iam::1:role/irsa".into(),
             session_name: None,
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "us-east-1".into(),
             },
