@@ -1,7 +1,9 @@
-//! AWS's protocols, shared by the S3 backend and the credential sources:
-//! request signing (`sigv4`), the XML answers of S3 and STS (`xml`), and
-//! finding credentials (`credentials`). Nothing here knows about artifacts
-//! or the backends that use it.
+//! AWS's protocols, under the S3 backend: request signing (`sigv4`), S3's
+//! and STS's XML (`xml`), and finding credentials (`credentials`).
+//!
+//! Nothing here knows about artifacts or backends. Outside `aws`, `sigv4`
+//! and `xml` use only `time` and `error`, so `http` may read error bodies
+//! with `xml`; `credentials` calls its endpoints through `http`.
 
 pub mod credentials;
 pub mod sigv4;

@@ -2,9 +2,9 @@
 //!
 //! Last in the chain, and the one source that is probed rather than
 //! configured: on a machine that is not an EC2 instance nothing answers at
-//! 169.254.169.254, which is why the credential client's short timeouts
-//! matter. IMDSv2 first takes a session token with a PUT, then reads the
-//! role name and the role's credentials with it. Like the SDK, an IMDS that
+//! 169.254.169.254, which is why `source_http`'s short timeouts matter.
+//! IMDSv2 first takes a session token with a PUT, then reads the role name
+//! and the role's credentials with it. Like the SDK, an IMDS that
 //! refuses the token request with 403/404/405 (IMDSv1 only) is read without
 //! one, unless AWS_EC2_METADATA_V1_DISABLED=true. AWS_EC2_METADATA_DISABLED=true
 //! skips IMDS; AWS_EC2_METADATA_SERVICE_ENDPOINT (or

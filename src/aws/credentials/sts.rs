@@ -4,8 +4,8 @@
 //! `source_profile` or `credential_source`, a web identity token (EKS IRSA,
 //! from the environment or a profile), and chains of those. Both calls are
 //! STS's query protocol: a form-encoded POST answered with XML, whose few
-//! fields we take with plain tag extraction (no XML crate needed for five
-//! tags). The endpoint follows the SDK: AWS_ENDPOINT_URL_STS, else the
+//! fields `aws::xml::tag` takes; AssumeRole is signed by `aws::sigv4`. The
+//! endpoint follows the SDK: AWS_ENDPOINT_URL_STS, else the
 //! regional `https://sts.{region}.amazonaws.com`, else the global one.
 
 use std::path::PathBuf;
