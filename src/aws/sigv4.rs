@@ -192,10 +192,12 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The SHA-256 of `data` in lower-case hex, as SigV4 writes payload hashes.
 pub fn hex_sha256(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 
+/// Lower-case hex, the program's one hex writer.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
