@@ -15,6 +15,7 @@ use ureq::http::{Request, Response};
 use ureq::tls::TlsConfig;
 use ureq::{Agent, AsSendBody, Body, Proxy, SendBody};
 
+use crate::aws::xml::error_code_and_message;
 use crate::config::{HttpSettings, Network};
 use crate::error::{Error, Result};
 use crate::{log, tls};
@@ -266,14 +267,8 @@ pub fn error_detail(response: &mut Response<Body>) -> String {
 }
 
 pub fn summarize_error_body(text: &str) -> String {
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let start = text.find(&open)? + open.len();
-        let end = text[start..].find("</")? + start;
-        Some(text[start..end].trim().to_string())
-    };
-    if let Some(code) = tag("Code") {
-        return match tag("Message") {
+    if let (Some(code), message) = error_code_and_message(text) {
+        return match message {
             Some(msg) if !msg.is_empty() => format!("{code}: {msg}"),
             _ => code,
         };

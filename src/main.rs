@@ -8,6 +8,7 @@
 //! and become an exit code here, in one place.
 
 mod atomic;
+mod aws;
 mod backend;
 mod checksum;
 mod cli;

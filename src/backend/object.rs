@@ -301,14 +301,9 @@ fn range_start(value: &str) -> Option<u64> {
         .ok()
 }
 
-/// One uploaded part of a multipart upload: its number, ETag, and the
-/// SHA-256 it was sent with (none when the store refused checksum headers).
-#[derive(Debug, Clone)]
-pub struct Part {
-    pub number: u32,
-    pub etag: String,
-    pub sha256: Option<String>,
-}
+/// One uploaded part of a multipart upload, as CompleteMultipartUpload
+/// lists it.
+pub use crate::aws::xml::Part;
 
 /// What earlier attempts of one write learned.
 #[derive(Debug, Default)]

@@ -1,7 +1,6 @@
 //! One signed S3 request: build the URL, sign every header, send, map errors.
 //!
-//! rust-s3's `s3::signing` builds the canonical request, the string to sign
-//! and the signing key; the request itself goes over our one ureq agent
+//! `aws::sigv4` signs; the request goes over our one ureq agent
 //! (`crate::http`), so timeouts, pooling and `-v` lines are shared with the
 //! Hub backend. Every header we send but Content-Length is signed: AWS
 //! refuses an unsigned `x-amz-*` header, while local test servers let it pass.
@@ -9,16 +8,15 @@
 //! `x-amz-checksum-sha256` header instead.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
-use s3::signing;
-use sha2::Sha256;
-use time::OffsetDateTime;
-use ureq::http::{HeaderMap, HeaderName, HeaderValue, Response};
+use ureq::http::Response;
 use ureq::Body;
+use url::Url;
 
-use super::credentials::{Chain, Credentials};
+use crate::aws::credentials::Chain;
+use crate::aws::sigv4::{self, encode, encode_path, SignedParts};
+use crate::aws::Credentials;
 use crate::error::{Error, Result};
 use crate::http::{self, Http, Payload};
 
@@ -100,7 +98,7 @@ impl Client {
         let mut url = self.bucket_url.clone();
         if let Some(key) = key {
             url.push('/');
-            url.push_str(&signing::uri_encode(key, false));
+            url.push_str(&encode_path(key));
         } else if !url.ends_with('/') {
             url.push('/');
         }
@@ -110,11 +108,7 @@ impl Client {
                 if v.is_empty() && matches!(*k, "uploads" | "delete") {
                     (*k).to_string()
                 } else {
-                    format!(
-                        "{}={}",
-                        signing::uri_encode(k, true),
-                        signing::uri_encode(v, true)
-                    )
+                    format!("{}={}", encode(k), encode(v))
                 }
             })
             .collect();
@@ -130,14 +124,10 @@ impl Client {
     /// (see `crate::http`); other statuses come back as the response.
     pub fn send(&self, req: &Request<'_>, payload: Payload<'_>) -> Result<Response<Body>> {
         let url = self.url(req.key, &req.query);
+        let parsed = Url::parse(&url)
+            .map_err(|e| Error::Protocol(format!("cannot build an S3 URL: {e}")))?;
         let credentials = self.credentials.current()?;
-        let headers = sign(
-            &url,
-            req,
-            &credentials,
-            &self.region,
-            OffsetDateTime::now_utc(),
-        )?;
+        let headers = sign(&parsed, req, &credentials, &self.region, SystemTime::now());
         let refs: Vec<(&str, &str)> = headers
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -147,83 +137,37 @@ impl Client {
     }
 }
 
-/// The headers to send: the request's own, plus the signature's.
+/// The headers to send: the request's own, `x-amz-content-sha256`, and the
+/// signature's.
 fn sign(
-    url: &str,
+    url: &Url,
     req: &Request<'_>,
     credentials: &Credentials,
     region: &str,
-    now: OffsetDateTime,
-) -> Result<Vec<(String, String)>> {
-    let parsed = url::Url::parse(url)
-        .map_err(|e| Error::Protocol(format!("cannot build an S3 URL: {e}")))?;
-    let host = match (parsed.host_str(), parsed.port()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        (None, _) => return Err(Error::Protocol("an S3 URL without a host".into())),
-    };
-    let amz_date = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        now.year(),
-        u8::from(now.month()),
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
+    at: SystemTime,
+) -> Vec<(String, String)> {
+    let mut headers: Vec<(&str, &str)> =
+        req.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    headers.push(("x-amz-content-sha256", req.payload_sha256));
+    let signed = sigv4::sign(
+        &SignedParts {
+            method: req.method,
+            url,
+            headers: &headers,
+            payload_sha256: req.payload_sha256,
+        },
+        credentials,
+        &sigv4::Scope {
+            region,
+            service: "s3",
+            at,
+        },
     );
-    let mut headers: Vec<(String, String)> = req
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    headers.push(("x-amz-date".into(), amz_date));
-    headers.push((
-        "x-amz-content-sha256".into(),
-        req.payload_sha256.to_string(),
-    ));
-    if let Some(token) = &credentials.session_token {
-        headers.push(("x-amz-security-token".into(), token.clone()));
-    }
-    let mut map = HeaderMap::new();
-    map.insert("host", header_value(&host)?);
-    for (k, v) in &headers {
-        let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|e| Error::Protocol(format!("bad header name {k}: {e}")))?;
-        map.insert(name, header_value(v)?);
-    }
-    let region_type = s3::Region::Custom {
-        region: region.to_string(),
-        endpoint: String::new(),
-    };
-    let signing_error =
-        |e: s3::error::S3Error| Error::Protocol(format!("cannot sign the S3 request: {e}"));
-    let canonical = signing::canonical_request(req.method, &parsed, &map, req.payload_sha256)
-        .map_err(signing_error)?;
-    let to_sign = signing::string_to_sign(&now, &region_type, &canonical).map_err(signing_error)?;
-    let key = signing::signing_key(&now, &credentials.secret_access_key, &region_type, "s3")
-        .map_err(signing_error)?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(&key)
-        .map_err(|e| Error::Protocol(format!("cannot sign: {e}")))?;
-    mac.update(to_sign.as_bytes());
-    let signature = hex(&mac.finalize().into_bytes());
-    let authorization = signing::authorization_header(
-        &credentials.access_key_id,
-        &now,
-        &region_type,
-        &signing::signed_header_string(&map),
-        &signature,
-    )
-    .map_err(signing_error)?;
-    headers.push(("authorization".into(), authorization));
-    Ok(headers)
-}
-
-fn header_value(v: &str) -> Result<HeaderValue> {
-    HeaderValue::from_str(v).map_err(|_| Error::Protocol("a header value S3 cannot carry".into()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    headers
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(signed)
+        .collect()
 }
 
 /// Reads S3's description of a failed response: `<Code>`, `<Message>`.
@@ -240,7 +184,7 @@ pub fn failure(response: &mut Response<Body>) -> S3Failure {
         .limit(64 * 1024)
         .read_to_string()
         .unwrap_or_default();
-    let (code, message) = super::xml::error_code_and_message(&text);
+    let (code, message) = crate::aws::xml::error_code_and_message(&text);
     let code = code.unwrap_or_else(|| default_code(status).to_string());
     let message = message.unwrap_or_else(|| http::summarize_error_body(&text));
     S3Failure {
@@ -284,16 +228,15 @@ mod tests {
     /// Header: Transferring Payload in a Single Chunk").
     #[test]
     fn matches_the_aws_documented_get_object_example() {
-        let now = time::macros::datetime!(2013-05-24 00:00:00 UTC);
+        let at = crate::time::parse_iso8601("2013-05-24T00:00:00Z").unwrap();
         let req = Request::new("GET", Some("test.txt")).header("range", "bytes=0-9");
         let headers = sign(
-            "https://examplebucket.s3.amazonaws.com/test.txt",
+            &Url::parse("https://examplebucket.s3.amazonaws.com/test.txt").unwrap(),
             &req,
             &creds(),
             "us-east-1",
-            now,
-        )
-        .unwrap();
+            at,
+        );
         let auth = &headers
             .iter()
             .find(|(k, _)| k == "authorization")
@@ -301,8 +244,8 @@ mod tests {
             .1;
         assert_eq!(
             auth,
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,\
-             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,\
+            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
+             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
              Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
     }
@@ -316,20 +259,19 @@ mod tests {
             .header("x-amz-checksum-sha256", "abc=")
             .header("x-amz-meta-sha256", "abc=");
         let headers = sign(
-            "http://127.0.0.1:9000/b/k",
+            &Url::parse("http://127.0.0.1:9000/b/k").unwrap(),
             &req,
             &c,
             "us-east-1",
-            OffsetDateTime::now_utc(),
-        )
-        .unwrap();
+            SystemTime::now(),
+        );
         let auth = &headers
             .iter()
             .find(|(k, _)| k == "authorization")
             .unwrap()
             .1;
         assert!(auth.contains(
-            "SignedHeaders=host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-sha256;x-amz-security-token,"
+            "SignedHeaders=host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-sha256;x-amz-security-token, "
         ), "{auth}");
     }
 

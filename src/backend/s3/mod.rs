@@ -7,27 +7,26 @@
 //! `If-None-Match: *`, so two racing pushes cannot both win; pull and yank
 //! take the object at the key, else everything under `key/`. Large files go
 //! up in multipart parts and come down in ranges (`upload`, `download`),
-//! which the transfer engine schedules. rust-s3 signs and parses; ureq
-//! carries the bytes.
+//! which the transfer engine schedules. `aws::sigv4` signs, rust-s3's
+//! types parse the list and upload answers, ureq carries the bytes.
 
 mod client;
-pub mod credentials;
 mod download;
 mod settings;
 mod upload;
-mod xml;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use client::{Client, Request, S3Failure};
-use credentials::Chain;
 use settings::S3Settings;
 
 use super::{
     Attempt, Backend, Body, ByteRange, Download, Intent, Multipart, Page, RemoteObject, Upload,
 };
+use crate::aws::credentials::{self, Chain};
+use crate::aws::xml;
 use crate::config::{Env, HttpSettings, Network, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{Http, Payload};

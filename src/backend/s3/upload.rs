@@ -11,9 +11,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::client::{self, hex, Request, UNSIGNED};
+use super::client::{self, Request, UNSIGNED};
 use super::settings::part_size_for;
-use super::{xml, S3};
+use super::S3;
+use crate::aws::sigv4::hex;
+use crate::aws::xml;
 use crate::backend::{Attempt, Body, Multipart, Part, Upload};
 use crate::checksum;
 use crate::error::{Error, Result, Side};

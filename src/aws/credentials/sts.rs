@@ -4,8 +4,8 @@
 //! `source_profile` or `credential_source`, a web identity token (EKS IRSA,
 //! from the environment or a profile), and chains of those. Both calls are
 //! STS's query protocol: a form-encoded POST answered with XML, whose few
-//! fields we take with plain tag extraction (no XML crate needed for five
-//! tags). The endpoint follows the SDK: AWS_ENDPOINT_URL_STS, else the
+//! fields `aws::xml::tag` takes; AssumeRole is signed by `aws::sigv4`. The
+//! endpoint follows the SDK: AWS_ENDPOINT_URL_STS, else the
 //! regional `https://sts.{region}.amazonaws.com`, else the global one.
 
 use std::path::PathBuf;
@@ -13,10 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use url::Url;
 
-use super::client::{self, Answer};
-use super::sigv4::{self, encode};
+use super::source_http::{self, Answer};
 use super::{Credentials, Provider};
-use crate::backend::s3::xml::tag;
+use crate::aws::sigv4::{self, encode};
+use crate::aws::xml::tag;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
@@ -26,16 +26,16 @@ const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 
 /// Where STS is and which region its requests are signed for.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub struct StsEndpoint {
     pub url: String,
     pub signing_region: String,
 }
 
-impl Endpoint {
+impl StsEndpoint {
     /// AWS_ENDPOINT_URL_STS, else the region's endpoint (region from
     /// AWS_REGION, AWS_DEFAULT_REGION, then the profile), else the global
     /// `https://sts.amazonaws.com` signed for us-east-1.
-    pub fn resolve(env: &Env, profile_region: Option<&str>) -> Endpoint {
+    pub fn resolve(env: &Env, profile_region: Option<&str>) -> StsEndpoint {
         let region = env
             .get("AWS_REGION")
             .or_else(|| env.get("AWS_DEFAULT_REGION"))
@@ -43,8 +43,8 @@ impl Endpoint {
             .map(str::trim)
             .filter(|r| !r.is_empty());
         if let Some(url) = env.get("AWS_ENDPOINT_URL_STS") {
-            return Endpoint {
-                url: client::base_url(url),
+            return StsEndpoint {
+                url: source_http::base_url(url),
                 signing_region: region.unwrap_or("us-east-1").to_string(),
             };
         }
@@ -55,12 +55,12 @@ impl Endpoint {
                 } else {
                     "amazonaws.com"
                 };
-                Endpoint {
+                StsEndpoint {
                     url: format!("https://sts.{region}.{suffix}"),
                     signing_region: region.to_string(),
                 }
             }
-            None => Endpoint {
+            None => StsEndpoint {
                 url: "https://sts.amazonaws.com".to_string(),
                 signing_region: "us-east-1".to_string(),
             },
@@ -76,7 +76,7 @@ pub struct AssumeRole {
     /// From `duration_seconds`; like the SDK, only values above 15 minutes
     /// change the default of 15 minutes.
     pub duration_seconds: Option<u64>,
-    pub endpoint: Endpoint,
+    pub endpoint: StsEndpoint,
     pub source: Provider,
     /// Who asked, for messages: "profile 'dev'".
     pub context: String,
@@ -107,13 +107,11 @@ impl AssumeRole {
         let body = form_body(&form);
         let url = self.url()?;
         let signed = sigv4::sign(
-            &sigv4::Request {
+            &sigv4::SignedParts {
                 method: "POST",
-                host: &client::host_header(&url),
-                path: url.path(),
-                query: url.query().unwrap_or(""),
+                url: &url,
                 headers: &[("content-type", FORM)],
-                body: body.as_bytes(),
+                payload_sha256: &sigv4::hex_sha256(body.as_bytes()),
             },
             base,
             &sigv4::Scope {
@@ -128,7 +126,7 @@ impl AssumeRole {
             "STS AssumeRole of {} ({}) at {}",
             self.role_arn, self.context, self.endpoint.url
         );
-        let answer = client::send(http, "POST", url.as_str(), &headers, body.as_bytes())?;
+        let answer = source_http::send(http, "POST", url.as_str(), &headers, body.as_bytes())?;
         credentials_from(
             &answer,
             &what,
@@ -147,13 +145,13 @@ pub struct WebIdentity {
     pub token_file: PathBuf,
     pub role_arn: String,
     pub session_name: Option<String>,
-    pub endpoint: Endpoint,
+    pub endpoint: StsEndpoint,
 }
 
 impl WebIdentity {
     /// From AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN (+ AWS_ROLE_SESSION_NAME);
     /// `None` when the token file is not set.
-    pub fn from_env(env: &Env, endpoint: Endpoint) -> Result<Option<WebIdentity>> {
+    pub fn from_env(env: &Env, endpoint: StsEndpoint) -> Result<Option<WebIdentity>> {
         let Some(file) = env.get("AWS_WEB_IDENTITY_TOKEN_FILE") else {
             return Ok(None);
         };
@@ -197,7 +195,7 @@ impl WebIdentity {
             "STS AssumeRoleWithWebIdentity of {} at {}",
             self.role_arn, self.endpoint.url
         );
-        let answer = client::send(
+        let answer = source_http::send(
             http,
             "POST",
             url.as_str(),
@@ -212,7 +210,7 @@ impl WebIdentity {
     }
 }
 
-fn endpoint_url(endpoint: &Endpoint) -> Result<Url> {
+fn endpoint_url(endpoint: &StsEndpoint) -> Result<Url> {
     let url = Url::parse(&endpoint.url).map_err(|e| {
         Error::Config(format!(
             "the STS endpoint '{}' is not a URL ({e}); check AWS_ENDPOINT_URL_STS and the region",
@@ -291,7 +289,7 @@ fn credentials_from(answer: &Answer, what: &str, hint: &str) -> Result<Credentia
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{FakeServer, Reply, ASSUME_ROLE_OK};
+    use crate::aws::credentials::fake_endpoints::{FakeServer, Reply, ASSUME_ROLE_OK};
     use std::time::Duration;
 
     fn env(pairs: &[(&str, &str)]) -> Env {
@@ -309,12 +307,12 @@ mod tests {
 
     #[test]
     fn endpoint_choice() {
-        let e = Endpoint::resolve(&env(&[]), None);
+        let e = StsEndpoint::resolve(&env(&[]), None);
         assert_eq!(
             (e.url.as_str(), e.signing_region.as_str()),
             ("https://sts.amazonaws.com", "us-east-1")
         );
-        let e = Endpoint::resolve(
+        let e = StsEndpoint::resolve(
             &env(&[("AWS_DEFAULT_REGION", "eu-west-1")]),
             Some("us-west-2"),
         );
@@ -322,14 +320,14 @@ mod tests {
             (e.url.as_str(), e.signing_region.as_str()),
             ("https://sts.eu-west-1.amazonaws.com", "eu-west-1")
         );
-        let e = Endpoint::resolve(
+        let e = StsEndpoint::resolve(
             &env(&[("AWS_REGION", "cn-north-1"), ("AWS_DEFAULT_REGION", "x")]),
             None,
         );
         assert_eq!(e.url, "https://sts.cn-north-1.amazonaws.com.cn");
-        let e = Endpoint::resolve(&env(&[]), Some("us-west-2"));
+        let e = StsEndpoint::resolve(&env(&[]), Some("us-west-2"));
         assert_eq!(e.url, "https://sts.us-west-2.amazonaws.com");
-        let e = Endpoint::resolve(
+        let e = StsEndpoint::resolve(
             &env(&[("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9/")]),
             None,
         );
@@ -357,7 +355,7 @@ mod tests {
             session_name: Some("my session".into()),
             external_id: Some("ext-1".into()),
             duration_seconds: Some(3600),
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "eu-west-1".into(),
             },
@@ -365,7 +363,7 @@ mod tests {
             context: "profile 'dev'".into(),
         };
         let creds = role
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
         assert_eq!(creds.access_key_id, "ASIAASSUMED");
         assert_eq!(creds.secret_access_key, "assumed/secret+key");
@@ -402,14 +400,14 @@ mod tests {
             session_name: None,
             external_id: None,
             duration_seconds: Some(600),
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "us-east-1".into(),
             },
             source: Provider::Static(base()),
             context: "profile 'p'".into(),
         };
-        role.fetch(&client::http(&Default::default()).unwrap())
+        role.fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
         let body = &server.requests()[0].body;
         assert!(body.contains("&RoleSessionName=aws-go-sdk-"), "{body}");
@@ -430,7 +428,7 @@ mod tests {
             session_name: None,
             external_id: None,
             duration_seconds: None,
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "us-east-1".into(),
             },
@@ -438,7 +436,7 @@ mod tests {
             context: "profile 'p'".into(),
         };
         let err = role
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
         let text = err.to_string();
@@ -472,14 +470,14 @@ mod tests {
                 ("AWS_ROLE_ARN", "arn:aws:iam::1:role/irsa"),
                 ("AWS_ROLE_SESSION_NAME", "ci"),
             ]),
-            Endpoint {
+            StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "us-east-1".into(),
             },
         )
         .unwrap()
         .unwrap();
-        let http = client::http(&Default::default()).unwrap();
+        let http = source_http::http(&Default::default()).unwrap();
         let creds = provider.fetch(&http).unwrap();
         assert_eq!(creds.access_key_id, "ASIAASSUMED");
         // Kubernetes rotates the token: a refresh reads the file again.
@@ -499,13 +497,13 @@ mod tests {
     fn web_identity_configuration_errors() {
         assert!(WebIdentity::from_env(
             &env(&[("AWS_ROLE_ARN", "arn")]),
-            Endpoint::resolve(&env(&[]), None)
+            StsEndpoint::resolve(&env(&[]), None)
         )
         .unwrap()
         .is_none());
         let err = WebIdentity::from_env(
             &env(&[("AWS_WEB_IDENTITY_TOKEN_FILE", "/t")]),
-            Endpoint::resolve(&env(&[]), None),
+            StsEndpoint::resolve(&env(&[]), None),
         )
         .err()
         .unwrap();
@@ -516,13 +514,13 @@ mod tests {
             token_file: dir.path().join("absent"),
             role_arn: "arn".into(),
             session_name: None,
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: "http://127.0.0.1:9".into(),
                 signing_region: "us-east-1".into(),
             },
         };
         let err = missing
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(matches!(err, Error::LocalIo { .. }), "{err:?}");
         assert!(err.to_string().contains("web identity token file"), "{err}");
@@ -544,14 +542,14 @@ mod tests {
             token_file,
             role_arn: "arn:aws:iam::1:role/irsa".into(),
             session_name: None,
-            endpoint: Endpoint {
+            endpoint: StsEndpoint {
                 url: server.url.clone(),
                 signing_region: "us-east-1".into(),
             },
         };
         let started = std::time::Instant::now();
         let err = provider
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_secs(2));
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");

@@ -1,44 +1,57 @@
-//! AWS Signature Version 4 for the credential calls we sign ourselves.
+//! AWS Signature Version 4: the one signer for every request we sign, S3's
+//! (`backend::s3::client`) and STS AssumeRole (`credentials::sts`).
 //!
-//! STS AssumeRole must be signed with the source credentials. rust-s3's
-//! `s3::signing` is tied to S3 (its canonical forms and `Region` type), so
-//! this is the plain algorithm from the AWS documentation, on `hmac` 0.12 and
-//! `sha2` 0.10, checked against AWS's published IAM `ListUsers` example.
-//! Nothing here is logged: signatures and keys never leave this file except
-//! as request headers.
+//! The plain algorithm from the AWS documentation, on `hmac` and `sha2`,
+//! checked against two of AWS's published examples: S3's GetObject (in
+//! `backend::s3::client`) and IAM's ListUsers (here). rust-s3's
+//! `s3::signing` could not be the one signer: its scope is always `s3`.
+//! Services differ in one rule, which the service name decides: S3 signs
+//! the path as sent (encoded once), every other service signs it encoded
+//! again. Nothing here is logged: signatures and keys never leave this file
+//! except as request headers.
 
 use std::time::SystemTime;
 
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
+use url::Url;
 
 use super::Credentials;
 use crate::time::amz_date;
 
 /// RFC 3986 unreserved characters stay; everything else is %XX (SigV4's
 /// `UriEncode`, also right for form bodies).
-pub const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
     .remove(b'.')
     .remove(b'~');
+
+/// In a path, `/` stays too.
+const PATH_UNRESERVED: &AsciiSet = &UNRESERVED.remove(b'/');
 
 /// `text` encoded for a query string or form body.
 pub fn encode(text: &str) -> String {
     utf8_percent_encode(text, UNRESERVED).to_string()
 }
 
-/// The parts of a request that are signed. `headers` are the headers sent
-/// besides Host and the ones `sign` adds (all are signed); `host` is what the
-/// Host header will say (host, and `:port` unless the scheme's default).
-pub struct Request<'a> {
+/// `text` encoded for a URL path: as `encode`, but `/` stays.
+pub fn encode_path(text: &str) -> String {
+    utf8_percent_encode(text, PATH_UNRESERVED).to_string()
+}
+
+/// What is signed of a request about to be sent.
+pub struct SignedParts<'a> {
     pub method: &'a str,
-    pub host: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
+    /// The URL as sent: the Host header comes from its host and port (the
+    /// port only when it is not the scheme's default, as ureq sends it); its
+    /// path and query are signed as they are encoded in it.
+    pub url: &'a Url,
+    /// The headers sent besides Host and the ones `sign` adds; all are signed.
     pub headers: &'a [(&'a str, &'a str)],
-    pub body: &'a [u8],
+    /// The body's hex SHA-256, or S3's `UNSIGNED-PAYLOAD`.
+    pub payload_sha256: &'a str,
 }
 
 /// What a request is signed for.
@@ -51,21 +64,31 @@ pub struct Scope<'a> {
 /// The headers to add to a request so that AWS accepts it: `x-amz-date`,
 /// `x-amz-security-token` when the credentials have a session token, and
 /// `authorization`.
-pub fn sign(req: &Request<'_>, creds: &Credentials, scope: &Scope<'_>) -> Vec<(String, String)> {
+pub fn sign(
+    parts: &SignedParts<'_>,
+    creds: &Credentials,
+    scope: &Scope<'_>,
+) -> Vec<(String, String)> {
     let (stamp, day) = amz_date(scope.at);
     let mut added = vec![("x-amz-date".to_string(), stamp.clone())];
     if let Some(token) = &creds.session_token {
         added.push(("x-amz-security-token".to_string(), token.clone()));
     }
-    let mut all: Vec<(String, String)> = req
+    let mut all: Vec<(String, String)> = parts
         .headers
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), canonical_value(v)))
-        .chain(std::iter::once(("host".to_string(), req.host.to_string())))
+        .chain(std::iter::once(("host".to_string(), host(parts.url))))
         .chain(added.iter().cloned())
         .collect();
     all.sort();
-    let request = canonical_request(req.method, req.path, req.query, &all, &hex_sha256(req.body));
+    let request = canonical_request(
+        parts.method,
+        &canonical_path(parts.url, scope.service),
+        parts.url.query().unwrap_or(""),
+        &all,
+        parts.payload_sha256,
+    );
     let credential_scope = format!("{day}/{}/{}/aws4_request", scope.region, scope.service);
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{stamp}\n{credential_scope}\n{}",
@@ -111,7 +134,6 @@ fn canonical_request(
         .iter()
         .map(|(k, v)| format!("{k}:{v}\n"))
         .collect();
-    let path = if path.is_empty() { "/" } else { path };
     format!(
         "{method}\n{path}\n{query}\n{headers}\n{}\n{payload_hash}",
         signed_header_names(sorted_headers)
@@ -124,6 +146,23 @@ fn signed_header_names(sorted_headers: &[(String, String)]) -> String {
         .map(|(k, _)| k.as_str())
         .collect::<Vec<_>>()
         .join(";")
+}
+
+/// The path as signed: S3 signs it as sent, other services encode it again.
+fn canonical_path(url: &Url, service: &str) -> String {
+    match service {
+        "s3" => url.path().to_string(),
+        _ => encode_path(url.path()),
+    }
+}
+
+/// What the Host header of a request to `url` says.
+fn host(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }
 }
 
 /// A query component as SigV4 wants it, whatever encoding it came in.
@@ -153,10 +192,12 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.finalize().into_bytes().to_vec()
 }
 
+/// The SHA-256 of `data` in lower-case hex, as SigV4 writes payload hashes.
 pub fn hex_sha256(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
 }
 
+/// Lower-case hex, the program's one hex writer.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -165,6 +206,10 @@ pub fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::time::parse_iso8601;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
 
     fn example_creds(token: Option<&str>) -> Credentials {
         Credentials {
@@ -218,13 +263,11 @@ mod tests {
         );
 
         let added = sign(
-            &Request {
+            &SignedParts {
                 method: "GET",
-                host: "iam.amazonaws.com",
-                path: "/",
-                query: "Action=ListUsers&Version=2010-05-08",
+                url: &url("https://iam.amazonaws.com/?Action=ListUsers&Version=2010-05-08"),
                 headers: &[("Content-Type", CONTENT_TYPE)],
-                body: b"",
+                payload_sha256: &hex_sha256(b""),
             },
             &creds,
             &Scope {
@@ -252,13 +295,11 @@ mod tests {
     fn session_token_is_sent_and_signed() {
         let creds = example_creds(Some("TOKEN/with+chars="));
         let added = sign(
-            &Request {
+            &SignedParts {
                 method: "POST",
-                host: "sts.amazonaws.com",
-                path: "/",
-                query: "",
+                url: &url("https://sts.amazonaws.com"),
                 headers: &[("content-type", CONTENT_TYPE)],
-                body: b"Action=AssumeRole",
+                payload_sha256: &hex_sha256(b"Action=AssumeRole"),
             },
             &creds,
             &Scope {
@@ -281,8 +322,21 @@ mod tests {
     }
 
     #[test]
+    fn only_s3_signs_the_path_as_sent() {
+        let sent = url("https://h/a%20b/c");
+        assert_eq!(canonical_path(&sent, "s3"), "/a%20b/c");
+        assert_eq!(canonical_path(&sent, "execute-api"), "/a%2520b/c");
+    }
+
+    #[test]
     fn query_and_header_canonical_forms() {
         assert_eq!(encode("a b+c/~ü"), "a%20b%2Bc%2F~%C3%BC");
+        assert_eq!(encode_path("a b+c/~ü"), "a%20b%2Bc/~%C3%BC");
+        assert_eq!(
+            host(&url("https://sts.amazonaws.com:443/")),
+            "sts.amazonaws.com"
+        );
+        assert_eq!(host(&url("http://127.0.0.1:8080/x")), "127.0.0.1:8080");
         assert_eq!(reencode("a%20b"), "a%20b");
         assert_eq!(reencode("x/y"), "x%2Fy");
         assert_eq!(canonical_value("  a   b  "), "a b");

@@ -1,9 +1,9 @@
 //! AWS credentials, found the way AWS SDK for Go v2 finds them.
 //!
-//! The seed promises "AWS SDK v2's default" chain, so users can move a job
-//! from the Go CLI without touching its credentials. aws-creds (rust-s3's
-//! credential crate) cannot do that: it reads the process environment and
-//! the home directory itself, knows no AWS_PROFILE, config file, SSO,
+//! Users move jobs from the Go CLI without touching their credentials, so
+//! the chain is the Go SDK's default one. aws-creds (rust-s3's credential
+//! crate) cannot do that: it reads the process environment and the home
+//! directory itself, knows no AWS_PROFILE, config file, SSO,
 //! credential_process or assume-role, hard-codes the IMDS and STS
 //! addresses, and turns every failure into "no credentials". So this module
 //! is ours, on our HTTP client, our `Env` snapshot and our error type.
@@ -19,25 +19,26 @@
 //!
 //! Files: `profile` (the INI files), `profile_source` (a profile to a
 //! provider), `sts`, `sso`, `process`, `container`, `imds` (one source
-//! each), `sigv4` (signing AssumeRole), `client` (short-timeout HTTP),
-//! `time` (ISO-8601).
+//! each), `source_http` (the short-timeout HTTP they share). Tests use
+//! `fake_endpoints` (a recording server that plays each source); `tests`
+//! holds the tests of the whole chain.
 
-mod client;
 mod container;
 mod imds;
 mod process;
 mod profile;
 mod profile_source;
-mod sigv4;
+mod source_http;
 mod sso;
 mod sts;
 
 #[cfg(test)]
-mod testing;
+mod fake_endpoints;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::Credentials;
 use crate::config::{Env, Network};
 use crate::error::{Error, Result};
 use crate::http::Http;
@@ -48,24 +49,6 @@ use imds::{Availability, Imds};
 use profile::SharedFiles;
 use profile_source::Outcome;
 use sts::WebIdentity;
-
-/// A set of AWS credentials. `Debug` never shows the secret parts.
-#[derive(Clone)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-    pub expires_at: Option<SystemTime>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Refresh credentials that expire within this.
 const REFRESH_BEFORE: Duration = Duration::from_secs(5 * 60);
@@ -114,7 +97,7 @@ pub struct Chain {
 impl Chain {
     /// Resolves the first available source in aws-sdk-go-v2's order; fails with Error::Config listing what was tried (and why each was skipped) — within a second or two when nothing is there.
     pub fn resolve(env: &Env, network: &Network) -> Result<Chain> {
-        let http = client::http(network)?;
+        let http = source_http::http(network)?;
         let mut tried: Vec<String> = Vec::new();
 
         // 1. Static keys in the environment.
@@ -128,7 +111,7 @@ impl Chain {
         let files = SharedFiles::load(env)?;
         let profile_name = env.get("AWS_PROFILE").map(str::trim).unwrap_or("default");
         let region = files.profile(profile_name).and_then(|p| p.get("region"));
-        let sts_endpoint = sts::Endpoint::resolve(env, region);
+        let sts_endpoint = sts::StsEndpoint::resolve(env, region);
 
         // 2. Web identity from the environment (EKS IRSA).
         match WebIdentity::from_env(env, sts_endpoint.clone())? {

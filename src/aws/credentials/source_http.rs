@@ -9,8 +9,6 @@
 
 use std::time::Duration;
 
-use url::Url;
-
 use crate::config::{HttpSettings, Network};
 use crate::error::{Error, Result};
 use crate::http::{summarize_error_body, Http, Payload};
@@ -93,16 +91,6 @@ pub fn send(
     })
 }
 
-/// What the Host header of a request to `url` says: the host, and the port
-/// when it is not the scheme's default (as ureq sends it).
-pub fn host_header(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    }
-}
-
 /// An endpoint from a variable or a default, without its trailing slash.
 pub fn base_url(text: &str) -> String {
     text.trim().trim_end_matches('/').to_string()
@@ -110,23 +98,8 @@ pub fn base_url(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn host_header_keeps_only_explicit_ports() {
-        let url = |s| Url::parse(s).unwrap();
-        assert_eq!(
-            host_header(&url("https://sts.amazonaws.com/")),
-            "sts.amazonaws.com"
-        );
-        assert_eq!(
-            host_header(&url("https://sts.amazonaws.com:443/")),
-            "sts.amazonaws.com"
-        );
-        assert_eq!(
-            host_header(&url("http://127.0.0.1:8080/x")),
-            "127.0.0.1:8080"
-        );
-        assert_eq!(base_url(" http://h:1/ "), "http://h:1");
+    fn base_urls_lose_blanks_and_the_trailing_slash() {
+        assert_eq!(super::base_url(" http://h:1/ "), "http://h:1");
     }
 }

@@ -23,9 +23,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 use sha1::{Digest, Sha1};
 
-use super::client;
-use super::sigv4::{encode, hex};
+use super::source_http;
 use super::Credentials;
+use crate::aws::sigv4::{encode, hex};
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
@@ -56,7 +56,7 @@ pub fn cache_file(home: &Path, key: &str) -> PathBuf {
 /// (portal endpoint, OIDC endpoint) for `region`.
 pub fn endpoints(env: &Env, region: &str) -> (String, String) {
     let portal = match env.get("AWS_ENDPOINT_URL_SSO") {
-        Some(url) => client::base_url(url),
+        Some(url) => source_http::base_url(url),
         None => format!("https://portal.sso.{region}.amazonaws.com"),
     };
     // The SDK has a separate AWS_ENDPOINT_URL_SSO_OIDC; AWS_ENDPOINT_URL_SSO
@@ -65,7 +65,7 @@ pub fn endpoints(env: &Env, region: &str) -> (String, String) {
         .get("AWS_ENDPOINT_URL_SSO_OIDC")
         .or_else(|| env.get("AWS_ENDPOINT_URL_SSO"))
     {
-        Some(url) => client::base_url(url),
+        Some(url) => source_http::base_url(url),
         None => format!("https://oidc.{region}.amazonaws.com"),
     };
     (portal, oidc)
@@ -86,7 +86,7 @@ impl Sso {
             self.role_name,
             self.who()
         );
-        let answer = client::send(
+        let answer = source_http::send(
             http,
             "GET",
             &url,
@@ -246,7 +246,7 @@ impl Sso {
         })
         .to_string();
         let what = format!("SSO-OIDC CreateToken for {}", self.who());
-        let answer = client::send(
+        let answer = source_http::send(
             http,
             "POST",
             &format!("{}/token", self.oidc),
@@ -342,7 +342,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{FakeServer, Reply};
+    use crate::aws::credentials::fake_endpoints::{FakeServer, Reply};
     use serde_json::json;
 
     #[test]
@@ -438,7 +438,7 @@ mod tests {
         );
         let server = fake_sso("cached-token");
         let creds = sso(&server, file, Some("corp"))
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
         assert_eq!(creds.access_key_id, "ASIASSO");
         assert_eq!(creds.session_token.as_deref(), Some("sso-session-token"));
@@ -463,7 +463,7 @@ mod tests {
         );
         let server = fake_sso("renewed-token");
         let creds = sso(&server, file.clone(), Some("corp"))
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
         assert_eq!(creds.access_key_id, "ASIASSO");
         let reqs = server.requests();
@@ -502,7 +502,7 @@ mod tests {
         );
         let server = fake_sso("renewed-token");
         let err = sso(&server, file, Some("corp"))
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, Error::Config(_)), "{err:?}");
@@ -526,7 +526,7 @@ mod tests {
         );
         let server = fake_sso("old");
         let err = sso(&server, file, None)
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(matches!(err, Error::Config(_)));
         assert!(
@@ -542,7 +542,7 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let server = fake_sso("x");
         let err = sso(&server, cache_file(home.path(), "corp"), Some("corp"))
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(err.to_string().contains("no cached SSO token"), "{err}");
         assert!(

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::testing::{
+use super::fake_endpoints::{
     closed_port_url, env_in, fake_imds, metadata_json, write, FakeServer, Reply, ASSUME_ROLE_OK,
 };
 use super::*;

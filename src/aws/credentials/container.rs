@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use url::{Host, Url};
 
-use super::client;
+use super::source_http;
 use super::Credentials;
 use crate::config::Env;
 use crate::error::{Error, Result};
@@ -78,7 +78,7 @@ impl Container {
         if let Some(token) = token.as_deref().filter(|t| !t.is_empty()) {
             headers.push(("authorization", token));
         }
-        let answer = client::send(http, "GET", &self.url, &headers, b"")?;
+        let answer = source_http::send(http, "GET", &self.url, &headers, b"")?;
         match answer.status {
             200 => parse(&answer.body, &what),
             401 | 403 => Err(Error::PermissionDenied {
@@ -148,7 +148,7 @@ fn allowed_ip(ip: IpAddr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{metadata_json, FakeServer, Reply};
+    use crate::aws::credentials::fake_endpoints::{metadata_json, FakeServer, Reply};
 
     fn env(pairs: &[(&str, &str)]) -> Env {
         Env::from_pairs(pairs.iter().copied())
@@ -220,7 +220,7 @@ mod tests {
         ]))
         .unwrap()
         .unwrap();
-        let http = client::http(&Default::default()).unwrap();
+        let http = source_http::http(&Default::default()).unwrap();
         let creds = c.fetch(&http).unwrap();
         assert_eq!(creds.access_key_id, "AKIDONE");
         assert_eq!(creds.secret_access_key, "AKIDONE-secret");
@@ -244,7 +244,7 @@ mod tests {
         .unwrap()
         .unwrap();
         let err = c
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(matches!(err, Error::PermissionDenied { .. }), "{err:?}");
         assert!(!err.to_string().contains("the-token"), "{err}");

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 pub struct Context<'a> {
     pub env: &'a Env,
     pub files: &'a SharedFiles,
-    pub sts: &'a sts::Endpoint,
+    pub sts: &'a sts::StsEndpoint,
 }
 
 pub enum Outcome {
@@ -329,7 +329,7 @@ fn sso_source(ctx: &Context<'_>, name: &str, p: &Profile) -> Result<Sso> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{env_in, write};
+    use crate::aws::credentials::fake_endpoints::{env_in, write};
 
     /// Resolves `profile` with these files; returns the outcome's label or
     /// the error text.
@@ -344,7 +344,7 @@ mod tests {
         write(home.path(), ".aws/credentials", credentials);
         let env = env_in(home.path(), env);
         let files = SharedFiles::load(&env).unwrap();
-        let endpoint = sts::Endpoint::resolve(&env, None);
+        let endpoint = sts::StsEndpoint::resolve(&env, None);
         let ctx = Context {
             env: &env,
             files: &files,

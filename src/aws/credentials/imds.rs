@@ -2,16 +2,16 @@
 //!
 //! Last in the chain, and the one source that is probed rather than
 //! configured: on a machine that is not an EC2 instance nothing answers at
-//! 169.254.169.254, which is why the credential client's short timeouts
-//! matter. IMDSv2 first takes a session token with a PUT, then reads the
-//! role name and the role's credentials with it. Like the SDK, an IMDS that
+//! 169.254.169.254, which is why `source_http`'s short timeouts matter.
+//! IMDSv2 first takes a session token with a PUT, then reads the role name
+//! and the role's credentials with it. Like the SDK, an IMDS that
 //! refuses the token request with 403/404/405 (IMDSv1 only) is read without
 //! one, unless AWS_EC2_METADATA_V1_DISABLED=true. AWS_EC2_METADATA_DISABLED=true
 //! skips IMDS; AWS_EC2_METADATA_SERVICE_ENDPOINT (or
 //! AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE=IPv6) moves it.
 
-use super::client;
 use super::container::parse;
+use super::source_http;
 use super::Credentials;
 use crate::config::Env;
 use crate::error::{Error, Result};
@@ -41,7 +41,7 @@ impl Imds {
             return Availability::Disabled("disabled by AWS_EC2_METADATA_DISABLED=true");
         }
         let endpoint = match env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") {
-            Some(url) => client::base_url(url),
+            Some(url) => source_http::base_url(url),
             None if env
                 .get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE")
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("ipv6")) =>
@@ -63,7 +63,7 @@ impl Imds {
             headers.push(("x-aws-ec2-metadata-token", token));
         }
         let list_url = format!("{}{ROLE_PATH}", self.endpoint);
-        let answer = client::send(http, "GET", &list_url, &headers, b"")?;
+        let answer = source_http::send(http, "GET", &list_url, &headers, b"")?;
         let role = match answer.status {
             200 => answer
                 .body
@@ -83,7 +83,7 @@ impl Imds {
             ))
         })?;
         let creds_url = format!("{}{ROLE_PATH}{role}", self.endpoint);
-        let answer = client::send(http, "GET", &creds_url, &headers, b"")?;
+        let answer = source_http::send(http, "GET", &creds_url, &headers, b"")?;
         if answer.status != 200 {
             return Err(self.failure(
                 &format!("reading the credentials of role '{role}'"),
@@ -113,7 +113,7 @@ impl Imds {
     /// The IMDSv2 session token; `None` to go on without one (IMDSv1).
     fn token(&self, http: &Http) -> Result<Option<String>> {
         let url = format!("{}{TOKEN_PATH}", self.endpoint);
-        let answer = client::send(
+        let answer = source_http::send(
             http,
             "PUT",
             &url,
@@ -127,7 +127,7 @@ impl Imds {
         }
     }
 
-    fn failure(&self, doing: &str, status: u16, answer: &client::Answer) -> Error {
+    fn failure(&self, doing: &str, status: u16, answer: &source_http::Answer) -> Error {
         Error::Remote {
             what: format!("IMDS at {}: {doing}", self.endpoint),
             status,
@@ -140,7 +140,7 @@ impl Imds {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{
+    use crate::aws::credentials::fake_endpoints::{
         closed_port_url, fake_imds, metadata_json, FakeServer, Reply,
     };
     use std::time::{Duration, Instant};
@@ -160,7 +160,7 @@ mod tests {
             &format!("{}/", server.url),
         )]);
         let creds = i
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
         assert_eq!(creds.access_key_id, "AKIDIMDS");
         assert_eq!(creds.session_token.as_deref(), Some("AKIDIMDS-token"));
@@ -187,7 +187,7 @@ mod tests {
         });
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)]);
         let err = i
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(err.to_string().contains("no IAM role is attached"), "{err}");
     }
@@ -201,7 +201,7 @@ mod tests {
         });
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)]);
         assert_eq!(
-            i.fetch(&client::http(&Default::default()).unwrap())
+            i.fetch(&source_http::http(&Default::default()).unwrap())
                 .unwrap()
                 .access_key_id,
             "AKIDV1"
@@ -214,7 +214,7 @@ mod tests {
             ("AWS_EC2_METADATA_V1_DISABLED", "true"),
         ]);
         assert!(i
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .is_err());
     }
 
@@ -234,7 +234,7 @@ mod tests {
         let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &closed_port_url())]);
         let started = Instant::now();
         let err = i
-            .fetch(&client::http(&Default::default()).unwrap())
+            .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
         assert!(matches!(err, Error::Network { .. }), "{err:?}");
         assert!(started.elapsed() < Duration::from_secs(2));

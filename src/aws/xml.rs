@@ -1,11 +1,21 @@
-//! S3's XML, both ways: answers parsed with rust-s3's types where they fit,
-//! and the one body we write (CompleteMultipartUpload, which needs each
-//! part's checksum, a field rust-s3's `Part` does not have).
+//! AWS's XML, both ways. Read: S3's list pages and upload ids with
+//! rust-s3's types, and single elements (S3's and STS's error `<Code>` and
+//! `<Message>`, STS's credentials) with `tag`. Written: the one body we send,
+//! CompleteMultipartUpload, which needs each part's checksum, a field
+//! rust-s3's `Part` does not have.
 
 use s3::serde_types::{InitiateMultipartUploadResponse, ListBucketResult};
 
-use crate::backend::Part;
 use crate::error::{Error, Result};
+
+/// One uploaded part: its number, ETag, and the SHA-256 it was sent with
+/// (none when the store refused checksum headers).
+#[derive(Debug, Clone)]
+pub struct Part {
+    pub number: u32,
+    pub etag: String,
+    pub sha256: Option<String>,
+}
 
 /// One ListObjectsV2 page: the objects and the token for the next page.
 pub struct Page {

@@ -303,7 +303,7 @@ fn split_property(line: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::s3::credentials::testing::{env_in, write};
+    use crate::aws::credentials::fake_endpoints::{env_in, write};
 
     #[test]
     fn ini_syntax() {
