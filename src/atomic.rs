@@ -8,11 +8,12 @@
 //! leftovers of dead runs — only its own host's whose process is gone, or
 //! any older than a day — and never a live run's, even on a shared volume.
 
+use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result, Side};
@@ -67,6 +68,30 @@ pub fn temp_path_for(dest: &Path) -> PathBuf {
     dest.with_file_name(temp)
 }
 
+/// The temporary files this run has open, so that a run ended by a signal
+/// can remove them without waiting for their owners.
+static OPEN: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
+
+fn track(path: &Path, open: bool) {
+    if let Ok(mut set) = OPEN.lock() {
+        let set = set.get_or_insert_with(HashSet::new);
+        if open {
+            set.insert(path.to_path_buf());
+        } else {
+            set.remove(path);
+        }
+    }
+}
+
+/// Removes every temporary file this run still has open.
+pub fn remove_open_temp_files() {
+    if let Ok(mut set) = OPEN.lock() {
+        for path in set.take().unwrap_or_default() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
 /// A temporary file that removes itself unless committed.
 pub struct TempFile {
     path: PathBuf,
@@ -96,6 +121,7 @@ impl TempFile {
             .create_new(true)
             .open(&path)
             .map_err(|e| Error::local_io("create", dest, e))?;
+        track(&path, true);
         Ok(TempFile {
             path,
             file,
@@ -137,6 +163,7 @@ impl Drop for TempFile {
         if !self.committed {
             let _ = fs::remove_file(&self.path);
         }
+        track(&self.path, false);
     }
 }
 

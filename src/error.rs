@@ -11,6 +11,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::interrupt::Signal;
+
 /// Where an `AlreadyExists` conflict was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -57,6 +59,8 @@ pub enum Error {
     /// The Hub or storage answered something we cannot use (bad JSON, wrong
     /// number of URLs, a key outside the requested path).
     Protocol(String),
+    /// SIGINT or SIGTERM arrived: the run stopped and cleaned up.
+    Interrupted(Signal),
     /// A push or pull failed part way: `done` of `total` files completed.
     /// `total` is `None` when the run stopped before every file was found
     /// (a listing that broke off).
@@ -82,6 +86,7 @@ impl Error {
             Error::Integrity { .. } => 7,
             Error::LocalIo { .. } => 8,
             Error::Network { .. } | Error::Remote { .. } | Error::Protocol(_) => 1,
+            Error::Interrupted(signal) => signal.exit_code(),
             Error::Partial { first, .. } => first.exit_code(),
         }
     }
@@ -189,6 +194,11 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            Error::Interrupted(signal) => write!(
+                f,
+                "interrupted by {}; what was in flight was cancelled and cleaned up",
+                signal.name()
+            ),
             Error::Partial {
                 done,
                 total,

@@ -20,6 +20,22 @@ use crate::config::{HttpSettings, Network};
 use crate::error::{Error, Result};
 use crate::{log, tls};
 
+/// How long a request may take, beyond the usual timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Patience {
+    /// The configured connect and I/O timeouts.
+    Usual,
+    /// Up to this long for the answer, for requests a server may take
+    /// minutes to answer (CompleteMultipartUpload).
+    Long(Duration),
+    /// Clean-up after a failure or a signal: a short connect and a short
+    /// total, so a cancelled run still ends within seconds.
+    Cleanup,
+}
+
+const CLEANUP_CONNECT: Duration = Duration::from_secs(1);
+const CLEANUP_TOTAL: Duration = Duration::from_secs(3);
+
 /// What a request carries.
 pub enum Payload<'a> {
     Empty,
@@ -162,19 +178,17 @@ impl Http {
         headers: &[(&str, &str)],
         payload: Payload<'_>,
     ) -> Result<Response<Body>> {
-        self.call_with_wait(method, url, headers, payload, None)
+        self.call_with(method, url, headers, payload, Patience::Usual)
     }
 
-    /// `call`, waiting up to `wait` (instead of the I/O timeout) for the
-    /// answer: for requests a server may take minutes to answer, such as
-    /// CompleteMultipartUpload.
-    pub fn call_with_wait(
+    /// `call`, with the timeouts `patience` asks for.
+    pub fn call_with(
         &self,
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
         payload: Payload<'_>,
-        wait: Option<Duration>,
+        patience: Patience,
     ) -> Result<Response<Body>> {
         let what = format!("{method} {}", log::redact_url(url));
         let mut builder = Request::builder().method(method).uri(url);
@@ -188,18 +202,18 @@ impl Http {
                     .header("content-length", "0")
                     .body(())
                     .map_err(|e| bad_request(&what, e))?;
-                run(self.agent_for(url)?, req, wait)
+                run(self.agent_for(url)?, req, patience)
             }
             Payload::Bytes(bytes) => {
                 let req = builder.body(bytes).map_err(|e| bad_request(&what, e))?;
-                run(self.agent_for(url)?, req, wait)
+                run(self.agent_for(url)?, req, patience)
             }
             Payload::Reader(reader, len) => {
                 let req = builder
                     .header("content-length", len.to_string())
                     .body(SendBody::from_reader(reader))
                     .map_err(|e| bad_request(&what, e))?;
-                run(self.agent_for(url)?, req, wait)
+                run(self.agent_for(url)?, req, patience)
             }
         };
         let elapsed = started.elapsed().as_millis();
@@ -225,22 +239,22 @@ impl Http {
     }
 }
 
-/// Sends `req` on `agent`, waiting up to `wait` for the answer if given.
+/// Sends `req` on `agent` with the timeouts `patience` asks for.
 fn run(
     agent: &Agent,
     req: Request<impl AsSendBody>,
-    wait: Option<Duration>,
+    patience: Patience,
 ) -> std::result::Result<Response<Body>, ureq::Error> {
-    match wait {
-        Some(wait) => {
-            let req = agent
-                .configure_request(req)
-                .timeout_per_read(Some(wait))
-                .build();
-            agent.run(req)
-        }
-        None => agent.run(req),
-    }
+    let configured = agent.configure_request(req);
+    let req = match patience {
+        Patience::Usual => return agent.run(configured.build()),
+        Patience::Long(wait) => configured.timeout_per_read(Some(wait)).build(),
+        Patience::Cleanup => configured
+            .timeout_connect(Some(CLEANUP_CONNECT))
+            .timeout_global(Some(CLEANUP_TOTAL))
+            .build(),
+    };
+    agent.run(req)
 }
 
 fn retry_after(response: &Response<Body>) -> Option<u64> {

@@ -15,6 +15,7 @@ mod cli;
 mod config;
 mod error;
 mod http;
+mod interrupt;
 mod log;
 mod paths;
 mod progress;
@@ -78,6 +79,7 @@ fn run(inv: &Invocation) -> Result<()> {
     let (Some(op), Some(level)) = (inv.op, inv.level) else {
         return Err(Error::Usage("missing command or level".into()));
     };
+    interrupt::install();
     let env = Env::from_process();
     let id = inv
         .id_flag(level)
@@ -87,6 +89,8 @@ fn run(inv: &Invocation) -> Result<()> {
     let resolver = Resolver::new(level, id);
     let settings = Settings::from_env(&env, inv.parallel)?;
     let backend = backend::from_settings(&settings, &env)?;
+    let cancel = std::sync::Arc::clone(&backend);
+    interrupt::on_signal(Box::new(move || cancel.cancel()));
     let options = Options {
         force: inv.force,
         budget: match settings.parallelism {

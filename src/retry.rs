@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Result;
-use crate::log;
+use crate::{interrupt, log};
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -35,7 +35,11 @@ pub fn run<T>(policy: &Policy, what: &str, mut op: impl FnMut(usize) -> Result<T
     loop {
         match op(attempt) {
             Ok(value) => return Ok(value),
-            Err(err) if err.is_retryable() && attempt < policy.attempts => {
+            Err(err)
+                if err.is_retryable()
+                    && attempt < policy.attempts
+                    && interrupt::received().is_none() =>
+            {
                 let wait = delay(policy.first_delay, attempt, err.retry_after());
                 log::debug(|| {
                     format!(
@@ -45,11 +49,23 @@ pub fn run<T>(policy: &Policy, what: &str, mut op: impl FnMut(usize) -> Result<T
                         policy.attempts
                     )
                 });
-                std::thread::sleep(wait);
+                pause(wait);
                 attempt += 1;
             }
             Err(err) => return Err(err),
         }
+    }
+}
+
+/// Sleeps `wait`, in short steps so that a signal cuts it short.
+fn pause(wait: Duration) {
+    let until = std::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || interrupt::received().is_some() {
+            return;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(50)));
     }
 }
 

@@ -15,7 +15,7 @@ use crate::support::{data, TestEnv};
 
 const JOB: &str = "artifacts/jobs/job-1";
 
-fn temp_files(dir: &Path) -> Vec<PathBuf> {
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
     fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -31,7 +31,7 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Waits (bounded) until a temporary file shows up in `dir`.
-fn wait_for_temp(dir: &Path) -> PathBuf {
+pub fn wait_for_temp(dir: &Path) -> PathBuf {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(t) = temp_files(dir).into_iter().next() {

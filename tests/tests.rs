@@ -41,5 +41,8 @@ mod tls;
 /// What only the local backend has: racing writers on one directory.
 mod local;
 
+/// SIGINT and SIGTERM: clean exits with 130 and 143.
+mod signals;
+
 /// Self-test of the fault-injecting proxy.
 mod proxy_selftest;

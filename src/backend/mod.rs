@@ -21,10 +21,12 @@ pub use object::{
     Attempt, Body, ByteRange, Download, Intent, Multipart, Page, Part, RemoteObject, Upload,
 };
 
+use std::sync::Arc;
+
 use crate::config::{BackendKind, Env, Settings};
 use crate::error::{Error, Result, Side};
 
-pub trait Backend: Sync {
+pub trait Backend: Send + Sync {
     /// Gets ready to write `keys`: one `Upload` per key, in order. Without
     /// `force`, fails with `AlreadyExists` naming a key that is already
     /// stored — unless the backend checks one object at a time, in which
@@ -96,13 +98,18 @@ pub trait Backend: Sync {
     fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>>;
 
     fn delete(&self, object: &RemoteObject) -> Result<()>;
+
+    /// On a signal, from another thread while requests may be blocked:
+    /// undoes what must not be left behind (open multipart uploads), with
+    /// short limits.
+    fn cancel(&self) {}
 }
 
 /// The backend that ARTIFACT_BACKEND names, configured from the environment.
-pub fn from_settings(settings: &Settings, env: &Env) -> Result<Box<dyn Backend>> {
-    match settings.backend {
-        BackendKind::Hub => Ok(Box::new(hub::Hub::from_env(env, settings)?)),
-        BackendKind::Local => Ok(Box::new(local::Local::from_env(env)?)),
-        BackendKind::S3 => Ok(Box::new(s3::S3::from_env(env, settings)?)),
-    }
+pub fn from_settings(settings: &Settings, env: &Env) -> Result<Arc<dyn Backend>> {
+    Ok(match settings.backend {
+        BackendKind::Hub => Arc::new(hub::Hub::from_env(env, settings)?),
+        BackendKind::Local => Arc::new(local::Local::from_env(env)?),
+        BackendKind::S3 => Arc::new(s3::S3::from_env(env, settings)?),
+    })
 }

@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use crate::checksum::{self, Expected};
 use crate::error::{Error, Result};
 use crate::http::Payload;
-use crate::progress;
+use crate::{interrupt, progress};
 
 /// One object about to be written.
 #[derive(Debug, Clone)]
@@ -186,6 +186,9 @@ impl BodyReader<'_> {
 
 impl Read for BodyReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(signal) = interrupt::received() {
+            return Err(io::Error::other(format!("cancelled by {}", signal.name())));
+        }
         let n = self.read_uncounted(buf)?;
         progress::add(n as u64);
         Ok(n)

@@ -33,7 +33,7 @@ pub use push::{push, PushSource};
 
 use crate::backend::{Backend, Intent, RemoteObject};
 use crate::error::{Error, Result};
-use crate::{log, progress, retry};
+use crate::{interrupt, log, progress, retry};
 use destination::Destination;
 use scheduler::Ctx;
 
@@ -112,6 +112,7 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
     let fed = fed.into_inner().unwrap_or_default();
     if fed.is_empty() {
         listed?;
+        interrupt::check()?;
         return Err(Error::NotFound(remote.to_string()));
     }
     summarize(listed, fed)
@@ -143,6 +144,7 @@ pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Total
     let fed = fed.into_inner().unwrap_or_default();
     if fed.is_empty() {
         listed?;
+        interrupt::check()?;
         return Err(Error::NotFound(remote.to_string()));
     }
     summarize(listed, fed)
@@ -216,9 +218,13 @@ fn summarize(
     }
     let total = if produced.is_ok() { Some(fed) } else { None };
     let first = match (first, produced) {
-        (None, Ok(())) => return Ok(totals),
-        (Some(e), _) | (None, Err(e)) => e,
+        (None, Ok(())) if failed.is_empty() => return Ok(totals),
+        // A signal stopped the run: that is the reason for what is missing.
+        _ if interrupt::received().is_some() => interrupt::check().err(),
+        (Some(e), _) | (None, Err(e)) => Some(e),
+        (None, Ok(())) => None,
     };
+    let first = first.unwrap_or_else(|| Error::Protocol("the transfer stopped early".into()));
     if fed == 1 && total.is_some() {
         return Err(first);
     }

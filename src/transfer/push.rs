@@ -20,7 +20,7 @@ use super::walk::{self, Item};
 use super::{finish, summarize, Options, Slot, Totals};
 use crate::backend::{Attempt, Backend, Body, Multipart, Part, Upload};
 use crate::error::{Error, Result, Side};
-use crate::{log, progress, retry};
+use crate::{interrupt, log, progress, retry};
 
 /// Files up to this size are read into memory once rather than read twice
 /// (to hash, then to send); memory stays at requests in flight × this.
@@ -480,7 +480,10 @@ fn push_stdin(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Tot
     {
         Some(Ok(bytes)) => Ok(Totals { files: 1, bytes }),
         Some(Err(e)) => Err(e),
-        None => Err(Error::Protocol("the upload stopped before it ended".into())),
+        None => {
+            interrupt::check()?;
+            Err(Error::Protocol("the upload stopped before it ended".into()))
+        }
     }
 }
 

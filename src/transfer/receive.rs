@@ -22,7 +22,7 @@ use crate::atomic::TempFile;
 use crate::backend::{Backend, ByteRange, Download, RemoteObject};
 use crate::checksum::{Expected, StreamHasher};
 use crate::error::{Error, Result, Side};
-use crate::{checksum, log, progress};
+use crate::{checksum, interrupt, log, progress};
 
 /// Objects larger than this many ranges come down in parallel ranges.
 const RANGED_MIN: u64 = 4;
@@ -385,6 +385,7 @@ fn copy_body(
     let mut buf = [0u8; 64 * 1024];
     let mut total = 0u64;
     loop {
+        interrupt::check()?;
         let n = match body.read(&mut buf) {
             Ok(0) => return Ok(total),
             Ok(n) => n,

@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use super::budget::{Budget, Sample};
 use crate::error::Result;
+use crate::interrupt;
 use crate::retry::{self, Policy};
 
 /// Each worker's stack: enough for TLS and the HTTP client, small enough
@@ -137,13 +138,14 @@ impl<'s, 'e, 'env> Ctx<'s, 'e, 'env> {
         self.staff(&mut state);
     }
 
-    /// After a failure: nothing new should start.
+    /// A failure: nothing new should start.
     pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Relaxed);
     }
 
+    /// After a failure or a signal: nothing new should start.
     pub fn stopping(&self) -> bool {
-        self.shared.stop.load(Ordering::Relaxed)
+        self.shared.stop.load(Ordering::Relaxed) || interrupt::received().is_some()
     }
 
     /// Requests allowed in flight now.

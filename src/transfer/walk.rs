@@ -11,12 +11,15 @@
 //!   warning; given as PATH itself they are an error;
 //! - empty directories have no object (stores have no directories); empty
 //!   files are objects of 0 bytes;
-//! - names must be UTF-8, since keys are.
+//! - names must be UTF-8, since keys are;
+//! - temporary files that an unfinished pull left (`atomic`'s naming) are
+//!   skipped with a warning: they are never artifacts.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::atomic;
 use crate::error::{Error, Result};
 use crate::log;
 
@@ -84,6 +87,13 @@ fn walk_dir(
     }
     names.sort();
     for (name, path) in names {
+        if atomic::is_temp_name(&name) {
+            log::info(&format!(
+                "Warning: skipping '{}': a temporary file of an unfinished artifact pull, not an artifact.",
+                path.display()
+            ));
+            continue;
+        }
         let child_key = format!("{key}/{name}");
         let meta = match fs::metadata(&path) {
             Ok(m) => m,
@@ -162,6 +172,7 @@ mod tests {
         fs::write(d.join(".hidden"), b"h").unwrap();
         fs::write(d.join("sub/deeper/x"), b"xx").unwrap();
         fs::write(d.join("zero"), b"").unwrap();
+        fs::write(d.join("sub/.artifact-tmp~host~1~0~x"), b"partial").unwrap();
         let items = walk(d, "r").unwrap();
         assert_eq!(keys(&items), vec!["r/.hidden", "r/sub/deeper/x", "r/zero"]);
         assert_eq!(items[2].size, 0);

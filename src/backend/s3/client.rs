@@ -8,7 +8,7 @@
 //! `x-amz-checksum-sha256` header instead.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use ureq::http::Response;
 use ureq::Body;
@@ -18,7 +18,7 @@ use crate::aws::credentials::Chain;
 use crate::aws::sigv4::{self, encode, encode_path, SignedParts};
 use crate::aws::Credentials;
 use crate::error::{Error, Result};
-use crate::http::{self, Http, Payload};
+use crate::http::{self, Http, Patience, Payload};
 
 /// SHA-256 of the empty string: the payload hash of a request with no body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -51,8 +51,8 @@ pub struct Request<'a> {
     pub query: Vec<(&'static str, String)>,
     pub headers: Vec<(&'static str, String)>,
     pub payload_sha256: &'a str,
-    /// How long the server may take to answer, when longer than usual.
-    pub wait: Option<Duration>,
+    /// How long the request may take, when not the usual.
+    pub patience: Patience,
 }
 
 impl<'a> Request<'a> {
@@ -63,7 +63,7 @@ impl<'a> Request<'a> {
             query: Vec::new(),
             headers: Vec::new(),
             payload_sha256: EMPTY_SHA256,
-            wait: None,
+            patience: Patience::Usual,
         }
     }
 
@@ -133,7 +133,7 @@ impl Client {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         self.http
-            .call_with_wait(req.method, &url, &refs, payload, req.wait)
+            .call_with(req.method, &url, &refs, payload, req.patience)
     }
 }
 

@@ -43,8 +43,9 @@ pub struct S3 {
     /// Set when the store refused the checksum headers themselves: uploads
     /// go on without them for the rest of the run.
     checksums_refused: AtomicBool,
-    /// The marker each multipart upload of this run stores, by upload id.
-    upload_markers: Mutex<HashMap<String, String>>,
+    /// The multipart uploads of this run not yet completed or aborted, by
+    /// upload id: (bucket key, the marker stored with the object).
+    open_uploads: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl S3 {
@@ -71,7 +72,7 @@ impl S3 {
             settings: s3,
             credential_source,
             checksums_refused: AtomicBool::new(false),
-            upload_markers: Mutex::new(HashMap::new()),
+            open_uploads: Mutex::new(HashMap::new()),
         })
     }
 
@@ -321,6 +322,10 @@ impl Backend for S3 {
 
     fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>> {
         self.get_object(object, range)
+    }
+
+    fn cancel(&self) {
+        self.abort_open_uploads();
     }
 
     fn delete(&self, object: &RemoteObject) -> Result<()> {

@@ -19,7 +19,7 @@ use crate::aws::xml;
 use crate::backend::{Attempt, Body, Multipart, Part, Upload};
 use crate::checksum;
 use crate::error::{Error, Result, Side};
-use crate::http::Payload;
+use crate::http::{Patience, Payload};
 use crate::log;
 
 /// CompleteMultipartUpload may take minutes on a large object.
@@ -71,11 +71,44 @@ impl S3 {
 
     /// The marker stored with multipart upload `id` when it was created.
     fn upload_marker(&self, id: &str) -> String {
-        self.upload_markers
+        self.open_uploads
             .lock()
             .ok()
-            .and_then(|m| m.get(id).cloned())
+            .and_then(|m| m.get(id).map(|(_, marker)| marker.clone()))
             .unwrap_or_default()
+    }
+
+    /// Forgets upload `id`: completed or aborted.
+    fn closed(&self, id: &str) {
+        if let Ok(mut open) = self.open_uploads.lock() {
+            open.remove(id);
+        }
+    }
+
+    /// Aborts every multipart upload of this run still open, in parallel,
+    /// each with the short limits of clean-up.
+    pub(super) fn abort_open_uploads(&self) {
+        let open: Vec<(String, String)> = match self.open_uploads.lock() {
+            Ok(mut open) => open.drain().map(|(id, (key, _))| (id, key)).collect(),
+            Err(_) => return,
+        };
+        std::thread::scope(|scope| {
+            for (id, key) in &open {
+                scope.spawn(move || {
+                    let _ = self.abort_request(key, id);
+                });
+            }
+        });
+    }
+
+    fn abort_request(&self, locator: &str, id: &str) -> Result<Option<client::S3Failure>> {
+        let mut req = Request::new("DELETE", Some(locator)).query("uploadId", id);
+        req.patience = Patience::Cleanup;
+        let mut response = self.client.send(&req, Payload::Empty)?;
+        Ok(match response.status().as_u16() {
+            200..=299 | 404 => None,
+            _ => Some(client::failure(&mut response)),
+        })
     }
 
     /// Whether the stored object carries our marker: our own earlier
@@ -139,8 +172,8 @@ impl Multipart for S3 {
         }
         let text = super::read_text(&mut response, "CreateMultipartUpload")?;
         let id = xml::upload_id(&text)?;
-        if let Ok(mut markers) = self.upload_markers.lock() {
-            markers.insert(id.clone(), marker);
+        if let Ok(mut open) = self.open_uploads.lock() {
+            open.insert(id.clone(), (upload.locator.clone(), marker));
         }
         Ok(id)
     }
@@ -186,12 +219,13 @@ impl Multipart for S3 {
             req = req.header("if-none-match", "*");
         }
         req.payload_sha256 = &body_sha;
-        req.wait = Some(COMPLETE_WAIT);
+        req.patience = Patience::Long(COMPLETE_WAIT);
         let mut response = self.client.send(&req, Payload::Bytes(body.as_bytes()))?;
         let status = response.status().as_u16();
         if status == 200 {
             let text = super::read_text(&mut response, "CompleteMultipartUpload")?;
             if !xml::is_error_document(&text) {
+                self.closed(id);
                 return Ok(());
             }
             let (code, message) = xml::error_code_and_message(&text);
@@ -212,17 +246,19 @@ impl Multipart for S3 {
             && matches!(status, 403 | 404 | 409 | 412)
             && self.is_ours(upload, META_UPLOAD, &self.upload_marker(id))?
         {
+            self.closed(id);
             return Ok(());
         }
         Err(self.put_error(client::failure(&mut response), &upload.key))
     }
 
     fn abort(&self, upload: &Upload, id: &str) -> Result<()> {
-        let req = Request::new("DELETE", Some(&upload.locator)).query("uploadId", id);
-        let mut response = self.client.send(&req, Payload::Empty)?;
-        match response.status().as_u16() {
-            200..=299 | 404 => Ok(()),
-            _ => Err(self.put_error(client::failure(&mut response), &upload.key)),
+        match self.abort_request(&upload.locator, id)? {
+            None => {
+                self.closed(id);
+                Ok(())
+            }
+            Some(failure) => Err(self.put_error(failure, &upload.key)),
         }
     }
 }
