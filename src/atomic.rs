@@ -100,27 +100,27 @@ pub struct TempFile {
 }
 
 impl TempFile {
-    /// Creates the temporary file for `dest`, and `dest`'s parent directories.
+    /// Creates the temporary file for `dest`, and `dest`'s parent
+    /// directories when they are missing: the file is opened first and the
+    /// directories made only if that fails, so a pull of many files into
+    /// one directory makes it once, not once per file.
     pub fn create(dest: &Path) -> Result<TempFile> {
-        if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(|e| {
-                let e = match e.kind() {
-                    // A file sits where a directory must go.
-                    io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
-                        io::Error::new(io::ErrorKind::NotADirectory, e.to_string())
-                    }
-                    _ => e,
-                };
-                Error::local_io("create directory", parent, e)
-            })?;
-        }
         let path = temp_path_for(dest);
-        let file = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::local_io("create", dest, e))?;
+        let open = || {
+            OpenOptions::new()
+                .write(true)
+                .read(true)
+                .create_new(true)
+                .open(&path)
+        };
+        let file = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                make_parents(dest)?;
+                open()
+            }
+            other => other,
+        }
+        .map_err(|e| Error::local_io("create", dest, e))?;
         track(&path, true);
         Ok(TempFile {
             path,
@@ -165,6 +165,23 @@ impl Drop for TempFile {
         }
         track(&self.path, false);
     }
+}
+
+/// Makes the directories `dest` needs.
+fn make_parents(dest: &Path) -> Result<()> {
+    let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    fs::create_dir_all(parent).map_err(|e| {
+        let e = match e.kind() {
+            // A file sits where a directory must go.
+            io::ErrorKind::AlreadyExists | io::ErrorKind::NotADirectory => {
+                io::Error::new(io::ErrorKind::NotADirectory, e.to_string())
+            }
+            _ => e,
+        };
+        Error::local_io("create directory", parent, e)
+    })
 }
 
 /// Removes the temporary files that dead runs left in `dir`.

@@ -118,27 +118,32 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
     summarize(listed, fed)
 }
 
-/// Deletes everything at `remote`.
+/// Deletes everything at `remote`. The whole listing comes first: stores
+/// whose listing walks a file system (s3s-fs, MinIO's FS mode) fail a
+/// continuation whose place was deleted under it.
 pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
     let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
     let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
+        let mut objects = Vec::new();
         list(ctx, backend, remote, Intent::Yank, |page| {
-            for object in page {
-                let slot = Arc::new(Slot::new());
-                if let Ok(mut fed) = fed.lock() {
-                    fed.push((object.key.clone(), Arc::clone(&slot)));
-                }
-                ctx.feed(Box::new(move |ctx| {
-                    if ctx.stopping() {
-                        return;
-                    }
-                    let what = format!("DELETE '{}'", object.key);
-                    let result = ctx.request(&what, 0, |_| backend.delete(&object));
-                    finish(ctx, &slot, result.map(|()| 0));
-                }));
-            }
+            objects.extend(page);
             Ok(!ctx.stopping())
-        })
+        })?;
+        for object in objects {
+            let slot = Arc::new(Slot::new());
+            if let Ok(mut fed) = fed.lock() {
+                fed.push((object.key.clone(), Arc::clone(&slot)));
+            }
+            ctx.feed(Box::new(move |ctx| {
+                if ctx.stopping() {
+                    return;
+                }
+                let what = format!("DELETE '{}'", object.key);
+                let result = ctx.request(&what, 0, |_| backend.delete(&object));
+                finish(ctx, &slot, result.map(|()| 0));
+            }));
+        }
+        Ok(())
     });
     log_budget(&budget);
     let fed = fed.into_inner().unwrap_or_default();
@@ -235,3 +240,6 @@ fn summarize(
         first: Box::new(first),
     })
 }
+
+#[cfg(test)]
+mod tests;
