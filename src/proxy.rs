@@ -19,9 +19,26 @@
 //! - a CIDR range (`10.0.0.0/8`, `fd00::/8`): every IP address in it.
 //!
 //! Entries that are none of these are ignored.
+//!
+//! Through a proxy, https URLs are tunnelled with `CONNECT` (ureq's own
+//! proxy support); plain http URLs are sent to the proxy in absolute form
+//! by `absolute_form_agent`, as RFC 9112 has it and as proxies that refuse
+//! `CONNECT` to ports other than 443 (Squid's default) require.
 
+use std::fmt;
+use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 
+use base64::prelude::{Engine, BASE64_STANDARD};
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{
+    Buffers, ChainedConnector, ConnectionDetails, Connector, NextTimeout, RustlsConnector,
+    TcpConnector, Transport,
+};
+use ureq::{Agent, Proxy, ProxyProtocol};
 use url::{Host, Url};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -170,6 +187,226 @@ fn always_direct(ip: IpAddr) -> bool {
     }
 }
 
+/// The scheme of `proxy`: we speak to HTTP proxies only (SOCKS is not built in).
+pub fn http_scheme(proxy: &Proxy) -> Result<&'static str, String> {
+    match proxy.protocol() {
+        ProxyProtocol::Http => Ok("http"),
+        ProxyProtocol::Https => Ok("https"),
+        _ => Err("only http:// and https:// proxies are supported".to_string()),
+    }
+}
+
+/// An agent for plain-http URLs through the HTTP proxy `proxy` (an http or
+/// https URL): every request goes to the proxy in absolute form.
+pub fn absolute_form_agent(config: Config, proxy: &Proxy) -> Result<Agent, String> {
+    let authority = proxy.uri().authority().map_or("", |a| a.as_str());
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let scheme = http_scheme(proxy)?;
+    let uri: Uri = format!("{scheme}://{host_port}/")
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let authorization = (proxy.username().is_some() || proxy.password().is_some()).then(|| {
+        let pair = format!(
+            "{}:{}",
+            proxy.username().unwrap_or(""),
+            proxy.password().unwrap_or("")
+        );
+        Arc::from(format!("Basic {}", BASE64_STANDARD.encode(pair)))
+    });
+    let connector = AbsoluteForm {
+        proxy: uri.clone(),
+        authorization,
+        to_proxy: TcpConnector::default().chain(RustlsConnector::default()),
+    };
+    Ok(Agent::with_parts(config, connector, AtProxy(uri)))
+}
+
+/// The connector of `absolute_form_agent`.
+///
+/// ureq sends every proxied request through a `CONNECT host:port` tunnel;
+/// proxies rightly refuse that for plain http (Squid's default allows
+/// CONNECT to port 443 only). For an http URL, RFC 9112 §3.2.2 has the
+/// client send its request to the proxy with the absolute URL as the target:
+/// `GET http://host:port/path HTTP/1.1`. This connector opens the connection
+/// to the proxy (TLS when the proxy's URL is https), whatever host the
+/// request names, and its transport turns each request line ureq writes into
+/// that form, adding `Proxy-Authorization` when the proxy URL has
+/// credentials. Everything else stays ureq's: connections are pooled per
+/// target, timeouts, bodies and answers are handled as for any request.
+struct AbsoluteForm {
+    /// `scheme://host:port/` of the proxy, without credentials.
+    proxy: Uri,
+    /// `Basic …`, from the proxy URL's user and password.
+    authorization: Option<Arc<str>>,
+    to_proxy: ChainedConnector<(), TcpConnector, RustlsConnector>,
+}
+
+impl Connector for AbsoluteForm {
+    type Out = AbsoluteFormTransport;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        _chained: Option<()>,
+    ) -> Result<Option<AbsoluteFormTransport>, ureq::Error> {
+        let target = details.uri;
+        let authority = target.authority().map_or("", |a| a.as_str());
+        let origin = format!(
+            "{}://{}",
+            target.scheme_str().unwrap_or("http"),
+            authority.rsplit('@').next().unwrap_or(authority)
+        );
+        // `details.addrs` are the proxy's: `AtProxy` resolved them.
+        let to_proxy = ConnectionDetails {
+            uri: &self.proxy,
+            addrs: details.addrs.clone(),
+            config: details.config,
+            request_level: details.request_level,
+            resolver: details.resolver,
+            now: details.now,
+            timeout: details.timeout,
+            current_time: details.current_time.clone(),
+            run_connector: details.run_connector.clone(),
+            register_shutdown: details.register_shutdown.clone(),
+        };
+        let inner = self
+            .to_proxy
+            .connect(&to_proxy, None)?
+            .ok_or(ureq::Error::ConnectionFailed)?;
+        Ok(Some(AbsoluteFormTransport {
+            inner: Box::new(inner),
+            origin,
+            authorization: self.authorization.clone(),
+            at_head: true,
+        }))
+    }
+}
+
+impl fmt::Debug for AbsoluteForm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the credentials.
+        f.debug_struct("AbsoluteForm")
+            .field("proxy", &self.proxy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves every URL to the proxy's addresses: through a forward proxy,
+/// target names are the proxy's to resolve.
+#[derive(Debug)]
+struct AtProxy(Uri);
+
+impl Resolver for AtProxy {
+    fn resolve(
+        &self,
+        _uri: &Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        DefaultResolver::default().resolve(&self.0, config, timeout)
+    }
+}
+
+/// A connection to the proxy on which ureq's requests leave in absolute form.
+///
+/// ureq writes a request's head (its first write holds at least the whole
+/// request line), then its body, then reads the answer; the next write after
+/// a read is the next request's head. Only that first write is rewritten;
+/// the rest pass through untouched. (ureq reads before a body only for
+/// `Expect: 100-continue`, which no request of ours sends; a write that is
+/// not an origin-form request line where one is due is an error, never sent.)
+struct AbsoluteFormTransport {
+    inner: Box<dyn Transport>,
+    /// `http://host[:port]` of the target.
+    origin: String,
+    authorization: Option<Arc<str>>,
+    /// The next write starts a request.
+    at_head: bool,
+}
+
+impl Transport for AbsoluteFormTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        if !std::mem::take(&mut self.at_head) {
+            return self.inner.transmit_output(amount, timeout);
+        }
+        let written = self
+            .inner
+            .buffers()
+            .output()
+            .get(..amount)
+            .unwrap_or_default();
+        let head = absolute_form(written, &self.origin, self.authorization.as_deref()).ok_or_else(
+            || {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a request to the proxy does not start with a request line",
+                )
+            },
+        )?;
+        let mut rest = head.as_slice();
+        while !rest.is_empty() {
+            let out = self.inner.buffers().output();
+            let n = out.len().min(rest.len());
+            if n == 0 {
+                return Err(io::Error::other("no output buffer to write to the proxy").into());
+            }
+            out[..n].copy_from_slice(&rest[..n]);
+            self.inner.transmit_output(n, timeout)?;
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        self.at_head = true;
+        self.inner.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+}
+
+impl fmt::Debug for AbsoluteFormTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbsoluteFormTransport")
+            .field("origin", &self.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `head` (the start of a request as ureq writes it: `GET /p?q HTTP/1.1`,
+/// CRLF, headers) with the target in absolute form (`GET http://h:1/p?q
+/// HTTP/1.1`) and a `Proxy-Authorization` line after the request line when
+/// given; `None` when `head` does not start with an origin-form request line.
+fn absolute_form(head: &[u8], origin: &str, authorization: Option<&str>) -> Option<Vec<u8>> {
+    let space = head.iter().position(|&b| b == b' ')?;
+    let line_end = head.windows(2).position(|w| w == b"\r\n")?;
+    let method = &head[..space];
+    if method.is_empty()
+        || !method.iter().all(u8::is_ascii_uppercase)
+        || head.get(space + 1) != Some(&b'/')
+        || line_end < space
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(head.len() + origin.len() + 80);
+    out.extend_from_slice(&head[..=space]);
+    out.extend_from_slice(origin.as_bytes());
+    out.extend_from_slice(&head[space + 1..line_end + 2]);
+    if let Some(value) = authorization {
+        out.extend_from_slice(b"Proxy-Authorization: ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&head[line_end + 2..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +517,40 @@ mod tests {
     fn lower_case_no_proxy_counts() {
         let p = proxies(&[("HTTP_PROXY", "http://p:1"), ("no_proxy", "minio")]);
         assert_eq!(p.for_url("http://minio:9000/"), None);
+    }
+
+    #[test]
+    fn request_lines_become_absolute_form() {
+        let head =
+            b"PUT /b/k%20x?partNumber=1 HTTP/1.1\r\nhost: m:9000\r\ncontent-length: 3\r\n\r\nabc";
+        assert_eq!(
+            absolute_form(head, "http://m:9000", None).unwrap(),
+            b"PUT http://m:9000/b/k%20x?partNumber=1 HTTP/1.1\r\nhost: m:9000\r\ncontent-length: 3\r\n\r\nabc"
+        );
+        assert_eq!(
+            absolute_form(b"GET / HTTP/1.1\r\n\r\n", "http://h", Some("Basic dTpw")).unwrap(),
+            b"GET http://h/ HTTP/1.1\r\nProxy-Authorization: Basic dTpw\r\n\r\n"
+        );
+        // Not a request line: a body, a line cut short, an absolute target.
+        for not_a_head in [
+            &b"hello world\r\n"[..],
+            b"GET /no-line-end",
+            b"GET http://h/ HTTP/1.1\r\n",
+            b" /x HTTP/1.1\r\n",
+            b"",
+        ] {
+            assert_eq!(absolute_form(not_a_head, "http://h", None), None);
+        }
+    }
+
+    #[test]
+    fn agents_take_http_proxies_only() {
+        let proxy = |url| Proxy::new(url).unwrap();
+        assert_eq!(http_scheme(&proxy("http://u:p@p:3128")), Ok("http"));
+        assert_eq!(http_scheme(&proxy("https://p")), Ok("https"));
+        assert_eq!(http_scheme(&proxy("p:3128")), Ok("http"));
+        assert!(http_scheme(&proxy("socks5://p:1080")).is_err());
+        let config = Agent::config_builder().build();
+        assert!(absolute_form_agent(config, &proxy("http://u:p@p:3128")).is_ok());
     }
 }
