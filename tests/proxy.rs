@@ -294,6 +294,34 @@ fn s3_over_http_through_a_squid_proxy_in_absolute_form() {
     );
 }
 
+/// A proxy reached over TLS (`HTTP_PROXY=https://…`): plain http requests
+/// still go in absolute form, inside the TLS session to the proxy, which
+/// the configured CA verifies.
+#[test]
+fn an_https_proxy_url_carries_plain_http_over_tls() {
+    let mut env = TestEnv::s3();
+    let squid = Squid::with_auth(None, PROXY_USER, PROXY_PASSWORD);
+    let tls = TlsProxy::start(squid.url().trim_start_matches("http://").parse().unwrap());
+    let proxy = tls.url().replacen(
+        "https://",
+        &format!("https://{PROXY_USER}:{PROXY_PASSWORD}@"),
+        1,
+    );
+    let endpoint = format!("http://192.0.2.10:{}", env.s3_server().addr().port());
+    env.set_env("ARTIFACT_S3_ENDPOINT", &endpoint);
+    env.set_env("ARTIFACT_S3_FORCE_PATH_STYLE", "true");
+    env.set_env("HTTP_PROXY", &proxy);
+    env.set_env("SSL_CERT_FILE", tls.ca_file().to_str().unwrap());
+    env.write("t.txt", b"over tls");
+    assert_no_proxy_credentials(env.run(&["push", "job", "t.txt", "-v"]).success());
+    assert_no_proxy_credentials(
+        env.run(&["pull", "job", "t.txt", "-d", "back.txt", "-v"])
+            .success(),
+    );
+    assert_eq!(env.read("back.txt"), b"over tls");
+    assert_absolute_form(&squid.log(), &[endpoint]);
+}
+
 /// S3 over https behind the proxy: tunnelled with `CONNECT host:443`, which
 /// carries the proxy credentials too.
 #[test]
