@@ -170,7 +170,7 @@ impl Network {
                 aws_bundle: env.get("AWS_CA_BUNDLE").map(PathBuf::from),
                 aws: false,
             },
-            proxies: Proxies::from_env(env),
+            proxies: Proxies::from_lookup(|name| env.get(name)),
         }
     }
 

@@ -18,7 +18,7 @@ use ureq::{Agent, AsSendBody, Body, Proxy, SendBody};
 use crate::aws::xml::error_code_and_message;
 use crate::config::{HttpSettings, Network};
 use crate::error::{Error, Result};
-use crate::{log, tls};
+use crate::{log, proxy, tls};
 
 /// How long a request may take, beyond the usual timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,17 +70,7 @@ impl Agents {
         network: &Network,
         tls: Option<TlsConfig>,
     ) -> Result<Agents> {
-        let build = |proxy: Option<&str>, variable: &str| -> Result<Agent> {
-            let proxy = proxy
-                .map(|url| {
-                    Proxy::new(url).map_err(|e| {
-                        Error::Config(format!(
-                            "{variable}='{}' is not a proxy URL: {e}",
-                            log::redact_url(url)
-                        ))
-                    })
-                })
-                .transpose()?;
+        let config = |proxy: Option<Proxy>| {
             let mut config = Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_connect(Some(settings.connect_timeout))
@@ -100,21 +90,39 @@ impl Agents {
             if let Some(tls) = &tls {
                 config = config.tls_config(tls.clone());
             }
-            Ok(config.build().new_agent())
+            config.build()
+        };
+        let bad_proxy = |variable: &str, url: &str, why: String| {
+            Error::Config(format!(
+                "{variable}='{}' is not a proxy URL: {why}",
+                log::redact_url(url)
+            ))
+        };
+        let parse = |url: &str, variable: &str| {
+            Proxy::new(url).map_err(|e| bad_proxy(variable, url, e.to_string()))
         };
         let proxies = &network.proxies;
+        // Plain http goes to HTTP_PROXY in absolute form; https is tunnelled
+        // through HTTPS_PROXY with CONNECT, as ureq does it.
+        let via_http_proxy = match proxies.http.as_deref() {
+            Some(url) => Some(
+                proxy::absolute_form_agent(config(None), &parse(url, "HTTP_PROXY")?)
+                    .map_err(|why| bad_proxy("HTTP_PROXY", url, why))?,
+            ),
+            None => None,
+        };
+        let via_https_proxy = match proxies.https.as_deref() {
+            Some(url) => {
+                let proxy = parse(url, "HTTPS_PROXY")?;
+                proxy::http_scheme(&proxy).map_err(|why| bad_proxy("HTTPS_PROXY", url, why))?;
+                Some(config(Some(proxy)).new_agent())
+            }
+            None => None,
+        };
         Ok(Agents {
-            direct: build(None, "")?,
-            via_http_proxy: proxies
-                .http
-                .as_deref()
-                .map(|p| build(Some(p), "HTTP_PROXY"))
-                .transpose()?,
-            via_https_proxy: proxies
-                .https
-                .as_deref()
-                .map(|p| build(Some(p), "HTTPS_PROXY"))
-                .transpose()?,
+            direct: config(None).new_agent(),
+            via_http_proxy,
+            via_https_proxy,
         })
     }
 }

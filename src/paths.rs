@@ -535,3 +535,106 @@ mod tests {
         }
     }
 }
+
+/// Generated hostile keys: whatever a store lists, nothing maps outside.
+#[cfg(test)]
+pub(crate) mod hostile {
+    use std::path::{Component, Path};
+
+    use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
+
+    use super::*;
+
+    /// One path segment of a remote key, hostile more often than not.
+    pub(crate) fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(vec![
+                "",
+                ".",
+                "..",
+                "...",
+                "a",
+                "b",
+                "link",
+                "real",
+                "\\",
+                "..\\..",
+                "a\\b",
+                "\0",
+                "a\0b",
+                "\r\n",
+                "\u{7f}",
+                "\u{202e}txt",
+                "C:",
+                "~",
+                " ",
+                ".hidden",
+            ])
+            .prop_map(str::to_string),
+            "[ab]{1,2}",
+            "\\PC{1,12}",
+            any::<char>().prop_map(String::from),
+            // 1,000 bytes and more.
+            (500usize..700).prop_map(|n| "é".repeat(n)),
+        ]
+    }
+
+    /// A key: a few segments joined with `/`, leading or trailing ones
+    /// included.
+    pub(crate) fn key() -> impl Strategy<Value = String> {
+        prop::collection::vec(segment(), 1..6).prop_map(|s| s.join("/"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            rng_seed: RngSeed::Fixed(11),
+            ..ProptestConfig::with_cases(512)
+        })]
+
+        #[test]
+        fn no_key_maps_outside_the_destination(
+            rest in key(),
+            root in prop::sample::select(vec!["", "r/d", "r"]),
+            under in any::<bool>(),
+        ) {
+            let local_root = Path::new("/dest/root");
+            let key = if under && !root.is_empty() { format!("{root}/{rest}") } else { rest };
+            if let Ok(Some(path)) = local_path_for(root, &key, local_root) {
+                let tail = path.strip_prefix(local_root);
+                prop_assert!(tail.is_ok(), "{key:?} -> {path:?}");
+                let tail = tail.unwrap_or(Path::new(""));
+                // Only the remote path itself lands on the destination
+                // itself (a folder marker `root/` does too).
+                prop_assert!(
+                    !tail.as_os_str().is_empty() || key.trim_end_matches('/') == root,
+                    "{key:?} -> {path:?}"
+                );
+                for part in tail.components() {
+                    let name = match part {
+                        Component::Normal(name) => name.to_string_lossy(),
+                        other => return Err(TestCaseError::fail(format!("{key:?} -> {other:?}"))),
+                    };
+                    prop_assert!(
+                        !name.contains('\\') && !name.chars().any(char::is_control),
+                        "{key:?} -> {path:?}"
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn user_paths_stay_under_the_prefix(source in key(), destination in key()) {
+            let resolver = Resolver::new(Level::Job, "job-1");
+            let prefix = "artifacts/jobs/job-1";
+            let pushed = resolver.push(&source, Some(&destination)).remote;
+            let pulled = resolver.pull(&source, Some(&destination)).remote;
+            let yanked = resolver.yank(&source);
+            for remote in [pushed, pulled, yanked] {
+                prop_assert!(remote.starts_with(prefix), "{remote:?}");
+                prop_assert!(!remote.split('/').any(|s| s == ".."), "{remote:?}");
+            }
+        }
+    }
+}

@@ -162,3 +162,70 @@ mod tests {
         assert!(body.ends_with("</CompleteMultipartUpload>"));
     }
 }
+
+/// Generated listings: random bytes, cut and spliced answers, odd keys.
+#[cfg(test)]
+mod hostile {
+    use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
+
+    use super::*;
+
+    fn page(keys: &[String], truncated: bool, token: &str) -> String {
+        let contents: String = keys
+            .iter()
+            .map(|k| format!("<Contents><Key>{}</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>7</Size></Contents>", escape(k)))
+            .collect();
+        format!(
+            "<ListBucketResult><Name>b</Name><IsTruncated>{truncated}</IsTruncated><NextContinuationToken>{}</NextContinuationToken>{contents}</ListBucketResult>",
+            escape(token)
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            rng_seed: RngSeed::Fixed(13),
+            ..ProptestConfig::with_cases(256)
+        })]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = list_page(&String::from_utf8_lossy(&bytes));
+        }
+
+        /// A real page cut anywhere, with random bytes spliced in: an
+        /// answer or an error, never a panic, never a truncated page
+        /// without a token.
+        #[test]
+        fn damaged_pages_never_panic(
+            keys in prop::collection::vec("[a-z/.]{1,10}", 0..4),
+            cut in any::<prop::sample::Index>(),
+            junk in "\\PC{0,8}|[<>&/]{0,4}",
+        ) {
+            let text = page(&keys, true, "tok");
+            let at = cut.index(text.len() + 1);
+            let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+            let damaged = format!("{}{junk}{}", &text[..at], &text[at..]);
+            if let Ok(page) = list_page(&damaged) {
+                prop_assert!(page.next.as_deref().is_none_or(|t| !t.is_empty()));
+            }
+            let _ = list_page(&text[..at]);
+        }
+
+        /// Keys come back exactly as listed, whatever their characters
+        /// (white space at either end included).
+        #[test]
+        fn odd_keys_come_back_as_listed(
+            keys in prop::collection::vec(prop_oneof!["[^\\p{C}]{1,30}", " [a-z ]{0,5} "], 0..5),
+            token in "[!-~]{1,20}",
+        ) {
+            let parsed = list_page(&page(&keys, true, &token));
+            prop_assert!(parsed.is_ok(), "{parsed:?}", parsed = parsed.as_ref().err());
+            let parsed = parsed.unwrap_or(Page { objects: Vec::new(), next: None });
+            let listed: Vec<String> = parsed.objects.into_iter().map(|(k, _)| k).collect();
+            prop_assert_eq!(listed, keys);
+            prop_assert_eq!(parsed.next, Some(token));
+        }
+    }
+}

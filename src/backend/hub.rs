@@ -456,3 +456,72 @@ mod tests {
         assert!(parse_answer("<html>", Kind::Pull, &paths).is_err());
     }
 }
+
+/// Generated Hub answers: random bytes and damaged JSON.
+#[cfg(test)]
+mod hostile {
+    use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
+
+    use super::*;
+
+    fn kind() -> impl Strategy<Value = Kind> {
+        prop::sample::select(vec![Kind::Push, Kind::PushForce, Kind::Pull, Kind::Yank])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            rng_seed: RngSeed::Fixed(14),
+            ..ProptestConfig::with_cases(256)
+        })]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), kind in kind()) {
+            let _ = parse_answer(&String::from_utf8_lossy(&bytes), kind, &["p".to_string()]);
+        }
+
+        /// JSON of any shape: an answer or an error, never a panic; every
+        /// URL returned is one the answer held.
+        #[test]
+        fn any_json_never_panics(value in any_json(), kind in kind()) {
+            let text = value.to_string();
+            if let Ok(urls) = parse_answer(&text, kind, &["p".to_string()]) {
+                for u in urls {
+                    prop_assert!(text.contains(&serde_json::to_string(&u.url).unwrap_or_default()));
+                }
+            }
+        }
+    }
+
+    /// Any JSON value, biased toward the answer's own field names.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+            Just(Value::String(String::new())),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop::sample::select(vec!["urls", "url", "method", "error", "x"]),
+                        inner
+                    ),
+                    0..5
+                )
+                .prop_map(|fields| {
+                    Value::Object(
+                        fields
+                            .into_iter()
+                            .map(|(k, v)| (k.to_string(), v))
+                            .collect(),
+                    )
+                }),
+            ]
+        })
+    }
+}

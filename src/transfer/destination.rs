@@ -59,8 +59,11 @@ impl<'a> Destination<'a> {
         if let Some(file) = parent.ancestors().find(|a| self.files.contains(*a)) {
             return Err(collision(file));
         }
+        // Directories count as checked only once the whole way up is: a
+        // refused key leaves nothing that would let a later one through.
+        let mut unchecked = Vec::new();
         for dir in parent.ancestors() {
-            if !self.dirs.insert(dir.to_path_buf()) {
+            if self.dirs.contains(dir) {
                 break; // Checked with an earlier file, and so are its parents.
             }
             if dir != self.root && dir.starts_with(self.root) && is_symlink(dir) {
@@ -70,10 +73,12 @@ impl<'a> Destination<'a> {
                     std::io::Error::other("it is a symlink, and pulling never writes through a symlink inside the destination; remove it or pull elsewhere"),
                 ));
             }
-            if dir == parent {
-                atomic::remove_stale(dir);
-            }
+            unchecked.push(dir.to_path_buf());
         }
+        if unchecked.first().is_some_and(|dir| dir == parent) {
+            atomic::remove_stale(parent);
+        }
+        self.dirs.extend(unchecked);
         if !self.force && fs::symlink_metadata(&path).is_ok() {
             return Err(Error::AlreadyExists {
                 side: Side::Local,
@@ -157,5 +162,90 @@ mod tests {
         assert!(!forced.may_conflict());
         assert!(forced.admit("dir/f").unwrap().is_some());
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A key through the symlink is refused however often it comes, and
+    /// nothing behind the symlink is touched, not even stale temporary files.
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_is_refused_every_time_and_left_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("dest");
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(outside.join("x")).unwrap();
+        // A temporary file of ours, two days old: stale wherever it is.
+        let name = ".artifact-tmp~elsewhere~1~0~f";
+        assert!(atomic::is_temp_name(name));
+        let stale = outside.join("x").join(name);
+        fs::write(&stale, b"not ours to delete").unwrap();
+        let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400);
+        fs::File::options()
+            .write(true)
+            .open(&stale)
+            .unwrap()
+            .set_modified(two_days_ago)
+            .unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+        let mut d = Destination::new("dir", &root, true);
+        assert!(d.admit("dir/link/x/f").is_err());
+        assert!(d.admit("dir/link/x/g").is_err());
+        assert!(stale.exists(), "a file behind the symlink was removed");
+    }
+}
+
+/// Generated hostile listings against a destination holding a symlink.
+#[cfg(all(test, unix))]
+mod hostile {
+    use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
+
+    use super::*;
+    use crate::paths::hostile::key;
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            failure_persistence: None,
+            rng_seed: RngSeed::Fixed(12),
+            ..ProptestConfig::with_cases(256)
+        })]
+
+        /// Whatever keys come, in whatever order: every admitted path is
+        /// inside the destination, none goes through the symlink, none is
+        /// admitted twice, and no file is another's directory (`a`, `a/b`).
+        /// A refused key does not stop the checks of later ones.
+        #[test]
+        fn admitted_paths_stay_inside_and_off_symlinks(
+            keys in prop::collection::vec(
+                (prop::sample::select(vec!["", "dir/", "dir/link/", "dir/real/", "dir/a/"]), key())
+                    .prop_map(|(under, k)| format!("{under}{k}")),
+                1..16,
+            ),
+            force in any::<bool>(),
+        ) {
+            let tmp = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let root = tmp.path().join("dest");
+            let outside = tmp.path().join("outside");
+            fs::create_dir_all(root.join("real")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            fs::create_dir_all(outside.join("a")).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            std::os::unix::fs::symlink(&outside, root.join("link"))
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let mut destination = Destination::new("dir", &root, force);
+            let mut admitted: Vec<PathBuf> = Vec::new();
+            for key in &keys {
+                let Ok(Some(path)) = destination.admit(key) else { continue };
+                prop_assert!(path.starts_with(&root), "{key:?} -> {path:?}");
+                for dir in path.ancestors().skip(1).take_while(|d| *d != root) {
+                    prop_assert!(!is_symlink(dir), "{key:?} -> {path:?} goes through {dir:?}");
+                }
+                for earlier in &admitted {
+                    prop_assert!(
+                        !earlier.starts_with(&path) && !path.starts_with(earlier),
+                        "{key:?} -> {path:?} collides with {earlier:?}"
+                    );
+                }
+                admitted.push(path);
+            }
+        }
     }
 }

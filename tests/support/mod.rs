@@ -12,6 +12,7 @@ pub mod aws_fakes;
 pub mod fault_proxy;
 pub mod hub_server;
 pub mod s3_server;
+pub mod squid;
 pub mod tls_proxy;
 
 use std::fs;
