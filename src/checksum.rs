@@ -74,12 +74,17 @@ impl StreamHasher {
         if self.in_part > 0 || self.parts.is_empty() {
             self.parts.push(self.hasher.finalize_reset().into());
         }
-        let mut outer = Sha256::new();
-        for digest in &self.parts {
-            outer.update(digest);
-        }
-        format!("{}-{}", base64(&outer.finalize()), self.parts.len())
+        composite(&self.parts)
     }
+}
+
+/// S3's composite checksum of parts with these SHA-256 digests: `b64-N`.
+pub fn composite(parts: &[[u8; 32]]) -> String {
+    let mut outer = Sha256::new();
+    for digest in parts {
+        outer.update(digest);
+    }
+    format!("{}-{}", base64(&outer.finalize()), parts.len())
 }
 
 impl Expected {

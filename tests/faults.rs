@@ -446,6 +446,53 @@ fn a_multipart_object_is_verified_by_its_composite_checksum() {
     assert!(!f.env.path("bad.bin").exists());
 }
 
+/// A large object comes down in ranges, each with `If-Match`, and is
+/// verified whole (moto states its composite checksum on HEAD): one range
+/// damaged on the way fails the pull with nothing at the destination.
+#[test]
+fn a_ranged_download_is_verified_whole() {
+    let f = faulty(Kind::Moto);
+    let size = 26 * 1024 * 1024 + 9;
+    let mut push = f.env.command(&["push", "job", "big.bin"]);
+    push.env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    f.env.write("big.bin", &data(size, 19));
+    f.env.run_cmd(push, None).success();
+    let mut pull = f
+        .env
+        .command(&["pull", "job", "big.bin", "-d", "back.bin", "-v"]);
+    pull.env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    f.env
+        .run_cmd(pull, None)
+        .success()
+        .stderr_has("downloaded in 6 ranges; SHA-256 verified");
+    assert_eq!(f.env.read("back.bin"), data(size, 19));
+    let ranges: Vec<_> = f
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.header("range").is_some())
+        .collect();
+    assert_eq!(ranges.len(), 6);
+    assert!(ranges.iter().all(|s| s.header("if-match").is_some()));
+
+    f.inject(
+        Rule::any()
+            .method("GET")
+            .path_contains("big.bin")
+            .skip(2)
+            .times(1),
+        Fault::CorruptBody,
+    );
+    let mut pull = f.env.command(&["pull", "job", "big.bin", "-d", "bad.bin"]);
+    pull.env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    f.env
+        .run_cmd(pull, None)
+        .failure(7)
+        .stderr_has("the data is damaged");
+    assert!(!f.env.path("bad.bin").exists());
+    f.work_dir_holds(&["back.bin", "big.bin"]);
+}
+
 fault_case!(
     damaged_bytes_reported_by_the_store_are_sent_again,
     [s3s_fs, moto],

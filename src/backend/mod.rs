@@ -18,7 +18,7 @@ pub mod s3;
 mod signed_url;
 
 pub use object::{
-    Attempt, Body, ByteRange, Download, Intent, Multipart, Page, Part, RemoteObject, Upload,
+    Attempt, Body, ByteRange, Download, Intent, Multipart, Page, Part, RemoteObject, Stated, Upload,
 };
 
 use std::sync::Arc;
@@ -92,6 +92,12 @@ pub trait Backend: Send + Sync {
                 None => return Ok(false),
             }
         }
+    }
+
+    /// What the store states about `object` (its ETag and checksum), for a
+    /// download in ranges, whose answers state neither for the whole.
+    fn stat(&self, _object: &RemoteObject) -> Result<Stated> {
+        Ok(Stated::default())
     }
 
     /// Starts fetching the bytes `range` of `object`.

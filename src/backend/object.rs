@@ -195,13 +195,15 @@ impl Read for BodyReader<'_> {
     }
 }
 
+/// Reads at `offset` without moving the file's cursor, so that many
+/// threads can read one open file.
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buf, offset)
 }
 
 #[cfg(windows)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
@@ -228,6 +230,13 @@ impl ByteRange<'_> {
             (from, Some(len)) => Some(format!("bytes={from}-{}", from + len.max(1) - 1)),
         }
     }
+}
+
+/// What the store states about an object without sending it (a HEAD).
+#[derive(Debug, Default, Clone)]
+pub struct Stated {
+    pub etag: Option<String>,
+    pub sha256: Option<Expected>,
 }
 
 /// A GET's answer: the body and what the store said about it.

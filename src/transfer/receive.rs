@@ -8,17 +8,21 @@
 //! on from the bytes already written (`Range: bytes=N-` with `If-Match`);
 //! a store that ignores the range, or an object that changed, starts over.
 //! A large object comes down as parallel ranges, each a request of its own
-//! in the budget, written at its offset.
+//! in the budget, written at its offset, and is verified whole before the
+//! rename (`Ranged`).
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use sha2::{Digest, Sha256};
+
 use super::scheduler::Ctx;
-use super::Slot;
+use super::{finish, Slot};
 use crate::atomic::TempFile;
+use crate::backend::object::read_at;
 use crate::backend::{Backend, ByteRange, Download, RemoteObject};
 use crate::checksum::{Expected, StreamHasher};
 use crate::error::{Error, Result, Side};
@@ -41,27 +45,17 @@ pub fn fetch<'env>(
         return;
     }
     let ranged = match (object.size, backend.range_size()) {
-        (Some(size), Some(range)) if size > RANGED_MIN * range && ctx.ceiling() > 1 => {
-            Some((size, range))
-        }
+        (Some(size), Some(range)) if size > RANGED_MIN * range && ctx.ceiling() > 1 => Some(size),
         _ => None,
     };
     let result = match ranged {
-        Some((size, range)) => match Ranged::start(backend, object, path, force, size, range) {
-            Ok(ranged) => return ranged.first(ctx, slot),
+        Some(size) => match Ranged::start(ctx, backend, object, path, force, size) {
+            Ok(ranged) => return ranged.queue(ctx, &slot),
             Err(e) => Err(e),
         },
         None => whole(ctx, backend, &object, &path, force),
     };
     finish(ctx, &slot, result);
-}
-
-fn finish(ctx: &Ctx<'_, '_, '_>, slot: &Slot, result: Result<u64>) {
-    match &result {
-        Ok(_) => progress::file_done(),
-        Err(_) => ctx.stop(),
-    }
-    let _ = slot.set(result);
 }
 
 /// One GET, resumed where it broke, into a temporary file renamed on success.
@@ -220,8 +214,13 @@ impl<'k> Landing<'k> {
     }
 }
 
-/// A large object fetched as ranges, each its own request in the budget.
-/// The first range's answer gives the ETag every other range must match.
+/// A large object fetched as ranges, each its own request in the budget,
+/// every one with `If-Match` on the ETag a HEAD stated first, and checked
+/// as a whole before the rename: a composite checksum from each range's
+/// digest (the ranges are cut at the recorded part size), a whole-object
+/// SHA-256 by hashing the ranges in order — while a range streams when it
+/// is next in line, else from the file as soon as the ranges before it are
+/// done.
 struct Ranged<'env> {
     backend: &'env dyn Backend,
     object: RemoteObject,
@@ -229,80 +228,106 @@ struct Ranged<'env> {
     force: bool,
     size: u64,
     range: u64,
+    etag: Option<String>,
+    expected: Option<Expected>,
     temp: Mutex<Option<TempFile>>,
     /// A second handle on the temporary file, written at offsets.
     file: File,
-    etag: Mutex<Option<String>>,
+    /// Ranges written.
+    done: Vec<AtomicBool>,
+    /// For a whole-object SHA-256: the next range to hash and the hash so far.
+    ordered: Mutex<(usize, Sha256)>,
+    /// For a composite checksum: each range's (part's) digest.
+    parts: Mutex<Vec<[u8; 32]>>,
     left: AtomicUsize,
     failure: Mutex<Option<Error>>,
 }
 
 impl<'env> Ranged<'env> {
     fn start(
+        ctx: &Ctx<'_, '_, 'env>,
         backend: &'env dyn Backend,
         object: RemoteObject,
         path: PathBuf,
         force: bool,
         size: u64,
-        range: u64,
     ) -> Result<Arc<Ranged<'env>>> {
+        let what = format!("HEAD '{}'", object.key);
+        let stated = ctx.request(&what, 0, |_| backend.stat(&object))?;
+        let range = match &stated.sha256 {
+            Some(Expected::Composite { part_size, .. }) => *part_size,
+            _ => backend.range_size().unwrap_or(size),
+        }
+        .max(1);
+        let count = size.div_ceil(range) as usize;
         let mut temp = TempFile::create(&path)?;
         let write_error = |e| Error::local_io("write", &path, e);
         temp.file().set_len(size).map_err(write_error)?;
         let file = temp.file().try_clone().map_err(write_error)?;
         Ok(Arc::new(Ranged {
             backend,
-            left: AtomicUsize::new(size.div_ceil(range) as usize),
             object,
+            path,
             force,
             size,
             range,
+            etag: stated.etag,
+            expected: stated.sha256,
             temp: Mutex::new(Some(temp)),
             file,
-            etag: Mutex::new(None),
+            done: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            ordered: Mutex::new((0, Sha256::new())),
+            parts: Mutex::new(vec![[0; 32]; count]),
+            left: AtomicUsize::new(count),
             failure: Mutex::new(None),
-            path,
         }))
     }
 
-    /// Fetches the first range, then queues the others.
-    fn first(self: Arc<Self>, ctx: &Ctx<'_, '_, 'env>, slot: Arc<Slot>) {
-        let ok = self.fetch_range(ctx, 0);
-        if ok {
-            let count = self.size.div_ceil(self.range);
-            for index in 1..count {
-                let ranged = Arc::clone(&self);
-                let slot = Arc::clone(&slot);
-                ctx.follow_up(Box::new(move |ctx| {
-                    let offset = index * ranged.range;
-                    if !ctx.stopping() && ranged.healthy() {
-                        ranged.fetch_range(ctx, offset);
+    /// Queues every range ahead of new files.
+    fn queue(self: Arc<Self>, ctx: &Ctx<'_, '_, 'env>, slot: &Arc<Slot>) {
+        for index in 0..self.done.len() {
+            let ranged = Arc::clone(&self);
+            let slot = Arc::clone(slot);
+            ctx.follow_up(Box::new(move |ctx| {
+                if !ctx.stopping() && ranged.healthy() {
+                    if let Err(e) = ranged.fetch_range(ctx, index) {
+                        if let Ok(mut failure) = ranged.failure.lock() {
+                            failure.get_or_insert(e);
+                        }
+                        ctx.stop();
                     }
-                    ranged.release(ctx, &slot);
-                }));
-            }
-        } else {
-            // The other ranges will never run: release them all.
-            self.left.store(1, Ordering::SeqCst);
+                }
+                ranged.release(ctx, &slot);
+            }));
         }
-        self.release(ctx, &slot);
     }
 
     fn healthy(&self) -> bool {
         self.failure.lock().map(|f| f.is_none()).unwrap_or(false)
     }
 
-    /// One range into place; false (with the failure kept) if it failed.
-    fn fetch_range(&self, ctx: &Ctx<'_, '_, 'env>, offset: u64) -> bool {
-        let len = self.range.min(self.size - offset);
+    fn span(&self, index: usize) -> (u64, u64) {
+        let offset = index as u64 * self.range;
+        (offset, self.range.min(self.size - offset))
+    }
+
+    /// One range into place, hashed as its check needs.
+    fn fetch_range(&self, ctx: &Ctx<'_, '_, 'env>, index: usize) -> Result<()> {
+        let (offset, len) = self.span(index);
         let key = &self.object.key;
-        let etag = self.etag.lock().ok().and_then(|e| e.clone());
+        let composite = matches!(self.expected, Some(Expected::Composite { .. }));
+        // Next in line for the whole-object hash, and nobody hashing: this
+        // range hashes while it streams.
+        let mut in_line = match (&self.expected, self.ordered.try_lock()) {
+            (Some(Expected::Whole(_)), Ok(guard)) if guard.0 == index => Some(guard),
+            _ => None,
+        };
         let what = format!("GET '{key}' bytes {offset}-{}", offset + len - 1);
-        let result = ctx.request(&what, len, |_| {
+        let (whole, part) = ctx.request(&what, len, |_| {
             let range = ByteRange {
                 from: offset,
                 len: Some(len),
-                if_match: etag.as_deref(),
+                if_match: self.etag.as_deref(),
             };
             let download = self.backend.get(&self.object, range)?;
             if download.offset != offset || download.length != Some(len) {
@@ -315,34 +340,105 @@ impl<'env> Ranged<'env> {
                     download.offset
                 )));
             }
-            if offset == 0 {
-                if let Ok(mut e) = self.etag.lock() {
-                    *e = download.etag.clone();
-                }
-            }
+            // Fresh hashers per attempt: a retried range starts over.
+            let mut whole = in_line.as_ref().map(|guard| guard.1.clone());
+            let mut part = composite.then(Sha256::new);
             let mut at = offset;
             let mut body = download.body;
             let n = copy_body(&mut body, key, |chunk| {
                 write_at(&self.file, chunk, at)?;
                 at += chunk.len() as u64;
+                if let Some(h) = &mut whole {
+                    h.update(chunk);
+                }
+                if let Some(h) = &mut part {
+                    h.update(chunk);
+                }
                 Ok(())
             })?;
-            check_length(key, Some(len), n)
-        });
-        match result {
-            Ok(()) => true,
-            Err(e) => {
-                if let Ok(mut failure) = self.failure.lock() {
-                    failure.get_or_insert(e);
-                }
-                ctx.stop();
-                false
+            check_length(key, Some(len), n)?;
+            Ok((whole, part))
+        })?;
+        if let (Some(guard), Some(hash)) = (&mut in_line, whole) {
+            **guard = (index + 1, hash);
+        }
+        drop(in_line);
+        if let (Some(hash), Ok(mut parts)) = (part, self.parts.lock()) {
+            parts[index] = hash.finalize().into();
+        }
+        self.done[index].store(true, Ordering::SeqCst);
+        if matches!(self.expected, Some(Expected::Whole(_))) {
+            self.hash_in_order(false)?;
+        }
+        Ok(())
+    }
+
+    /// Hashes the ranges that are done and next in line, from the file.
+    /// Without `wait`, leaves it to whoever holds the hash now (who checks
+    /// again when done).
+    fn hash_in_order(&self, wait: bool) -> Result<()> {
+        let lost = || Error::Protocol("a range hash was lost".into());
+        loop {
+            let mut guard = match self.ordered.try_lock() {
+                Ok(guard) => guard,
+                Err(_) if wait => self.ordered.lock().map_err(|_| lost())?,
+                Err(_) => return Ok(()),
+            };
+            while guard.0 < self.done.len() && self.done[guard.0].load(Ordering::SeqCst) {
+                let (offset, len) = self.span(guard.0);
+                hash_file_range(&self.file, offset, len, &mut guard.1)
+                    .map_err(|e| Error::local_io("read", &self.path, e))?;
+                guard.0 += 1;
+            }
+            let next = guard.0;
+            drop(guard);
+            // A range may have finished while this one held the hash.
+            if next >= self.done.len() || !self.done[next].load(Ordering::SeqCst) {
+                return Ok(());
             }
         }
     }
 
-    /// Counts one range done; the last one renames the file into place
-    /// (or drops it) and fills the slot.
+    /// Whether the bytes written are what the store stated.
+    fn verify(&self) -> Result<()> {
+        let lost = || Error::Protocol("a range hash was lost".into());
+        let ranges = self.done.len();
+        let Some(expected) = &self.expected else {
+            log::debug(|| {
+                format!(
+                    "'{}': downloaded in {ranges} ranges; the store states no checksum for it, so only their lengths were checked",
+                    self.object.key
+                )
+            });
+            return Ok(());
+        };
+        let actual = match expected {
+            Expected::Composite { .. } => {
+                checksum::composite(&self.parts.lock().map_err(|_| lost())?)
+            }
+            Expected::Whole(_) => {
+                self.hash_in_order(true)?;
+                let guard = self.ordered.lock().map_err(|_| lost())?;
+                checksum::base64(&guard.1.clone().finalize())
+            }
+        };
+        if expected.matches(&actual) {
+            log::debug(|| {
+                format!(
+                    "'{}': downloaded in {ranges} ranges; SHA-256 verified",
+                    self.object.key
+                )
+            });
+            return Ok(());
+        }
+        Err(Error::Integrity {
+            what: format!("download of '{}'", self.object.key),
+            detail: format!("SHA-256 {actual}, the store says {}", expected.value()),
+        })
+    }
+
+    /// Counts one range done; the last one verifies the file and renames it
+    /// into place (or drops it), and fills the slot.
     fn release(&self, ctx: &Ctx<'_, '_, 'env>, slot: &Slot) {
         if self.left.fetch_sub(1, Ordering::SeqCst) != 1 {
             return;
@@ -353,14 +449,7 @@ impl<'env> Ranged<'env> {
             (_, Some(e)) => Err(e),
             (None, None) => return,
             (Some(_), None) if ctx.stopping() => return,
-            (Some(temp), None) => {
-                log::debug(|| {
-                    format!(
-                        "'{}': downloaded in {} ranges; checked lengths only",
-                        self.object.key,
-                        self.size.div_ceil(self.range)
-                    )
-                });
+            (Some(temp), None) => self.verify().and_then(|()| {
                 temp.commit(
                     &self.path,
                     self.force,
@@ -368,10 +457,28 @@ impl<'env> Ranged<'env> {
                     Side::Local,
                 )
                 .map(|()| self.size)
-            }
+            }),
         };
         finish(ctx, slot, result);
     }
+}
+
+/// Adds `len` bytes of `file` from `offset` to `hasher`.
+fn hash_file_range(file: &File, offset: u64, len: u64, hasher: &mut Sha256) -> io::Result<()> {
+    let mut buf = [0u8; 64 * 1024];
+    let mut done = 0;
+    while done < len {
+        let want = buf
+            .len()
+            .min(usize::try_from(len - done).unwrap_or(usize::MAX));
+        let n = read_at(file, &mut buf[..want], offset + done)?;
+        if n == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        hasher.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// Copies a download's body to `write`, counting progress. A read failure

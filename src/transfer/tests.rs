@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use super::*;
 use crate::backend::{
-    Attempt, Body, ByteRange, Download, Multipart, Page, Part, RemoteObject, Upload,
+    Attempt, Body, ByteRange, Download, Multipart, Page, Part, RemoteObject, Stated, Upload,
 };
+use crate::checksum::{self, Expected};
 
 /// One request as the store sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,8 @@ struct Memory {
     script: Script,
     cut_after: Option<u64>,
     cut: Mutex<Vec<String>>,
+    /// Flips a byte in the middle of every range GET's body.
+    corrupt_ranges: bool,
     part_size: Option<u64>,
     latency: Duration,
     in_flight: AtomicUsize,
@@ -53,6 +56,7 @@ impl Memory {
             script: Box::new(|_, _| None),
             cut_after: None,
             cut: Mutex::default(),
+            corrupt_ranges: false,
             part_size: None,
             latency: Duration::ZERO,
             in_flight: AtomicUsize::new(0),
@@ -148,6 +152,16 @@ impl Backend for Memory {
         })
     }
 
+    fn stat(&self, object: &RemoteObject) -> Result<Stated> {
+        let data = self
+            .object(&object.key)
+            .ok_or_else(|| Error::NotFound(object.key.clone()))?;
+        Ok(Stated {
+            etag: Some("\"v1\"".into()),
+            sha256: Some(Expected::Whole(checksum::base64(&checksum::sha256(&data)))),
+        })
+    }
+
     fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>> {
         self.enter(Call::Get(object.key.clone(), range.from, range.len))?;
         let data = self
@@ -157,6 +171,10 @@ impl Backend for Memory {
         let to = range.len.map_or(data.len(), |l| from + l as usize);
         let mut bytes = data[from..to].to_vec();
         let length = bytes.len() as u64;
+        if self.corrupt_ranges && range.len.is_some() {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xFF;
+        }
         let cut = match self.cut_after {
             Some(n) if !self.cut.lock().unwrap().contains(&object.key) => {
                 self.cut.lock().unwrap().push(object.key.clone());
@@ -376,6 +394,18 @@ fn a_large_object_comes_down_in_ranges_and_a_failed_range_is_retried() {
     assert_eq!(totals.bytes, 9_999);
     assert_eq!(std::fs::read(&dest).unwrap(), bytes(9_999, 4));
     assert_eq!(store.count(|c| matches!(c, Call::Get(..))), 11);
+}
+
+#[test]
+fn a_range_damaged_on_the_way_fails_the_whole_check_and_leaves_nothing() {
+    let mut store = Memory::with(&[("r/big", bytes(9_999, 6))]);
+    store.part_size = Some(1000);
+    store.corrupt_ranges = true;
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("big");
+    let err = pull(&store, "r/big", &dest, &options(Budget::fixed(3))).unwrap_err();
+    assert_eq!(err.exit_code(), 7, "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
 
 #[test]

@@ -11,12 +11,30 @@ use ureq::http::HeaderMap;
 
 use super::client::{self, Request};
 use super::S3;
-use crate::backend::{ByteRange, Download, RemoteObject};
+use crate::backend::{ByteRange, Download, RemoteObject, Stated};
 use crate::checksum::Expected;
 use crate::error::{Error, Result};
 use crate::http::Payload;
 
 impl S3 {
+    /// A HEAD with the stored checksum asked for.
+    pub(super) fn head_object(&self, object: &RemoteObject) -> Result<Stated> {
+        let req =
+            Request::new("HEAD", Some(&object.locator)).header("x-amz-checksum-mode", "ENABLED");
+        let mut response = self.client.send(&req, Payload::Empty)?;
+        if !response.status().is_success() {
+            return Err(self.error(client::failure(&mut response), "HeadObject", &object.key));
+        }
+        let headers = response.headers();
+        Ok(Stated {
+            etag: headers
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string),
+            sha256: expected_sha256(headers),
+        })
+    }
+
     pub(super) fn get_object(
         &self,
         object: &RemoteObject,
@@ -58,12 +76,15 @@ impl S3 {
 /// can check: a full-object value (not beside a multipart ETag, which
 /// s3s-fs 0.14 leaves stale after an overwrite), a composite `…-N` when our
 /// upload recorded its part size, else the value our single PUTs record.
+/// moto's HEAD states a composite without its `-N` or a type, but with the
+/// upload's `x-amz-checksum-algorithm`: read as a composite too.
 fn expected_sha256(headers: &HeaderMap) -> Option<Expected> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let etag_multipart = get("etag").is_some_and(|e| e.contains('-'));
     let kind = get("x-amz-checksum-type");
     let full_object = kind.is_none_or(|t| t.eq_ignore_ascii_case("FULL_OBJECT"));
-    let composite = kind.is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE"));
+    let composite = kind.is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE"))
+        || (kind.is_none() && etag_multipart && get("x-amz-checksum-algorithm").is_some());
     let part_size = get("x-amz-meta-artifact-part-size").and_then(|v| v.parse::<u64>().ok());
     match (get("x-amz-checksum-sha256"), part_size) {
         (Some(v), _) if !v.contains('-') && !etag_multipart && full_object => {
@@ -122,6 +143,20 @@ mod tests {
             expected_sha256(&ours),
             Some(Expected::Composite {
                 value: "SUM=-3".into(),
+                part_size: 5242880
+            })
+        );
+        // moto's HEAD: no `-N`, no type, the upload's algorithm.
+        let moto_head = headers(&[
+            ("etag", "\"abc-2\""),
+            ("x-amz-checksum-sha256", "SUM="),
+            ("x-amz-checksum-algorithm", "SHA256"),
+            ("x-amz-meta-artifact-part-size", "5242880"),
+        ]);
+        assert_eq!(
+            expected_sha256(&moto_head),
+            Some(Expected::Composite {
+                value: "SUM=".into(),
                 part_size: 5242880
             })
         );

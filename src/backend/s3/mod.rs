@@ -23,7 +23,8 @@ use client::{Client, Request, S3Failure};
 use settings::S3Settings;
 
 use super::{
-    Attempt, Backend, Body, ByteRange, Download, Intent, Multipart, Page, RemoteObject, Upload,
+    Attempt, Backend, Body, ByteRange, Download, Intent, Multipart, Page, RemoteObject, Stated,
+    Upload,
 };
 use crate::aws::credentials::{self, Chain};
 use crate::aws::xml;
@@ -318,6 +319,10 @@ impl Backend for S3 {
 
     fn exists(&self, key: &str) -> Result<bool> {
         Ok(self.exists_exactly(&self.full_key(key))?.is_some())
+    }
+
+    fn stat(&self, object: &RemoteObject) -> Result<Stated> {
+        self.head_object(object)
     }
 
     fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>> {
