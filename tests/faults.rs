@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::support::{data, Run, Store, TestEnv};
+use testkit::fault::{Fault, FaultProxy, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
 const FOREVER: usize = usize::MAX;

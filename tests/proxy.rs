@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 
-use crate::support::fault_proxy::FaultProxy;
-use crate::support::s3_server::VHOST_DOMAIN;
-use crate::support::tls_proxy::TlsProxy;
 use crate::support::TestEnv;
+use testkit::fault::FaultProxy;
+use testkit::s3::VHOST_DOMAIN;
+use testkit::tls::TlsProxy;
 
 /// The Hub over HTTPS behind HTTPS_PROXY; its storage behind HTTP_PROXY.
 #[test]

@@ -326,12 +326,12 @@ fn every_header_sent_is_signed() {
 /// file, no DNS.
 #[test]
 fn virtual_host_addressing_through_a_forward_proxy() {
-    use crate::support::fault_proxy::FaultProxy;
+    use testkit::fault::FaultProxy;
     let mut env = TestEnv::s3();
     let proxy = FaultProxy::start(env.s3_server().addr());
     env.set_env(
         "ARTIFACT_S3_ENDPOINT",
-        &format!("http://{}", crate::support::s3_server::VHOST_DOMAIN),
+        &format!("http://{}", testkit::s3::VHOST_DOMAIN),
     );
     env.set_env("HTTP_PROXY", &proxy.url());
     let names = [
@@ -350,7 +350,7 @@ fn virtual_host_addressing_through_a_forward_proxy() {
         .stderr_has(&format!(
             "http://{}.{}/",
             env.s3_server().bucket(),
-            crate::support::s3_server::VHOST_DOMAIN
+            testkit::s3::VHOST_DOMAIN
         ));
     env.run(&["pull", "job", "odd", "-d", "back"]).success();
     for (i, name) in names.iter().enumerate() {
@@ -363,7 +363,7 @@ fn virtual_host_addressing_through_a_forward_proxy() {
     let expected_host = format!(
         "{}.{}:80",
         env.s3_server().bucket(),
-        crate::support::s3_server::VHOST_DOMAIN
+        testkit::s3::VHOST_DOMAIN
     );
     assert!(
         proxy.connects().iter().all(|c| *c == expected_host),
@@ -400,7 +400,7 @@ fn the_region_is_detected_from_the_bucket() {
 /// A bucket in another region is explained, never a bare 301.
 #[test]
 fn a_wrong_region_is_explained() {
-    use crate::support::fault_proxy::{Fault, Rule};
+    use testkit::fault::{Fault, Rule};
     let f = crate::faults::faulty(crate::faults::Kind::S3);
     f.proxy.inject(
         Rule::any().times(usize::MAX),

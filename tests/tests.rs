@@ -40,6 +40,3 @@ mod tls;
 
 /// What only the local backend has: racing writers on one directory.
 mod local;
-
-/// Self-test of the fault-injecting proxy.
-mod proxy_selftest;

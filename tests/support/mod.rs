@@ -1,26 +1,19 @@
 //! Test harness: a temp work dir, a store, and the built binary.
 //!
 //! `TestEnv` gives each test its own directory and a real store (the Hub
-//! server of `hub_server`, a local-backend directory, or an S3 server of
-//! `s3_server`), and runs
+//! server of `testkit::hub`, a local-backend directory, or an S3 server of
+//! `testkit::s3`), and runs
 //! `CARGO_BIN_EXE_artifact` in that directory with a cleared environment.
 //! Every run is checked for leaked secrets (the Hub token, any signed-URL
 //! signature), so the whole suite proves that no output carries one.
-#![allow(dead_code)]
-
-pub mod aws_fakes;
-pub mod fault_proxy;
-pub mod hub_server;
-pub mod s3_server;
-pub mod tls_proxy;
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use hub_server::HubServer;
-use s3_server::{Moto, S3Server};
+use testkit::hub::HubServer;
+use testkit::s3::{Moto, S3Server};
 
 /// The store a test talks to.
 pub enum Store {

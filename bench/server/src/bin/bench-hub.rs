@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use artifact_bench_server::hub_server::HubServer;
+use testkit::hub::HubServer;
 use artifact_bench_server::{write_file_atomic, Args};
 
 const USAGE: &str = "usage: bench-hub [--delay-ms 20] --env-file FILE

@@ -5,7 +5,6 @@
 //! relays the bytes to an upstream plain-HTTP server. Tests use it to show
 //! that certificates are verified by default and that SSL_CERT_FILE /
 //! AWS_CA_BUNDLE add a private CA.
-#![allow(dead_code)]
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -46,7 +45,7 @@ impl TlsProxy {
             "127.0.0.1".to_string(),
             // Names tests reach through a proxy, which resolves them.
             "*.artifact.test".to_string(),
-            crate::support::s3_server::VHOST_DOMAIN.to_string(),
+            crate::s3::VHOST_DOMAIN.to_string(),
         ])
         .expect("leaf params");
         let leaf_cert = leaf_params

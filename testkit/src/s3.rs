@@ -7,11 +7,10 @@
 //! (from PyPI, installed by `make test`), with a bucket per test; moto does
 //! not check signatures but is an independent implementation with
 //! ListMultipartUploads, so behaviour is not tuned to one server.
-#![allow(dead_code)]
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -112,10 +111,7 @@ impl S3Server {
 
     /// Every object key, sorted (s3s-fs keeps its metadata elsewhere).
     pub fn keys(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        collect(&self.bucket_dir(), &self.bucket_dir(), &mut out);
-        out.sort();
-        out
+        crate::list_files(&self.bucket_dir())
     }
 
     /// Files s3s-fs keeps beside the bucket: unfinished multipart parts.
@@ -175,20 +171,6 @@ async fn serve(
         tokio::spawn(async move {
             let _ = conn.await;
         });
-    }
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect(root, &path, out);
-        } else if let Ok(rel) = path.strip_prefix(root) {
-            out.push(rel.to_string_lossy().into_owned());
-        }
     }
 }
 
