@@ -84,12 +84,36 @@ s3_case!(multipart_from_stdin, |env| {
     assert_no_open_uploads(&env);
 });
 
-/// On moto only: s3s-fs 0.14 checks `If-None-Match` and then writes, so two
-/// requests racing on it can both pass its check (a server limitation, not
-/// a client one; moto serializes requests as S3 does conditional writes).
+/// Racing pushes without --force: every racer sends `If-None-Match: *`,
+/// the store takes one, and the others exit 5. Neither local server is
+/// atomic here: s3s-fs 0.14 and moto 5.2.5 both check `If-None-Match` and
+/// then write without a lock (moto/s3/responses.py, `put_object`), so two
+/// racers can both win on the server's side. The test kit's front makes the
+/// store atomic: it holds the conditional PUTs until all have arrived (so
+/// no racer can see another's object beforehand and skip its PUT), then
+/// lets them reach moto one at a time. No outcome depends on scheduling.
 #[test]
 fn racing_pushes_store_exactly_one() {
-    crate::support::assert_one_racer_wins(&TestEnv::moto(), 6);
+    const RACERS: usize = 6;
+    let f = crate::faults::faulty(crate::faults::Kind::Moto);
+    f.proxy.serialise_conditional_puts(RACERS);
+    crate::support::assert_one_racer_wins(&f.env, RACERS);
+    let puts: Vec<_> = f
+        .proxy
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PUT")
+        .collect();
+    assert_eq!(puts.len(), RACERS, "one PUT per racer: {puts:#?}");
+    assert!(
+        puts.iter().all(|p| p.header("if-none-match") == Some("*")),
+        "a racer wrote unconditionally: {puts:#?}"
+    );
+    let mut statuses: Vec<_> = puts.iter().map(|p| p.status).collect();
+    statuses.sort();
+    let mut want = vec![Some(412); RACERS - 1];
+    want.insert(0, Some(200));
+    assert_eq!(statuses, want, "the store took one");
 }
 
 s3_case!(prefix_with_or_without_slashes, |env| {

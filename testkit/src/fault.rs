@@ -291,6 +291,7 @@ impl Handler for Layer {
         if let Err(e) = body.read(&mut req) {
             return Reply::with(400, "text/plain", e.to_string()).cut(Cut::Close);
         }
+        lock(&self.state).seen[idx].request.body_len = req.body_len;
         match fault {
             Some(Fault::Status(status)) => return Reply::status(status),
             Some(Fault::SlowDown) => return Reply::s3_error(503, "SlowDown"),
