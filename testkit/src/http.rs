@@ -569,6 +569,7 @@ fn tunnel(client: &TcpStream, mut reader: BufReader<TcpStream>, to: SocketAddr) 
     let Ok(mut down) = up.try_clone() else { return };
     let back = thread::spawn(move || {
         let _ = io::copy(&mut down, &mut back);
+        let _ = back.shutdown(Shutdown::Write);
     });
     let _ = io::copy(&mut reader, &mut up);
     let _ = up.shutdown(Shutdown::Write);
