@@ -226,13 +226,8 @@ impl Shared {
     }
 }
 
-/// Every byte but A-Z a-z 0-9 - . _ ~ and the `/` separators.
-const KEY: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'/');
+/// Every byte but the unreserved ones and the `/` separators.
+const KEY: &percent_encoding::AsciiSet = &crate::UNRESERVED.remove(b'/');
 
 /// A key that maps to a file strictly inside the storage directory.
 fn safe_key(key: &str) -> bool {

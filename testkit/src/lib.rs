@@ -18,6 +18,13 @@ pub mod tls;
 
 use std::path::Path;
 
+/// Every byte but A-Z a-z 0-9 - . _ ~ is percent-encoded.
+pub const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// Every file under `root`, as `/`-separated relative paths, sorted.
 pub fn list_files(root: &Path) -> Vec<String> {
     fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) {

@@ -194,23 +194,13 @@ static BUCKETS: AtomicUsize = AtomicUsize::new(0);
 impl Moto {
     pub fn bucket() -> Moto {
         let process = MOTO.get_or_init(start_moto);
-        let bucket = format!(
-            "moto-{}-{}",
-            std::process::id(),
-            BUCKETS.fetch_add(1, Ordering::Relaxed)
-        );
-        let agent = agent();
-        let url = format!("{}/{bucket}", process.endpoint);
-        let status = agent
-            .put(&url)
-            .send_empty()
-            .map(|r| r.status().as_u16())
-            .unwrap_or_else(|e| panic!("create moto bucket: {e}"));
-        assert_eq!(status, 200, "create moto bucket {bucket}");
-        Moto {
+        let n = BUCKETS.fetch_add(1, Ordering::Relaxed);
+        let moto = Moto {
             endpoint: process.endpoint.clone(),
-            bucket,
-        }
+            bucket: format!("moto-{}-{n}", std::process::id()),
+        };
+        assert_eq!(moto.send("PUT", "", &[], b"").0, 200, "create moto bucket");
+        moto
     }
 
     pub fn put_object(&self, key: &str, bytes: &[u8]) {
@@ -218,120 +208,80 @@ impl Moto {
     }
 
     pub fn put_object_with_headers(&self, key: &str, bytes: &[u8], headers: &[(&str, &str)]) {
-        let mut req = agent()
-            .put(&self.object_url(key))
-            .header("authorization", MOTO_AUTH);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let status = req
-            .send(bytes)
-            .map(|r| r.status().as_u16())
-            .expect("moto put");
+        let (status, _) = self.send("PUT", &encode_key(key), headers, bytes);
         assert_eq!(status, 200, "moto put {key}");
     }
 
     /// Stores an object at a URL path given already percent-encoded, so a
     /// key can hold what a URL would otherwise normalize (`%2E%2E`).
     pub fn put_object_raw_path(&self, encoded_key: &str, bytes: &[u8]) {
-        let url = format!("{}/{}/{encoded_key}", self.endpoint, self.bucket);
-        let status = agent()
-            .put(&url)
-            .header("authorization", MOTO_AUTH)
-            .send(bytes)
-            .map(|r| r.status().as_u16())
-            .expect("moto put");
+        let (status, _) = self.send("PUT", &format!("/{encoded_key}"), &[], bytes);
         assert_eq!(status, 200, "moto put {encoded_key}");
     }
 
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
-        let mut response = agent()
-            .get(&self.object_url(key))
-            .header("authorization", MOTO_AUTH)
-            .call()
-            .expect("moto get");
-        if response.status() != 200 {
-            return None;
-        }
-        Some(
-            response
-                .body_mut()
-                .with_config()
-                .limit(u64::MAX)
-                .read_to_vec()
-                .expect("moto body"),
-        )
+        let (status, body) = self.send("GET", &encode_key(key), &[], b"");
+        (status == 200).then_some(body)
     }
 
     pub fn keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
+        let (mut keys, mut token) = (Vec::new(), None::<String>);
         loop {
-            let mut url = format!("{}/{}?list-type=2", self.endpoint, self.bucket);
+            let mut query = "?list-type=2".to_string();
             if let Some(t) = &token {
-                url.push_str(&format!("&continuation-token={}", encode(t)));
+                query.push_str(&format!("&continuation-token={}", encode(t)));
             }
-            let text = agent()
-                .get(&url)
-                .header("authorization", MOTO_AUTH)
-                .call()
-                .expect("moto list")
-                .body_mut()
-                .with_config()
-                .limit(u64::MAX)
-                .read_to_string()
-                .expect("moto list body");
+            let text = String::from_utf8(self.send("GET", &query, &[], b"").1).expect("utf-8");
             keys.extend(tags(&text, "Key"));
             token = tags(&text, "NextContinuationToken").into_iter().next();
             if token.is_none() {
-                break;
+                keys.sort();
+                return keys;
             }
         }
-        keys.sort();
-        keys
     }
 
     /// Multipart uploads still open in the bucket (ListMultipartUploads).
     pub fn open_uploads(&self) -> Vec<String> {
-        let url = format!("{}/{}?uploads", self.endpoint, self.bucket);
-        let text = agent()
-            .get(&url)
-            .header("authorization", MOTO_AUTH)
-            .call()
-            .expect("moto list uploads")
-            .body_mut()
-            .read_to_string()
-            .expect("moto uploads body");
+        let text = String::from_utf8(self.send("GET", "?uploads", &[], b"").1).expect("utf-8");
         tags(&text, "UploadId")
     }
 
-    fn object_url(&self, key: &str) -> String {
-        let path: Vec<String> = key.split('/').map(encode).collect();
-        format!("{}/{}/{}", self.endpoint, self.bucket, path.join("/"))
+    /// Sends a request for the bucket URL plus `rest`; gives status and body.
+    /// moto wants an Authorization header, but does not check it.
+    fn send(
+        &self,
+        method: &str,
+        rest: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}/{}{rest}", self.endpoint, self.bucket))
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAMOTO/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut res = agent
+            .run(req.body(body.to_vec()).expect("request"))
+            .expect("moto");
+        let body = res.body_mut().with_config().limit(u64::MAX).read_to_vec();
+        (res.status().as_u16(), body.expect("moto body"))
     }
 }
 
-/// moto wants an Authorization header on reads, but does not check it.
-const MOTO_AUTH: &str =
-    "AWS4-HMAC-SHA256 Credential=AKIAMOTO/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .new_agent()
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, crate::UNRESERVED).to_string()
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+fn encode_key(key: &str) -> String {
+    key.split('/').map(|s| format!("/{}", encode(s))).collect()
 }
 
 fn tags(text: &str, name: &str) -> Vec<String> {
