@@ -15,7 +15,7 @@ use std::collections::hash_map::{DefaultHasher, RandomState};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -41,8 +41,6 @@ struct Shared {
     token: String,
     secret: u64,
     objects: PathBuf,
-    /// `http://127.0.0.1:PORT` of the storage, once it listens.
-    storage_base: OnceLock<String>,
     state: Mutex<State>,
 }
 
@@ -55,6 +53,8 @@ struct State {
     delay: Duration,
     hook: Option<Hook>,
     missing_error: Option<String>,
+    /// Where signed URLs point: the storage, or a proxy in front of it.
+    storage_base: String,
     goog_md5: Option<bool>,
 }
 
@@ -81,12 +81,11 @@ impl HubServer {
             token: token.to_string(),
             secret: random_u64(),
             objects: root.path().join("objects"),
-            storage_base: OnceLock::new(),
             state: Mutex::default(),
         });
         std::fs::create_dir_all(&shared.objects).expect("objects dir");
         let storage = Server::start(Arc::new(Storage(shared.clone())));
-        let _ = shared.storage_base.set(storage.url());
+        lock(&shared.state).storage_base = storage.url();
         let hub = Server::start(Arc::new(Hub(shared.clone())));
         HubServer {
             shared,
@@ -160,6 +159,17 @@ impl HubServer {
         lock(&self.shared.state).hook = Some(Arc::new(hook));
     }
 
+    /// The storage's own `http://127.0.0.1:PORT`.
+    pub fn storage_url(&self) -> String {
+        self.storage.url()
+    }
+
+    /// Signed URLs point at `base` from now on (a proxy in front of the
+    /// storage, say) instead of the storage itself.
+    pub fn point_urls_at(&self, base: &str) {
+        lock(&self.shared.state).storage_base = base.to_string();
+    }
+
     /// Makes storage GETs state an MD5 in `x-goog-hash`, as GCS does: the
     /// right one, or (`honest` false) a wrong one.
     pub fn set_goog_md5(&self, honest: Option<bool>) {
@@ -208,7 +218,7 @@ impl Shared {
             .map_or(0, |d| d.as_secs())
             + 3600;
         let path = percent_encoding::utf8_percent_encode(key, KEY).to_string();
-        let base = self.storage_base.get().map_or("", String::as_str);
+        let base = lock(&self.state).storage_base.clone();
         format!(
             "{base}/{path}?Expires={expires}&Signature={}",
             self.sign(method, key)
