@@ -126,24 +126,24 @@ impl FakeAws {
                     .header("x-aws-ec2-metadata-token-ttl-seconds")
                     .and_then(|t| t.trim().parse::<u64>().ok());
                 return match (req.method.as_str(), ttl) {
-                    ("PUT", Some(1..=21_600)) => Reply::text(IMDS_SESSION_TOKEN),
-                    ("PUT", _) => Reply::with(400, "text/plain", "missing or bad TTL header"),
-                    _ => Reply::status(405),
+                    ("PUT", Some(1..=21_600)) => Reply::ok(IMDS_SESSION_TOKEN),
+                    ("PUT", _) => Reply::status(400, "missing or bad TTL header"),
+                    _ => Reply::status(405, ""),
                 };
             }
             if req.method != "GET" {
-                return Reply::status(405);
+                return Reply::status(405, "");
             }
             if req.header("x-aws-ec2-metadata-token") != Some(IMDS_SESSION_TOKEN) {
-                return Reply::status(401);
+                return Reply::status(401, "");
             }
             match req.path().strip_prefix(IMDS_ROLES_PATH) {
-                Some("") => Reply::text(role),
+                Some("") => Reply::ok(role),
                 Some(r) if r == role => {
                     let n = reads.fetch_add(1, Ordering::SeqCst);
-                    Reply::json(&keys[n.min(keys.len() - 1)].metadata_json())
+                    Reply::json(keys[n.min(keys.len() - 1)].metadata_json())
                 }
-                _ => Reply::status(404),
+                _ => Reply::status(404, ""),
             }
         })
     }
@@ -153,13 +153,13 @@ impl FakeAws {
     pub fn container(token: &'static str, keys: Keys) -> FakeAws {
         FakeAws::start(
             move |req| match (req.method.as_str(), req.header("authorization")) {
-                ("GET", Some(t)) if t == token => Reply::json(&keys.metadata_json()),
+                ("GET", Some(t)) if t == token => Reply::json(keys.metadata_json()),
                 ("GET", _) => Reply::with(
                     401,
                     "application/json",
                     r#"{"message":"invalid authorization token"}"#,
                 ),
-                _ => Reply::status(405),
+                _ => Reply::status(405, ""),
             },
         )
     }
@@ -227,7 +227,7 @@ impl FakeAws {
                 .duration_since(UNIX_EPOCH)
                 .expect("after 1970")
                 .as_millis() as u64;
-            Reply::json(&json!({"roleCredentials": {
+            Reply::json(json!({"roleCredentials": {
                 "accessKeyId": keys.access_key_id,
                 "secretAccessKey": keys.secret_access_key,
                 "sessionToken": keys.session_token,

@@ -283,26 +283,26 @@ impl Handler for Layer {
     fn call(&self, mut req: Request, body: Body<'_>) -> Reply {
         let (idx, fault) = self.arrive(&req);
         if req.method == "CONNECT" {
-            return Reply::status(200).cut(Cut::Tunnel(self.upstream));
+            return Reply::default().cut(Cut::Tunnel(self.upstream));
         }
         if fault == Some(Fault::ResetDuringUpload) {
-            return Reply::status(500).cut(Cut::ResetUpload);
+            return Reply::default().cut(Cut::ResetUpload);
         }
         if let Err(e) = body.read(&mut req) {
-            return Reply::with(400, "text/plain", e.to_string()).cut(Cut::Close);
+            return Reply::status(400, &e.to_string()).cut(Cut::Close);
         }
         lock(&self.state).seen[idx].request.body_len = req.body_len;
         match fault {
-            Some(Fault::Status(status)) => return Reply::status(status),
+            Some(Fault::Status(status)) => return Reply::status(status, ""),
             Some(Fault::SlowDown) => return Reply::s3_error(503, "SlowDown"),
             Some(Fault::Xml(status, code)) => return Reply::s3_error(status, code),
-            Some(Fault::ResetBeforeResponse) => return Reply::status(500).cut(Cut::Reset),
-            Some(Fault::Stall(d)) => return Reply::status(500).cut(Cut::Stall(d)),
+            Some(Fault::ResetBeforeResponse) => return Reply::default().cut(Cut::Reset),
+            Some(Fault::Stall(d)) => return Reply::default().cut(Cut::Stall(d)),
             _ => {}
         }
         let mut reply = match self.forward(&req) {
             Ok(r) => r,
-            Err(e) => return Reply::with(502, "text/plain", format!("fault proxy: {e}")),
+            Err(e) => return Reply::status(502, &format!("fault proxy: {e}")),
         };
         lock(&self.state).seen[idx].status = Some(reply.status);
         let half = reply.body.len() / 2;

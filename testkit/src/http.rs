@@ -151,29 +151,38 @@ pub struct Reply {
     pub cut: Cut,
 }
 
-impl Reply {
-    /// This status, no body.
-    pub fn status(status: u16) -> Reply {
+/// 200, no headers, no body.
+impl Default for Reply {
+    fn default() -> Reply {
         Reply {
-            status,
+            status: 200,
             headers: Vec::new(),
             body: Vec::new(),
             cut: Cut::Whole,
         }
     }
+}
 
+impl Reply {
     pub fn with(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Reply {
-        Reply::status(status)
-            .header("content-type", content_type)
-            .body(body)
+        let reply = Reply {
+            status,
+            ..Reply::default()
+        };
+        reply.header("content-type", content_type).body(body)
+    }
+
+    /// This status with a plain text body.
+    pub fn status(status: u16, body: &str) -> Reply {
+        Reply::with(status, "text/plain", body)
     }
 
     /// 200 with a plain text body.
-    pub fn text(body: &str) -> Reply {
-        Reply::with(200, "text/plain", body)
+    pub fn ok(body: &str) -> Reply {
+        Reply::status(200, body)
     }
 
-    pub fn json(value: &serde_json::Value) -> Reply {
+    pub fn json(value: serde_json::Value) -> Reply {
         Reply::with(200, "application/json", value.to_string())
     }
 
@@ -298,7 +307,7 @@ impl<F: Fn(&Request) -> Reply + Send + Sync + 'static> Handler for Func<F> {
     fn call(&self, mut req: Request, body: Body<'_>) -> Reply {
         match body.read(&mut req) {
             Ok(()) => (self.0)(&req),
-            Err(e) => Reply::with(400, "text/plain", e.to_string()).cut(Cut::Close),
+            Err(e) => Reply::status(400, &e.to_string()).cut(Cut::Close),
         }
     }
 }
@@ -455,11 +464,8 @@ fn serve(stream: TcpStream, shared: &Shared) {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(e) => {
-                let _ = w.write_all(&Reply::with(400, "text/plain", e.to_string()).bytes(
-                    false,
-                    true,
-                    usize::MAX,
-                ));
+                let _ =
+                    w.write_all(&Reply::status(400, &e.to_string()).bytes(false, true, usize::MAX));
                 return linger(&stream, &mut reader);
             }
         };
@@ -479,7 +485,7 @@ fn serve(stream: TcpStream, shared: &Shared) {
         let framing = match framing(&req.headers) {
             Ok(f) => f.unwrap_or(Framing::Length(0)),
             Err(e) => {
-                let _ = w.write_all(&Reply::with(400, "text/plain", e.to_string()).bytes(
+                let _ = w.write_all(&Reply::status(400, &e.to_string()).bytes(
                     is_head,
                     true,
                     usize::MAX,
@@ -551,7 +557,7 @@ fn linger(stream: &TcpStream, reader: &mut impl Read) {
 /// Answers a CONNECT and relays bytes both ways until either side closes.
 fn tunnel(client: &TcpStream, mut reader: BufReader<TcpStream>, to: SocketAddr) {
     let Ok(mut up) = TcpStream::connect_timeout(&to, Duration::from_secs(5)) else {
-        let _ = (&*client).write_all(&Reply::status(502).bytes(false, true, 0));
+        let _ = (&*client).write_all(&Reply::status(502, "").bytes(false, true, 0));
         return;
     };
     let (Ok(mut back), buffered) = (client.try_clone(), reader.buffer().to_vec()) else {
@@ -633,7 +639,10 @@ pub fn forward(upstream: SocketAddr, req: &Request) -> io::Result<Reply> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| invalid("bad status line"))?;
-    let mut reply = Reply::status(status);
+    let mut reply = Reply {
+        status,
+        ..Reply::default()
+    };
     if req.method != "HEAD" && !reply.bodiless() {
         reply.body = match framing(&headers)? {
             Some(f) => read_body(&mut reader, f, u64::MAX)?,

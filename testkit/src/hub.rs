@@ -292,20 +292,20 @@ impl Handler for Hub {
     fn call(&self, mut req: Request, body: Body<'_>) -> Reply {
         let shared = &self.0;
         if body.read(&mut req).is_err() {
-            return Reply::with(400, "text/plain", "short request body").cut(Cut::Close);
+            return Reply::status(400, "short request body").cut(Cut::Close);
         }
         if req.path() != HUB_PATH {
-            return Reply::with(404, "text/plain", "not found");
+            return Reply::status(404, "not found");
         }
         if req.method != "POST" {
-            return Reply::with(405, "text/plain", "method not allowed");
+            return Reply::status(405, "method not allowed");
         }
         let call = parse_hub_call(&req.body, req.header("authorization"));
         if let Ok(call) = &call {
             lock(&shared.state).hub_log.push(call.clone());
         }
         if let Some(status) = shared.take_fault(|st| &mut st.hub_fail) {
-            return Reply::with(status, "text/plain", "injected");
+            return Reply::status(status, "injected");
         }
         let call = match call {
             Ok(c) => c,
@@ -325,7 +325,7 @@ impl Handler for Hub {
         if let Some(hook) = hook {
             hook(&call, &mut answer);
         }
-        Reply::json(&answer)
+        Reply::json(answer)
     }
 }
 
@@ -376,17 +376,16 @@ impl Handler for Storage {
         let delay = lock(&shared.state).delay;
         std::thread::sleep(delay);
         if let Some(status) = shared.take_fault(|st| &mut st.storage_fail) {
-            return Reply::with(status, "text/plain", "injected");
+            return Reply::status(status, "injected");
         }
         if chunked {
-            return Reply::with(501, "text/plain", "Transfer-Encoding is not supported")
-                .cut(Cut::Close);
+            return Reply::status(501, "Transfer-Encoding is not supported").cut(Cut::Close);
         }
         if read.is_err() {
-            return Reply::with(400, "text/plain", "short request body").cut(Cut::Close);
+            return Reply::status(400, "short request body").cut(Cut::Close);
         }
         if req.method == "PUT" && !has_length {
-            return Reply::with(501, "text/plain", "Content-Length required").cut(Cut::Close);
+            return Reply::status(501, "Content-Length required").cut(Cut::Close);
         }
         let signature = req
             .query_pairs()
@@ -394,18 +393,18 @@ impl Handler for Storage {
             .find(|(k, _)| k == "Signature")
             .map(|(_, v)| v);
         if signature.as_deref() != Some(shared.sign(&req.method, &key).as_str()) {
-            return Reply::with(403, "text/plain", "signature does not match");
+            return Reply::status(403, "signature does not match");
         }
         if !safe_key(&key) {
-            return Reply::with(400, "text/plain", "unsafe key");
+            return Reply::status(400, "unsafe key");
         }
         let file = shared.objects.join(&key);
         match req.method.as_str() {
             "HEAD" => match std::fs::metadata(&file) {
                 Ok(m) if m.is_file() => {
-                    Reply::status(200).header("content-length", &m.len().to_string())
+                    Reply::status(200, "").header("content-length", &m.len().to_string())
                 }
-                _ => Reply::with(404, "text/plain", "no such object"),
+                _ => Reply::status(404, "no such object"),
             },
             "GET" => match std::fs::read(&file) {
                 Ok(bytes) => {
@@ -421,11 +420,11 @@ impl Handler for Storage {
                     }
                     reply
                 }
-                Err(_) => Reply::with(404, "text/plain", "no such object"),
+                Err(_) => Reply::status(404, "no such object"),
             },
             "PUT" => match write_object(&shared.objects, &key, &req.body) {
-                Ok(()) => Reply::status(200),
-                Err(e) => Reply::with(500, "text/plain", e.to_string()),
+                Ok(()) => Reply::status(200, ""),
+                Err(e) => Reply::status(500, &e.to_string()),
             },
             "DELETE" => {
                 let _ = std::fs::remove_file(&file);
@@ -437,9 +436,9 @@ impl Handler for Storage {
                     }
                     dir = d.parent();
                 }
-                Reply::status(204)
+                Reply::status(204, "")
             }
-            _ => Reply::with(405, "text/plain", "method not allowed"),
+            _ => Reply::status(405, "method not allowed"),
         }
     }
 }

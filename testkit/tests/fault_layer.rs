@@ -23,7 +23,7 @@ fn setup() -> (Server, Arc<AtomicUsize>, FaultProxy) {
         let reply = match (req.path(), len) {
             ("/echo", _) => Reply::with(200, "x/y", req.body.clone()),
             (_, Some(Ok(len))) => Reply::with(200, "x/y", bytes(len)),
-            _ => Reply::with(404, "text/plain", "no route"),
+            _ => Reply::status(404, "no route"),
         };
         let host = req.header("host").unwrap_or("");
         reply
@@ -257,7 +257,7 @@ fn conditional_puts_are_held_until_all_arrive_then_sent_one_at_a_time() {
         assert_eq!(n.fetch_add(1, SeqCst), 0, "two PUTs at once");
         std::thread::sleep(Duration::from_millis(20));
         n.fetch_sub(1, SeqCst);
-        Reply::status(200)
+        Reply::status(200, "")
     });
     let proxy = cell.get_or_init(|| FaultProxy::start(up.addr()));
     proxy.serialise_conditional_puts(RACERS);
