@@ -2,8 +2,9 @@
 //!
 //! `S3Server` runs s3s-fs (a Rust S3 implementation that verifies SigV4
 //! signatures) on a loopback port, on its own tokio runtime thread, with its
-//! data in a temp dir: each test gets its own server. Accepted sockets get
-//! TCP_NODELAY, as real S3 has. `Moto` is one `moto_server` per test process
+//! data in a temp dir: each test gets its own server; [`serve`] is that
+//! server for `make bench` too. Accepted sockets get TCP_NODELAY, as real
+//! S3 has. `Moto` is one `moto_server` per test process
 //! (from PyPI, installed by `make test`), with a bucket per test; moto does
 //! not check signatures but is an independent implementation with
 //! ListMultipartUploads, so behaviour is not tuned to one server.
@@ -56,7 +57,19 @@ impl S3Server {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(serve(listener, fs_root, ak, sk, stopped));
+            let options = Options {
+                root: fs_root,
+                keys: (ak, sk),
+                vhost_domain: Some(VHOST_DOMAIN.to_string()),
+                nodelay: true,
+            };
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                serve(listener, options, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
         });
         S3Server {
             addr,
@@ -140,31 +153,52 @@ impl Drop for S3Server {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-async fn serve(
-    listener: StdListener,
-    root: PathBuf,
-    access_key: String,
-    secret_key: String,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
+/// How [`serve`] runs s3s-fs.
+pub struct Options {
+    /// Its directory: each bucket is a subdirectory.
+    pub root: PathBuf,
+    /// The one key pair SigV4 signatures are checked against.
+    pub keys: (String, String),
+    /// Virtual-host requests (`<bucket>.<domain>`) are understood.
+    pub vhost_domain: Option<String>,
+    /// TCP_NODELAY on accepted sockets, as real S3 has.
+    pub nodelay: bool,
+}
+
+/// Serves s3s-fs on `listener` until `stop` completes. Stock s3s-fs never
+/// sets TCP_NODELAY, so every small answer on a kept-alive connection
+/// would wait for the client's delayed ACK; `nodelay` fixes that.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    options: Options,
+    stop: impl std::future::Future<Output = ()>,
 ) {
-    let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs");
+    let fs = s3s_fs::FileSystem::new(&options.root).expect("s3s-fs over the root");
     let service = {
         let mut b = S3ServiceBuilder::new(fs);
+        let (access_key, secret_key) = options.keys;
         b.set_auth(SimpleAuth::from_single(access_key, secret_key));
-        b.set_host(MultiDomain::new([VHOST_DOMAIN]).expect("domain"));
+        if let Some(domain) = &options.vhost_domain {
+            b.set_host(MultiDomain::new([domain]).expect("domain"));
+        }
         b.build()
     };
-    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
     let http = ConnBuilder::new(TokioExecutor::new());
+    tokio::pin!(stop);
     loop {
         let socket = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => socket,
-                Err(_) => continue,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             },
-            _ = &mut stopped => return,
+            () = &mut stop => return,
         };
-        let _ = socket.set_nodelay(true);
+        if options.nodelay {
+            let _ = socket.set_nodelay(true);
+        }
         let conn = http
             .serve_connection(TokioIo::new(socket), service.clone())
             .into_owned();
