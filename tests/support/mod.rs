@@ -9,7 +9,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use testkit::hub::HubServer;
@@ -172,12 +172,7 @@ impl TestEnv {
     pub fn keys(&self) -> Vec<String> {
         match &self.store {
             Store::Hub(h) => h.keys(),
-            Store::Local(dir) => {
-                let mut out = Vec::new();
-                collect_files(dir.path(), dir.path(), &mut out);
-                out.sort();
-                out
-            }
+            Store::Local(dir) => testkit::list_files(dir.path()),
             Store::S3(s) => s.keys(),
             Store::Moto(m) => m.keys(),
         }
@@ -283,18 +278,6 @@ impl TestEnv {
                 !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
                 "a secret ({secret}) leaked into the output\n{run}"
             );
-        }
-    }
-}
-
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for entry in fs::read_dir(dir).expect("read store") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            collect_files(root, &path, out);
-        } else {
-            let rel = path.strip_prefix(root).expect("under root");
-            out.push(rel.to_string_lossy().into_owned());
         }
     }
 }
