@@ -38,18 +38,20 @@ fn bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
 }
 
+/// Without proxies from the environment; `read` limits each read.
+fn agent(read: Option<Duration>) -> ureq::Agent {
+    let config = ureq::Agent::config_builder().proxy(None);
+    let config = config.http_status_as_error(false).timeout_per_read(read);
+    config.build().into()
+}
+
 /// Status, `x-got-target` and body, or the transport error.
 fn send(method: &str, url: String, body: &[u8]) -> Got {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_per_read(Some(Duration::from_secs(1)))
-        .build()
-        .into();
     let req = ureq::http::Request::builder()
         .method(method)
         .uri(url)
         .header("X-Test", "yes");
-    let mut res = agent.run(req.body(body.to_vec()).unwrap())?;
+    let mut res = agent(None).run(req.body(body.to_vec()).unwrap())?;
     let target = res.headers().get("x-got-target").map(|v| v.to_str());
     let target = target.unwrap_or(Ok("")).unwrap().to_string();
     let body = res.body_mut().read_to_vec()?;
@@ -183,7 +185,9 @@ fn resets_short_and_corrupt_bodies_fail_where_injected() {
 fn a_stall_trips_the_read_timeout_and_drop_ends_it() {
     let (_up, _, proxy) = setup();
     proxy.inject(Rule::any(), Fault::Stall(Duration::from_secs(30)));
-    assert!(get(&proxy, "/bytes/10").is_err(), "a stall must time out");
+    let quick = agent(Some(Duration::from_millis(200)));
+    let got = quick.get(format!("{}/bytes/10", proxy.url())).call();
+    assert!(got.is_err(), "a stall must time out");
     assert_eq!(proxy.seen()[0].status, None);
     let started = Instant::now();
     drop(proxy);
@@ -263,7 +267,7 @@ fn conditional_puts_are_held_until_all_arrive_then_sent_one_at_a_time() {
     proxy.serialise_conditional_puts(RACERS);
     let url = format!("{}/contested", proxy.url());
     let put = move || {
-        let req = ureq::put(&url).header("if-none-match", "*");
+        let req = agent(None).put(&url).header("if-none-match", "*");
         req.send(&b"x"[..]).map(|r| r.status())
     };
     let racers: Vec<_> = (0..RACERS)
