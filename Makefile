@@ -29,10 +29,10 @@ fmt-check:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit-and-integration:
-	$(CARGO) test --all-targets
+	$(CARGO) test --workspace --all-targets
 
 # Thousands of files through random injected faults; prints its seed
 # (replay: SOAK_SEED=<seed> make soak) and "N files, M bytes, K faults injected, 0 lost".

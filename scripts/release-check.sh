@@ -20,6 +20,7 @@ set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 MAKE=${MAKE:-make}
+CARGO=${CARGO:-cargo}
 started=$(date +%s)
 
 unset ARTIFACT_BASE_URL ARTIFACT_INSTALL_DIR ARTIFACT_VERSION ARTIFACT_REPO
@@ -123,11 +124,12 @@ same() {
     }
 }
 
-# start NAME ARGS…: a servers.py server in the background; sets $port.
+# start NAME PROGRAM ARGS…: a server in the background that writes its port to
+# the file named by its last argument (added here); sets $port.
 start() {
     name=$1
     shift
-    python3 "$ROOT/scripts/release-check/servers.py" "$@" "$work/$name.port" >"$work/$name.log" 2>&1 &
+    "$@" "$work/$name.port" >"$work/$name.log" 2>&1 &
     pids="$pids $!"
     pid=$!
     i=0
@@ -218,9 +220,11 @@ mkdir "$pki"
 }
 
 TOKEN=release-check-token
-start hub hub "$pki/server.pem" "$pki/server.key" "$TOKEN"
+# The test kit's Hub (testkit/src/bin/kit-hub.rs); moto and the mirror are servers.py's.
+$CARGO build --quiet -p testkit --bin kit-hub || die "cannot build the test kit's Hub"
+start hub "$TARGET_DIR/debug/kit-hub" "$pki/server.pem" "$pki/server.key" "$TOKEN"
 HUB=https://127.0.0.1:$port
-start s3 s3 "$pki/server.pem" "$pki/server.key"
+start s3 python3 "$ROOT/scripts/release-check/servers.py" s3 "$pki/server.pem" "$pki/server.key"
 S3=https://127.0.0.1:$port
 curl --silent --show-error --fail --noproxy '*' --cacert "$pki/ca.pem" -X PUT "$S3/rc-bucket" >/dev/null ||
     die "cannot create the bucket on moto"
@@ -403,7 +407,7 @@ cp -R "$DIST" "$www/swapped"
 cp "$DIST/artifact_Linux_arm64.tar.gz" "$www/swapped/artifact_Linux_x86_64.tar.gz"
 cp -R "$DIST" "$www/nosum"
 grep -v x86_64 "$DIST/artifact_checksums.txt" >"$www/nosum/artifact_checksums.txt"
-start mirror static "$www"
+start mirror python3 "$ROOT/scripts/release-check/servers.py" static "$www"
 MIRROR=http://127.0.0.1:$port
 
 # Tool sets: a PATH of exactly the tools install.sh may use, one with curl

@@ -13,11 +13,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::support::aws_fakes::{
+use crate::support::{Run, TestEnv};
+use testkit::aws::{
     closed_port_url, iso8601, sha1_hex, verify_sigv4, FakeAws, Keys, IMDS_ROLES_PATH,
     IMDS_SESSION_TOKEN, IMDS_TOKEN_PATH,
 };
-use crate::support::{Run, TestEnv};
 
 const JOB: &str = "artifacts/jobs/job-1";
 
@@ -362,7 +362,7 @@ fn sso_session_profile() {
     assert_eq!(requests.len(), 2, "one call per run: {requests:#?}");
     for req in &requests {
         assert_eq!(req.line(), "GET /federation/credentials");
-        let mut query = req.query();
+        let mut query = req.query_pairs();
         query.sort();
         assert_eq!(
             query,

@@ -8,10 +8,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use serde_json::Value;
-
-use crate::support::fault_proxy::{Fault, FaultProxy, Rule};
 use crate::support::{data, Run, Store, TestEnv};
+use testkit::fault::{Fault, FaultProxy, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
 const FOREVER: usize = usize::MAX;
@@ -36,30 +34,19 @@ pub fn faulty(kind: Kind) -> Faulty {
         Kind::Moto => TestEnv::moto(),
     };
     let upstream: SocketAddr = match &env.store {
-        Store::Hub(h) => {
-            let sample = h.signed_url("GET", "x");
-            let base = sample.trim_start_matches("http://");
-            base[..base.find('/').unwrap()].parse().unwrap()
-        }
+        Store::Hub(h) => h
+            .storage_url()
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap(),
         Store::S3(s) => s.addr(),
         Store::Moto(m) => m.endpoint.trim_start_matches("http://").parse().unwrap(),
         Store::Local(_) => unreachable!(),
     };
     let proxy = FaultProxy::start(upstream);
     match &env.store {
-        Store::Hub(h) => {
-            // The Hub hands out signed URLs that point at the proxy.
-            let (from, to) = (format!("http://{upstream}"), proxy.url());
-            h.set_hub_hook(move |_, answer: &mut Value| {
-                if let Some(Value::Array(urls)) = answer.get_mut("urls") {
-                    for u in urls {
-                        if let Some(Value::String(url)) = u.get_mut("url") {
-                            *url = url.replace(&from, &to);
-                        }
-                    }
-                }
-            });
-        }
+        // The Hub hands out signed URLs that point at the proxy.
+        Store::Hub(h) => h.point_urls_at(&proxy.url()),
         _ => env.set_env("ARTIFACT_S3_ENDPOINT", &proxy.url()),
     }
     Faulty { env, proxy }

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::support::hub_server::{HubServer, Recorded};
 use crate::support::{data, TestEnv};
+use testkit::http::Request as Recorded;
+use testkit::hub::HubServer;
 
 const PREFIX: &str = "artifacts/jobs/job-1";
 
@@ -135,7 +136,7 @@ fn push_of_one_file_is_one_head_then_one_put_with_content_length() {
     env.run(&["push", "job", "x.bin"]).success();
     let requests = env.hub_server().storage_requests();
     assert_eq!(methods(&requests), ["HEAD", "PUT"], "{requests:?}");
-    assert!(requests.iter().all(|r| r.key == key("x.bin")));
+    assert!(requests.iter().all(|r| r.key() == key("x.bin")));
     let put = &requests[1];
     assert_eq!(put.header("content-length"), Some("10000"), "{put:?}");
     assert_eq!(put.body_len, 10_000);
@@ -480,7 +481,7 @@ fn assert_escape_refused(env: &TestEnv, escape_url: String, name: &str) {
     }
     let requests = env.hub_server().storage_requests();
     assert!(
-        requests.iter().all(|r| !r.key.contains(name)),
+        requests.iter().all(|r| !r.key().contains(name)),
         "{requests:?}"
     );
 }

@@ -6,11 +6,11 @@
 
 use serde_json::Value;
 
-use crate::support::fault_proxy::FaultProxy;
-use crate::support::s3_server::VHOST_DOMAIN;
 use crate::support::squid::{Logged, Squid};
-use crate::support::tls_proxy::TlsProxy;
 use crate::support::{Run, TestEnv};
+use testkit::fault::FaultProxy;
+use testkit::s3::VHOST_DOMAIN;
+use testkit::tls::TlsProxy;
 
 /// The Hub over HTTPS behind HTTPS_PROXY; its storage behind HTTP_PROXY.
 #[test]
@@ -25,9 +25,7 @@ fn hub_and_storage_go_through_their_scheme_proxies() {
     let tls = TlsProxy::start(hub_addr);
     let hub_port = tls.url().rsplit(':').next().unwrap().to_string();
     let https_proxy = FaultProxy::start(tls_addr(&tls));
-    let sample = env.hub_server().signed_url("GET", "x");
-    let storage_base =
-        sample[..sample["http://".len()..].find('/').unwrap() + "http://".len()].to_string();
+    let storage_base = env.hub_server().storage_url();
     let storage_addr = storage_base.trim_start_matches("http://").parse().unwrap();
     let http_proxy = FaultProxy::start(storage_addr);
     // The Hub hands out storage URLs by name, which only the proxy resolves.
@@ -35,15 +33,7 @@ fn hub_and_storage_go_through_their_scheme_proxies() {
         "http://storage.artifact.test:{}",
         storage_base.rsplit(':').next().unwrap()
     );
-    env.hub_server().set_hub_hook(move |_, answer: &mut Value| {
-        if let Some(Value::Array(urls)) = answer.get_mut("urls") {
-            for u in urls {
-                if let Some(Value::String(url)) = u.get_mut("url") {
-                    *url = url.replace(&storage_base, &named);
-                }
-            }
-        }
-    });
+    env.hub_server().point_urls_at(&named);
     env.set_env(
         "SEMAPHORE_ORGANIZATION_URL",
         &format!("https://hub.artifact.test:{hub_port}"),

@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::faults::{faulty, Kind};
-use crate::support::fault_proxy::{Fault, Rule};
 use crate::support::{data, TestEnv};
+use testkit::fault::{Fault, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
 

@@ -84,12 +84,32 @@ s3_case!(multipart_from_stdin, |env| {
     assert_no_open_uploads(&env);
 });
 
-/// On moto only: s3s-fs 0.14 checks `If-None-Match` and then writes, so two
-/// requests racing on it can both pass its check (a server limitation, not
-/// a client one; moto serializes requests as S3 does conditional writes).
+/// Racing pushes without --force: every racer sends `If-None-Match: *`,
+/// the store takes one, and the others exit 5. Neither local server is
+/// atomic here: s3s-fs 0.14 and moto 5.2.5 both check `If-None-Match` and
+/// then write without a lock (moto/s3/responses.py, `put_object`), so two
+/// racers can both win on the server's side. The test kit's front makes the
+/// store atomic: it holds the conditional PUTs until all have arrived (so
+/// no racer can see another's object beforehand and skip its PUT), then
+/// lets them reach moto one at a time. No outcome depends on scheduling.
 #[test]
 fn racing_pushes_store_exactly_one() {
-    crate::support::assert_one_racer_wins(&TestEnv::moto(), 6);
+    const RACERS: usize = 6;
+    let f = crate::faults::faulty(crate::faults::Kind::Moto);
+    f.proxy.serialise_conditional_puts(RACERS);
+    crate::support::assert_one_racer_wins(&f.env, RACERS);
+    // (status, If-None-Match) of every PUT: one per racer, each
+    // conditional, and the store took exactly one.
+    let seen = f.proxy.seen();
+    let mut puts: Vec<_> = seen
+        .iter()
+        .filter(|s| s.method == "PUT")
+        .map(|s| (s.status, s.header("if-none-match")))
+        .collect();
+    puts.sort();
+    let mut want = vec![(Some(412), Some("*")); RACERS - 1];
+    want.insert(0, (Some(200), Some("*")));
+    assert_eq!(puts, want, "{seen:#?}");
 }
 
 s3_case!(prefix_with_or_without_slashes, |env| {
@@ -326,12 +346,12 @@ fn every_header_sent_is_signed() {
 /// file, no DNS.
 #[test]
 fn virtual_host_addressing_through_a_forward_proxy() {
-    use crate::support::fault_proxy::FaultProxy;
+    use testkit::fault::FaultProxy;
     let mut env = TestEnv::s3();
     let proxy = FaultProxy::start(env.s3_server().addr());
     env.set_env(
         "ARTIFACT_S3_ENDPOINT",
-        &format!("http://{}", crate::support::s3_server::VHOST_DOMAIN),
+        &format!("http://{}", testkit::s3::VHOST_DOMAIN),
     );
     env.set_env("HTTP_PROXY", &proxy.url());
     let names = [
@@ -350,7 +370,7 @@ fn virtual_host_addressing_through_a_forward_proxy() {
         .stderr_has(&format!(
             "http://{}.{}/",
             env.s3_server().bucket(),
-            crate::support::s3_server::VHOST_DOMAIN
+            testkit::s3::VHOST_DOMAIN
         ));
     env.run(&["pull", "job", "odd", "-d", "back"]).success();
     for (i, name) in names.iter().enumerate() {
@@ -364,7 +384,7 @@ fn virtual_host_addressing_through_a_forward_proxy() {
     let expected = format!(
         "http://{}.{}/",
         env.s3_server().bucket(),
-        crate::support::s3_server::VHOST_DOMAIN
+        testkit::s3::VHOST_DOMAIN
     );
     let seen = proxy.seen();
     assert!(
@@ -402,7 +422,7 @@ fn the_region_is_detected_from_the_bucket() {
 /// A bucket in another region is explained, never a bare 301.
 #[test]
 fn a_wrong_region_is_explained() {
-    use crate::support::fault_proxy::{Fault, Rule};
+    use testkit::fault::{Fault, Rule};
     let f = crate::faults::faulty(crate::faults::Kind::S3);
     f.proxy.inject(
         Rule::any().times(usize::MAX),

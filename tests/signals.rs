@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::faults::{faulty, Kind};
 use crate::reliability::{temp_files, wait_for_temp};
-use crate::support::fault_proxy::{Fault, Rule};
 use crate::support::{data, Store};
+use testkit::fault::{Fault, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::faults::{faulty, Kind};
-use crate::support::fault_proxy::Fault;
+use testkit::fault::Fault;
 
 const FILES: usize = 2000;
 const PER_MILLE: u32 = 30;

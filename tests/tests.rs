@@ -43,6 +43,3 @@ mod local;
 
 /// SIGINT and SIGTERM: clean exits with 130 and 143.
 mod signals;
-
-/// Self-test of the fault-injecting proxy.
-mod proxy_selftest;

@@ -1,7 +1,7 @@
 //! Certificates are verified, and a private CA can be added.
 
-use crate::support::tls_proxy::TlsProxy;
 use crate::support::TestEnv;
+use testkit::tls::TlsProxy;
 
 fn hub_behind_tls(env: &mut TestEnv) -> TlsProxy {
     let org = env.hub_server().org_url();

@@ -1,27 +1,21 @@
 //! Test harness: a temp work dir, a store, and the built binary.
 //!
 //! `TestEnv` gives each test its own directory and a real store (the Hub
-//! server of `hub_server`, a local-backend directory, or an S3 server of
-//! `s3_server`), and runs
+//! server of `testkit::hub`, a local-backend directory, or an S3 server of
+//! `testkit::s3`), and runs
 //! `CARGO_BIN_EXE_artifact` in that directory with a cleared environment.
 //! Every run is checked for leaked secrets (the Hub token, any signed-URL
 //! signature), so the whole suite proves that no output carries one.
-#![allow(dead_code)]
 
-pub mod aws_fakes;
-pub mod fault_proxy;
-pub mod hub_server;
-pub mod s3_server;
 pub mod squid;
-pub mod tls_proxy;
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use hub_server::HubServer;
-use s3_server::{Moto, S3Server};
+use testkit::hub::HubServer;
+use testkit::s3::{Moto, S3Server};
 
 /// The store a test talks to.
 pub enum Store {
@@ -180,12 +174,7 @@ impl TestEnv {
     pub fn keys(&self) -> Vec<String> {
         match &self.store {
             Store::Hub(h) => h.keys(),
-            Store::Local(dir) => {
-                let mut out = Vec::new();
-                collect_files(dir.path(), dir.path(), &mut out);
-                out.sort();
-                out
-            }
+            Store::Local(dir) => testkit::list_files(dir.path()),
             Store::S3(s) => s.keys(),
             Store::Moto(m) => m.keys(),
         }
@@ -291,18 +280,6 @@ impl TestEnv {
                 !run.stdout.contains(&secret) && !run.stderr.contains(&secret),
                 "a secret ({secret}) leaked into the output\n{run}"
             );
-        }
-    }
-}
-
-fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    for entry in fs::read_dir(dir).expect("read store") {
-        let path = entry.expect("entry").path();
-        if path.is_dir() {
-            collect_files(root, &path, out);
-        } else {
-            let rel = path.strip_prefix(root).expect("under root");
-            out.push(rel.to_string_lossy().into_owned());
         }
     }
 }

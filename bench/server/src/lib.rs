@@ -1,9 +1,6 @@
-//! What the bench binaries share: the integration tests' Hub server (the
-//! same file, included, so the bench measures the Hub the tests prove) and
-//! small helpers for arguments.
-
-#[path = "../../../tests/support/hub_server.rs"]
-pub mod hub_server;
+//! What the bench binaries share: small helpers for arguments. The Hub and
+//! the S3 server are the test kit's, so the bench measures what the tests
+//! prove.
 
 use std::process::exit;
 

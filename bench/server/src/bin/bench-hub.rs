@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use artifact_bench_server::hub_server::HubServer;
 use artifact_bench_server::{write_file_atomic, Args};
+use testkit::hub::HubServer;
 
 const USAGE: &str = "usage: bench-hub [--delay-ms 20] --env-file FILE
 

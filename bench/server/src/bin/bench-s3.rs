@@ -3,9 +3,10 @@
 //! Stock `s3s-fs` (its own binary) never sets TCP_NODELAY, so on a kept-alive
 //! connection every small response waits ~40 ms (Nagle against the client's
 //! delayed ACK). Real S3 does not do that, and a client must not be shaped
-//! around it, so this runs the `s3s-fs` library behind an accept loop of its
-//! own that sets TCP_NODELAY on every accepted socket. `--no-nodelay` gives
-//! stock behaviour, for the informational column of the bench.
+//! around it, so this runs the test kit's s3s-fs server (`testkit::s3::serve`,
+//! the one the tests use), which sets TCP_NODELAY on every accepted socket.
+//! `--no-nodelay` gives stock behaviour, for the informational column of the
+//! bench.
 //!
 //! Path-style requests only (no virtual-host domain); SigV4 is verified with
 //! the one key pair given.
@@ -14,10 +15,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use artifact_bench_server::{die, write_file_atomic, Args};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
-use s3s::service::S3ServiceBuilder;
+use testkit::s3::Options;
 
 const USAGE: &str = "usage: bench-s3 --root DIR [--port N] [--host 127.0.0.1] \
 --access-key K --secret-key S [--no-nodelay] [--port-file FILE] [--exit-with-stdin]
@@ -76,15 +74,6 @@ async fn serve(
     nodelay: bool,
     port_file: Option<String>,
 ) {
-    let fs = s3s_fs::FileSystem::new(&root).unwrap_or_else(|e| {
-        eprintln!("bench-s3: s3s-fs on {}: {e:?}", root.display());
-        std::process::exit(1)
-    });
-    let service = {
-        let mut b = S3ServiceBuilder::new(fs);
-        b.set_auth(SimpleAuth::from_single(ak, sk));
-        b.build()
-    };
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap_or_else(|e| {
         eprintln!("bench-s3: cannot listen on {addr}: {e}");
         std::process::exit(1)
@@ -98,30 +87,19 @@ async fn serve(
         root.display(),
         if nodelay { "on" } else { "off (stock)" }
     );
-    let http = ConnBuilder::new(TokioExecutor::new());
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
-    loop {
-        let socket = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
-                Err(e) => {
-                    eprintln!("bench-s3: accept: {e}");
-                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
-        };
-        if nodelay {
-            let _ = socket.set_nodelay(true);
+    let stop = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
         }
-        let conn = http
-            .serve_connection(TokioIo::new(socket), service.clone())
-            .into_owned();
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-    }
+    };
+    let options = Options {
+        root,
+        keys: (ak, sk),
+        vhost_domain: None,
+        nodelay,
+    };
+    testkit::s3::serve(listener, options, stop).await;
 }

@@ -2,16 +2,16 @@
 //!
 //! `S3Server` runs s3s-fs (a Rust S3 implementation that verifies SigV4
 //! signatures) on a loopback port, on its own tokio runtime thread, with its
-//! data in a temp dir: each test gets its own server. Accepted sockets get
-//! TCP_NODELAY, as real S3 has. `Moto` is one `moto_server` per test process
+//! data in a temp dir: each test gets its own server; [`serve`] is that
+//! server for `make bench` too. Accepted sockets get TCP_NODELAY, as real
+//! S3 has. `Moto` is one `moto_server` per test process
 //! (from PyPI, installed by `make test`), with a bucket per test; moto does
 //! not check signatures but is an independent implementation with
 //! ListMultipartUploads, so behaviour is not tuned to one server.
-#![allow(dead_code)]
 
 use std::fs;
 use std::net::{SocketAddr, TcpListener as StdListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -57,7 +57,19 @@ impl S3Server {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(serve(listener, fs_root, ak, sk, stopped));
+            let options = Options {
+                root: fs_root,
+                keys: (ak, sk),
+                vhost_domain: Some(VHOST_DOMAIN.to_string()),
+                nodelay: true,
+            };
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                serve(listener, options, async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
         });
         S3Server {
             addr,
@@ -112,10 +124,7 @@ impl S3Server {
 
     /// Every object key, sorted (s3s-fs keeps its metadata elsewhere).
     pub fn keys(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        collect(&self.bucket_dir(), &self.bucket_dir(), &mut out);
-        out.sort();
-        out
+        crate::list_files(&self.bucket_dir())
     }
 
     /// Files s3s-fs keeps beside the bucket: unfinished multipart parts.
@@ -144,51 +153,58 @@ impl Drop for S3Server {
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
-async fn serve(
-    listener: StdListener,
-    root: PathBuf,
-    access_key: String,
-    secret_key: String,
-    mut stopped: tokio::sync::oneshot::Receiver<()>,
+/// How [`serve`] runs s3s-fs.
+pub struct Options {
+    /// Its directory: each bucket is a subdirectory.
+    pub root: PathBuf,
+    /// The one key pair SigV4 signatures are checked against.
+    pub keys: (String, String),
+    /// Virtual-host requests (`<bucket>.<domain>`) are understood.
+    pub vhost_domain: Option<String>,
+    /// TCP_NODELAY on accepted sockets, as real S3 has.
+    pub nodelay: bool,
+}
+
+/// Serves s3s-fs on `listener` until `stop` completes. Stock s3s-fs never
+/// sets TCP_NODELAY, so every small answer on a kept-alive connection
+/// would wait for the client's delayed ACK; `nodelay` fixes that.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    options: Options,
+    stop: impl std::future::Future<Output = ()>,
 ) {
-    let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs");
+    let fs = s3s_fs::FileSystem::new(&options.root).expect("s3s-fs over the root");
     let service = {
         let mut b = S3ServiceBuilder::new(fs);
+        let (access_key, secret_key) = options.keys;
         b.set_auth(SimpleAuth::from_single(access_key, secret_key));
-        b.set_host(MultiDomain::new([VHOST_DOMAIN]).expect("domain"));
+        if let Some(domain) = &options.vhost_domain {
+            b.set_host(MultiDomain::new([domain]).expect("domain"));
+        }
         b.build()
     };
-    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
     let http = ConnBuilder::new(TokioExecutor::new());
+    tokio::pin!(stop);
     loop {
         let socket = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => socket,
-                Err(_) => continue,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
             },
-            _ = &mut stopped => return,
+            () = &mut stop => return,
         };
-        let _ = socket.set_nodelay(true);
+        if options.nodelay {
+            let _ = socket.set_nodelay(true);
+        }
         let conn = http
             .serve_connection(TokioIo::new(socket), service.clone())
             .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;
         });
-    }
-}
-
-fn collect(root: &Path, dir: &Path, out: &mut Vec<String>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect(root, &path, out);
-        } else if let Ok(rel) = path.strip_prefix(root) {
-            out.push(rel.to_string_lossy().into_owned());
-        }
     }
 }
 
@@ -212,23 +228,13 @@ static BUCKETS: AtomicUsize = AtomicUsize::new(0);
 impl Moto {
     pub fn bucket() -> Moto {
         let process = MOTO.get_or_init(start_moto);
-        let bucket = format!(
-            "moto-{}-{}",
-            std::process::id(),
-            BUCKETS.fetch_add(1, Ordering::Relaxed)
-        );
-        let agent = agent();
-        let url = format!("{}/{bucket}", process.endpoint);
-        let status = agent
-            .put(&url)
-            .send_empty()
-            .map(|r| r.status().as_u16())
-            .unwrap_or_else(|e| panic!("create moto bucket: {e}"));
-        assert_eq!(status, 200, "create moto bucket {bucket}");
-        Moto {
+        let n = BUCKETS.fetch_add(1, Ordering::Relaxed);
+        let moto = Moto {
             endpoint: process.endpoint.clone(),
-            bucket,
-        }
+            bucket: format!("moto-{}-{n}", std::process::id()),
+        };
+        assert_eq!(moto.send("PUT", "", &[], b"").0, 200, "create moto bucket");
+        moto
     }
 
     pub fn put_object(&self, key: &str, bytes: &[u8]) {
@@ -236,120 +242,80 @@ impl Moto {
     }
 
     pub fn put_object_with_headers(&self, key: &str, bytes: &[u8], headers: &[(&str, &str)]) {
-        let mut req = agent()
-            .put(&self.object_url(key))
-            .header("authorization", MOTO_AUTH);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let status = req
-            .send(bytes)
-            .map(|r| r.status().as_u16())
-            .expect("moto put");
+        let (status, _) = self.send("PUT", &encode_key(key), headers, bytes);
         assert_eq!(status, 200, "moto put {key}");
     }
 
     /// Stores an object at a URL path given already percent-encoded, so a
     /// key can hold what a URL would otherwise normalize (`%2E%2E`).
     pub fn put_object_raw_path(&self, encoded_key: &str, bytes: &[u8]) {
-        let url = format!("{}/{}/{encoded_key}", self.endpoint, self.bucket);
-        let status = agent()
-            .put(&url)
-            .header("authorization", MOTO_AUTH)
-            .send(bytes)
-            .map(|r| r.status().as_u16())
-            .expect("moto put");
+        let (status, _) = self.send("PUT", &format!("/{encoded_key}"), &[], bytes);
         assert_eq!(status, 200, "moto put {encoded_key}");
     }
 
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
-        let mut response = agent()
-            .get(&self.object_url(key))
-            .header("authorization", MOTO_AUTH)
-            .call()
-            .expect("moto get");
-        if response.status() != 200 {
-            return None;
-        }
-        Some(
-            response
-                .body_mut()
-                .with_config()
-                .limit(u64::MAX)
-                .read_to_vec()
-                .expect("moto body"),
-        )
+        let (status, body) = self.send("GET", &encode_key(key), &[], b"");
+        (status == 200).then_some(body)
     }
 
     pub fn keys(&self) -> Vec<String> {
-        let mut keys = Vec::new();
-        let mut token: Option<String> = None;
+        let (mut keys, mut token) = (Vec::new(), None::<String>);
         loop {
-            let mut url = format!("{}/{}?list-type=2", self.endpoint, self.bucket);
+            let mut query = "?list-type=2".to_string();
             if let Some(t) = &token {
-                url.push_str(&format!("&continuation-token={}", encode(t)));
+                query.push_str(&format!("&continuation-token={}", encode(t)));
             }
-            let text = agent()
-                .get(&url)
-                .header("authorization", MOTO_AUTH)
-                .call()
-                .expect("moto list")
-                .body_mut()
-                .with_config()
-                .limit(u64::MAX)
-                .read_to_string()
-                .expect("moto list body");
+            let text = String::from_utf8(self.send("GET", &query, &[], b"").1).expect("utf-8");
             keys.extend(tags(&text, "Key"));
             token = tags(&text, "NextContinuationToken").into_iter().next();
             if token.is_none() {
-                break;
+                keys.sort();
+                return keys;
             }
         }
-        keys.sort();
-        keys
     }
 
     /// Multipart uploads still open in the bucket (ListMultipartUploads).
     pub fn open_uploads(&self) -> Vec<String> {
-        let url = format!("{}/{}?uploads", self.endpoint, self.bucket);
-        let text = agent()
-            .get(&url)
-            .header("authorization", MOTO_AUTH)
-            .call()
-            .expect("moto list uploads")
-            .body_mut()
-            .read_to_string()
-            .expect("moto uploads body");
+        let text = String::from_utf8(self.send("GET", "?uploads", &[], b"").1).expect("utf-8");
         tags(&text, "UploadId")
     }
 
-    fn object_url(&self, key: &str) -> String {
-        let path: Vec<String> = key.split('/').map(encode).collect();
-        format!("{}/{}/{}", self.endpoint, self.bucket, path.join("/"))
+    /// Sends a request for the bucket URL plus `rest`; gives status and body.
+    /// moto wants an Authorization header, but does not check it.
+    fn send(
+        &self,
+        method: &str,
+        rest: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .proxy(None)
+            .build()
+            .into();
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}/{}{rest}", self.endpoint, self.bucket))
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAMOTO/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut res = agent
+            .run(req.body(body.to_vec()).expect("request"))
+            .expect("moto");
+        let body = res.body_mut().with_config().limit(u64::MAX).read_to_vec();
+        (res.status().as_u16(), body.expect("moto body"))
     }
 }
 
-/// moto wants an Authorization header on reads, but does not check it.
-const MOTO_AUTH: &str =
-    "AWS4-HMAC-SHA256 Credential=AKIAMOTO/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .build()
-        .new_agent()
+fn encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, crate::UNRESERVED).to_string()
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+fn encode_key(key: &str) -> String {
+    key.split('/').map(|s| format!("/{}", encode(s))).collect()
 }
 
 fn tags(text: &str, name: &str) -> Vec<String> {

@@ -4,30 +4,31 @@
 //! `127.0.0.1` and `*.artifact.test` (rcgen), terminates TLS on a loopback port (rustls) and
 //! relays the bytes to an upstream plain-HTTP server. Tests use it to show
 //! that certificates are verified by default and that SSL_CERT_FILE /
-//! AWS_CA_BUNDLE add a private CA.
-#![allow(dead_code)]
+//! AWS_CA_BUNDLE add a private CA. [`TlsProxy::with_pem`] takes a
+//! certificate and key from files instead (the release checks' own CA).
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 pub struct TlsProxy {
     addr: SocketAddr,
     ca_file: PathBuf,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     stop: Arc<AtomicBool>,
 }
 
 impl TlsProxy {
+    /// With a throwaway CA of its own ([`TlsProxy::ca_file`]).
     pub fn start(upstream: SocketAddr) -> TlsProxy {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("temp dir");
 
         let ca_key = KeyPair::generate().expect("CA key");
@@ -46,7 +47,7 @@ impl TlsProxy {
             "127.0.0.1".to_string(),
             // Names tests reach through a proxy, which resolves them.
             "*.artifact.test".to_string(),
-            crate::support::s3_server::VHOST_DOMAIN.to_string(),
+            crate::s3::VHOST_DOMAIN.to_string(),
         ])
         .expect("leaf params");
         let leaf_cert = leaf_params
@@ -56,15 +57,35 @@ impl TlsProxy {
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca_cert.pem()).expect("write CA");
 
-        let chain: Vec<CertificateDer<'static>> = vec![leaf_cert.der().clone()];
+        let chain = vec![leaf_cert.der().clone()];
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        TlsProxy::serve(upstream, chain, key, ca_file, Some(dir))
+    }
+
+    /// With the certificate chain and key of these PEM files.
+    pub fn with_pem(upstream: SocketAddr, cert: &Path, key: &Path) -> TlsProxy {
+        let chain = CertificateDer::pem_file_iter(cert).expect("read the certificate");
+        let chain = chain
+            .collect::<Result<_, _>>()
+            .expect("parse the certificate");
+        let key = PrivateKeyDer::from_pem_file(key).expect("read the key");
+        TlsProxy::serve(upstream, chain, key, cert.to_path_buf(), None)
+    }
+
+    fn serve(
+        upstream: SocketAddr,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        ca_file: PathBuf,
+        dir: Option<tempfile::TempDir>,
+    ) -> TlsProxy {
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let config = Arc::new(
             rustls::ServerConfig::builder()
                 .with_no_client_auth()
                 .with_single_cert(chain, key)
                 .expect("server config"),
         );
-
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = Arc::new(AtomicBool::new(false));

@@ -1,0 +1,321 @@
+//! The fault layer: a loopback proxy in front of one upstream server that
+//! injects the failures real stores and networks produce, and the store
+//! quirks local servers lack.
+//!
+//! It takes origin-form requests (give the binary [`FaultProxy::url`] as
+//! its endpoint), absolute-form ones (`HTTP_PROXY`; any host name reaches
+//! the upstream, so virtual-host bucket names need no DNS), and `CONNECT`,
+//! which is relayed to the upstream as raw bytes. Each request is checked
+//! against the [`Rule`]s in the order they were injected; the first that
+//! matches with uses left supplies its [`Fault`]; a rule still skipping
+//! (`skip(n)`) counts the request and lets later rules look at it. When no
+//! rule applies, the seeded soak of [`FaultProxy::random_faults`] may pick
+//! one. Every request is recorded as a [`Seen`]. A CONNECT is recorded and
+//! never faulted.
+
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::http::{self, lock, Body, Cut, Handler, Reply, Request, Server};
+
+/// What happens to a request a rule picked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Answer this status with an empty body; the upstream is not asked.
+    Status(u16),
+    /// 503 with S3's `SlowDown` error XML.
+    SlowDown,
+    /// This status with an S3 error XML body carrying this `<Code>`.
+    Xml(u16, &'static str),
+    /// Read the whole request, then reset without answering (not forwarded).
+    ResetBeforeResponse,
+    /// Read half the request body (at most 64 KiB), then reset.
+    ResetDuringUpload,
+    /// Forward, send the head and half the body, then reset.
+    ResetDuringDownload,
+    /// Forward, send the head with the full Content-Length but only half
+    /// the body, then close cleanly.
+    ShortBody,
+    /// Read the whole request, send nothing for this long, then close.
+    Stall(Duration),
+    /// Forward, flipping every bit of the body's middle byte.
+    CorruptBody,
+}
+
+/// Which requests a fault applies to; conditions combine with "and".
+#[derive(Clone, Debug)]
+pub struct Rule {
+    method: Option<String>,
+    path: Option<String>,
+    query: Option<String>,
+    times: usize,
+    skip: usize,
+}
+
+impl Rule {
+    /// Every request, once.
+    pub fn any() -> Rule {
+        Rule {
+            method: None,
+            path: None,
+            query: None,
+            times: 1,
+            skip: 0,
+        }
+    }
+
+    pub fn method(mut self, m: &str) -> Rule {
+        self.method = Some(m.to_string());
+        self
+    }
+
+    /// The path (no query) contains `s`.
+    pub fn path_contains(mut self, s: &str) -> Rule {
+        self.path = Some(s.to_string());
+        self
+    }
+
+    /// The query string contains `s`.
+    pub fn query_contains(mut self, s: &str) -> Rule {
+        self.query = Some(s.to_string());
+        self
+    }
+
+    /// The next `n` matching requests (default 1); `usize::MAX` is forever.
+    pub fn times(mut self, n: usize) -> Rule {
+        self.times = n;
+        self
+    }
+
+    /// First lets `n` matching requests past untouched.
+    pub fn skip(mut self, n: usize) -> Rule {
+        self.skip = n;
+        self
+    }
+
+    fn matches(&self, req: &Request) -> bool {
+        self.method
+            .as_deref()
+            .is_none_or(|m| m.eq_ignore_ascii_case(&req.method))
+            && self.path.as_deref().is_none_or(|p| req.path().contains(p))
+            && self
+                .query
+                .as_deref()
+                .is_none_or(|q| req.query().contains(q))
+    }
+}
+
+/// One request as it reached the proxy (its body not kept).
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub request: Request,
+    /// The upstream's status; `None` when the request was not forwarded.
+    pub status: Option<u16>,
+    pub fault: Option<Fault>,
+}
+
+impl Deref for Seen {
+    type Target = Request;
+
+    fn deref(&self) -> &Request {
+        &self.request
+    }
+}
+
+#[derive(Default)]
+struct State {
+    rules: Vec<(Rule, Fault)>,
+    /// xorshift state, per mille, kinds.
+    random: Option<(u64, u64, Vec<Fault>)>,
+    seen: Vec<Seen>,
+    faults_applied: usize,
+    /// Conditional PUTs to hold until this many have arrived.
+    hold: usize,
+    held: usize,
+}
+
+struct Layer {
+    upstream: SocketAddr,
+    state: Mutex<State>,
+    arrived: Condvar,
+    /// Held conditional PUTs go to the upstream one at a time.
+    serial: Mutex<()>,
+}
+
+/// The running proxy; dropping it stops it.
+pub struct FaultProxy {
+    layer: Arc<Layer>,
+    server: Server,
+}
+
+impl FaultProxy {
+    /// Listens on a random loopback port and forwards to `upstream`.
+    pub fn start(upstream: SocketAddr) -> FaultProxy {
+        let layer = Arc::new(Layer {
+            upstream,
+            state: Mutex::default(),
+            arrived: Condvar::new(),
+            serial: Mutex::new(()),
+        });
+        FaultProxy {
+            server: Server::start(layer.clone()),
+            layer,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Adds a rule after the existing ones.
+    pub fn inject(&self, rule: Rule, fault: Fault) {
+        lock(&self.layer.state).rules.push((rule, fault));
+    }
+
+    /// Every request in arrival order, CONNECTs included.
+    pub fn seen(&self) -> Vec<Seen> {
+        lock(&self.layer.state).seen.clone()
+    }
+
+    /// How many requests got a fault.
+    pub fn faults_applied(&self) -> usize {
+        lock(&self.layer.state).faults_applied
+    }
+
+    /// The `host:port` of every CONNECT, in arrival order.
+    pub fn connects(&self) -> Vec<String> {
+        let seen = lock(&self.layer.state).seen.clone();
+        seen.into_iter()
+            .filter(|s| s.method == "CONNECT")
+            .map(|s| s.request.target)
+            .collect()
+    }
+
+    /// From now on each request no rule applies to gets, with probability
+    /// `per_mille`/1000, one of `kinds`, drawn from a xorshift seeded with
+    /// `seed`: the same requests in the same order get the same faults.
+    pub fn random_faults(&self, seed: u64, per_mille: u32, kinds: Vec<Fault>) {
+        lock(&self.layer.state).random = Some((seed | 1, per_mille.into(), kinds));
+    }
+
+    /// An atomic store, whatever the upstream: PUTs carrying `If-None-Match`
+    /// are held until `n` have arrived (or a minute passed), then sent to
+    /// the upstream one at a time, so a racer's check and write never
+    /// interleave with another's.
+    pub fn serialise_conditional_puts(&self, n: usize) {
+        lock(&self.layer.state).hold = n;
+    }
+}
+
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+impl Layer {
+    /// Records a request and picks its fault; gives its index in `seen`.
+    fn arrive(&self, req: &Request) -> (usize, Option<Fault>) {
+        let mut st = lock(&self.state);
+        let mut fault = None;
+        let rules = if req.method == "CONNECT" {
+            &mut [][..]
+        } else {
+            &mut st.rules[..]
+        };
+        for (rule, f) in rules {
+            if rule.times == 0 || !rule.matches(req) {
+                continue;
+            }
+            if rule.skip > 0 {
+                rule.skip -= 1;
+                continue;
+            }
+            rule.times -= usize::from(rule.times != usize::MAX);
+            fault = Some(f.clone());
+            break;
+        }
+        if let (None, false, Some((x, per_mille, kinds))) =
+            (&fault, req.method == "CONNECT", &mut st.random)
+        {
+            if xorshift(x) % 1000 < *per_mille && !kinds.is_empty() {
+                fault = kinds
+                    .get((xorshift(x) % kinds.len() as u64) as usize)
+                    .cloned();
+            }
+        }
+        st.faults_applied += usize::from(fault.is_some());
+        st.seen.push(Seen {
+            request: req.summary(),
+            status: None,
+            fault: fault.clone(),
+        });
+        (st.seen.len() - 1, fault)
+    }
+
+    /// Forwards, holding and serialising conditional PUTs when asked to.
+    fn forward(&self, req: &Request) -> std::io::Result<Reply> {
+        if req.method != "PUT" || req.header("if-none-match").is_none() {
+            return http::forward(self.upstream, req);
+        }
+        let mut st = lock(&self.state);
+        if st.hold == 0 {
+            drop(st);
+            return http::forward(self.upstream, req);
+        }
+        st.held += 1;
+        self.arrived.notify_all();
+        let (st, _) = self
+            .arrived
+            .wait_timeout_while(st, Duration::from_secs(60), |st| st.held < st.hold)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        drop(st);
+        let _one_at_a_time = lock(&self.serial);
+        http::forward(self.upstream, req)
+    }
+}
+
+impl Handler for Layer {
+    fn call(&self, mut req: Request, body: Body<'_>) -> Reply {
+        let (idx, fault) = self.arrive(&req);
+        if req.method == "CONNECT" {
+            return Reply::default().cut(Cut::Tunnel(self.upstream));
+        }
+        if fault == Some(Fault::ResetDuringUpload) {
+            return Reply::default().cut(Cut::ResetUpload);
+        }
+        if let Err(e) = body.read(&mut req) {
+            return Reply::status(400, &e.to_string()).cut(Cut::Close);
+        }
+        lock(&self.state).seen[idx].request.body_len = req.body_len;
+        match fault {
+            Some(Fault::Status(status)) => return Reply::status(status, ""),
+            Some(Fault::SlowDown) => return Reply::s3_error(503, "SlowDown"),
+            Some(Fault::Xml(status, code)) => return Reply::s3_error(status, code),
+            Some(Fault::ResetBeforeResponse) => return Reply::default().cut(Cut::Reset),
+            Some(Fault::Stall(d)) => return Reply::default().cut(Cut::Stall(d)),
+            _ => {}
+        }
+        let mut reply = match self.forward(&req) {
+            Ok(r) => r,
+            Err(e) => return Reply::status(502, &format!("fault proxy: {e}")),
+        };
+        lock(&self.state).seen[idx].status = Some(reply.status);
+        let half = reply.body.len() / 2;
+        match fault {
+            Some(Fault::ShortBody) => reply.cut(Cut::Short),
+            Some(Fault::ResetDuringDownload) => reply.cut(Cut::ResetMidBody),
+            Some(Fault::CorruptBody) => {
+                if let Some(b) = reply.body.get_mut(half) {
+                    *b ^= 0xFF;
+                }
+                reply
+            }
+            _ => reply,
+        }
+    }
+}
