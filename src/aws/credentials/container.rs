@@ -209,7 +209,7 @@ mod tests {
             Some("token-two") => Reply::json(metadata_json("AKIDTWO", "2099-01-01T00:00:00Z")),
             _ => Reply::status(401, "{\"message\":\"bad token\"}"),
         });
-        let url = format!("{}/v1/credentials", server.url);
+        let url = format!("{}/v1/credentials", server.url());
         let c = Container::from_env(&env(&[
             ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
             (
@@ -238,7 +238,7 @@ mod tests {
     fn wrong_token_is_permission_denied() {
         let server = FakeServer::start(|_| Reply::status(403, "{\"message\":\"denied\"}"));
         let c = Container::from_env(&env(&[
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url()),
             ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "the-token"),
         ]))
         .unwrap()

@@ -157,7 +157,7 @@ mod tests {
         let server = fake_imds("ci-role", "2099-01-01T00:00:00Z");
         let i = imds(&[(
             "AWS_EC2_METADATA_SERVICE_ENDPOINT",
-            &format!("{}/", server.url),
+            &format!("{}/", server.url()),
         )]);
         let creds = i
             .fetch(&source_http::http(&Default::default()).unwrap())
@@ -185,7 +185,7 @@ mod tests {
             "PUT" => Reply::ok("t"),
             _ => Reply::status(404, ""),
         });
-        let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)]);
+        let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url())]);
         let err = i
             .fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap_err();
@@ -199,7 +199,7 @@ mod tests {
             (_, ROLE_PATH) => Reply::ok("r"),
             _ => Reply::json(metadata_json("AKIDV1", "2099-01-01T00:00:00Z")),
         });
-        let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url)]);
+        let i = imds(&[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url())]);
         assert_eq!(
             i.fetch(&source_http::http(&Default::default()).unwrap())
                 .unwrap()
@@ -210,7 +210,7 @@ mod tests {
             .header("x-aws-ec2-metadata-token")
             .is_none());
         let i = imds(&[
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &server.url()),
             ("AWS_EC2_METADATA_V1_DISABLED", "true"),
         ]);
         assert!(i

@@ -386,8 +386,8 @@ mod tests {
             account_id: "123456789012".into(),
             role_name: "Read Only".into(),
             cache_file,
-            portal: server.url.clone(),
-            oidc: server.url.clone(),
+            portal: server.url(),
+            oidc: server.url(),
         }
     }
 
@@ -407,7 +407,7 @@ mod tests {
                     "sessionToken": "sso-session-token", "expiration": 4_070_908_800_000_i64}}))
             }
             ("POST", "/token") => {
-                let body: Value = serde_json::from_str(&req.body).unwrap_or_default();
+                let body: Value = serde_json::from_slice(&req.body).unwrap_or_default();
                 if body["grantType"] == "refresh_token"
                     && body["refreshToken"] == "old-refresh"
                     && body["clientId"] == "cid"

@@ -356,7 +356,7 @@ mod tests {
             external_id: Some("ext-1".into()),
             duration_seconds: Some(3600),
             endpoint: StsEndpoint {
-                url: server.url.clone(),
+                url: server.url(),
                 signing_region: "eu-west-1".into(),
             },
             source: Provider::Static(base()),
@@ -375,7 +375,7 @@ mod tests {
         let req = &reqs[0];
         assert_eq!(req.method, "POST");
         assert_eq!(
-            req.body,
+            req.text(),
             "Action=AssumeRole&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Fdemo\
              &RoleSessionName=my%20session&DurationSeconds=3600&ExternalId=ext-1"
         );
@@ -401,7 +401,7 @@ mod tests {
             external_id: None,
             duration_seconds: Some(600),
             endpoint: StsEndpoint {
-                url: server.url.clone(),
+                url: server.url(),
                 signing_region: "us-east-1".into(),
             },
             source: Provider::Static(base()),
@@ -409,7 +409,7 @@ mod tests {
         };
         role.fetch(&source_http::http(&Default::default()).unwrap())
             .unwrap();
-        let body = &server.requests()[0].body;
+        let body = &server.requests()[0].text();
         assert!(body.contains("&RoleSessionName=aws-go-sdk-"), "{body}");
         assert!(body.contains("&DurationSeconds=900"), "{body}");
     }
@@ -429,7 +429,7 @@ mod tests {
             external_id: None,
             duration_seconds: None,
             endpoint: StsEndpoint {
-                url: server.url.clone(),
+                url: server.url(),
                 signing_region: "us-east-1".into(),
             },
             source: Provider::Static(base()),
@@ -471,7 +471,7 @@ mod tests {
                 ("AWS_ROLE_SESSION_NAME", "ci"),
             ]),
             StsEndpoint {
-                url: server.url.clone(),
+                url: server.url(),
                 signing_region: "us-east-1".into(),
             },
         )
@@ -485,10 +485,10 @@ mod tests {
         provider.fetch(&http).unwrap();
         let reqs = server.requests();
         assert_eq!(
-            reqs[0].body,
+            reqs[0].text(),
             "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&RoleArn=arn%3Aaws%3Aiam%3A%3A1%3Arole%2Firsa&RoleSessionName=ci&WebIdentityToken=jwt-one"
         );
-        assert!(reqs[1].body.ends_with("&WebIdentityToken=jwt-two"));
+        assert!(reqs[1].text().ends_with("&WebIdentityToken=jwt-two"));
         assert_eq!(reqs[0].header("authorization"), None);
         assert_eq!(reqs[0].header("content-type"), Some(FORM));
     }
@@ -543,7 +543,7 @@ mod tests {
             role_arn: "arn:aws:iam::1:role/irsa".into(),
             session_name: None,
             endpoint: StsEndpoint {
-                url: server.url.clone(),
+                url: server.url(),
                 signing_region: "us-east-1".into(),
             },
         };

@@ -131,7 +131,7 @@ fn web_identity_from_the_environment_wins_over_a_profile() {
         &[
             ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
             ("AWS_ROLE_ARN", "arn:aws:iam::1:role/irsa"),
-            ("AWS_ENDPOINT_URL_STS", &sts.url),
+            ("AWS_ENDPOINT_URL_STS", &sts.url()),
         ],
     )
     .unwrap();
@@ -141,7 +141,7 @@ fn web_identity_from_the_environment_wins_over_a_profile() {
     );
     assert_eq!(key(&chain), "ASIAASSUMED");
     assert!(sts.requests()[0]
-        .body
+        .text()
         .contains("Action=AssumeRoleWithWebIdentity"));
 }
 
@@ -159,8 +159,8 @@ fn a_profile_wins_over_container_and_imds() {
     let chain = resolve(
         home.path(),
         &[
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &container.url),
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &container.url()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url()),
         ],
     )
     .unwrap();
@@ -188,10 +188,10 @@ fn container_wins_over_imds() {
         &[
             (
                 "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                &format!("{}/v1/credentials", container.url),
+                &format!("{}/v1/credentials", container.url()),
             ),
             ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "pod-token"),
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url()),
         ],
     )
     .unwrap();
@@ -212,7 +212,7 @@ fn imds_comes_last() {
     let imds = fake_imds("ci-role", "2099-01-01T00:00:00Z");
     let chain = resolve(
         home.path(),
-        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url)],
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url())],
     )
     .unwrap();
     assert_eq!(
@@ -296,7 +296,7 @@ fn aws_profile_naming_a_missing_profile_is_an_error() {
         home.path(),
         &[
             ("AWS_PROFILE", "nope"),
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url()),
         ],
     )
     .err()
@@ -375,7 +375,7 @@ fn assume_role_profile_signs_with_the_source_profile() {
     });
     let chain = resolve(
         home.path(),
-        &[("AWS_PROFILE", "ci"), ("AWS_ENDPOINT_URL_STS", &sts.url)],
+        &[("AWS_PROFILE", "ci"), ("AWS_ENDPOINT_URL_STS", &sts.url())],
     )
     .unwrap();
     assert_eq!(
@@ -385,7 +385,7 @@ fn assume_role_profile_signs_with_the_source_profile() {
     let creds = chain.current().unwrap();
     assert_eq!(creds.access_key_id, "ASIAASSUMED");
     assert_eq!(creds.session_token.as_deref(), Some("assumed-token&more"));
-    assert!(sts.requests()[0].body.contains("&RoleSessionName=build&"));
+    assert!(sts.requests()[0].text().contains("&RoleSessionName=build&"));
 }
 
 #[test]
@@ -399,7 +399,7 @@ fn a_configured_source_that_fails_stops_the_chain() {
     let imds = fake_imds("r", "2099-01-01T00:00:00Z");
     let err = resolve(
         home.path(),
-        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url)],
+        &[("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url())],
     )
     .err()
     .unwrap();
@@ -415,8 +415,8 @@ fn a_configured_source_that_fails_stops_the_chain() {
     let err = resolve(
         empty.path(),
         &[
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &container.url),
-            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url),
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &container.url()),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &imds.url()),
         ],
     )
     .err()
@@ -477,7 +477,7 @@ fn sso_profile_end_to_end() {
         home.path(),
         &[
             ("AWS_PROFILE", "dev"),
-            ("AWS_ENDPOINT_URL_SSO", &portal.url),
+            ("AWS_ENDPOINT_URL_SSO", &portal.url()),
         ],
     )
     .unwrap();
@@ -513,7 +513,7 @@ fn credentials_near_expiry_are_refreshed_once() {
     let (server, count) = counting_container(Duration::from_secs(120));
     let chain = resolve(
         home.path(),
-        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url)],
+        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url())],
     )
     .unwrap();
     assert_eq!(count.load(Ordering::SeqCst), 1);
@@ -526,7 +526,7 @@ fn credentials_near_expiry_are_refreshed_once() {
     let (server, count) = counting_container(Duration::from_secs(3600));
     let chain = resolve(
         home.path(),
-        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url)],
+        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url())],
     )
     .unwrap();
     assert_eq!(key(&chain), "AKIDFIRST");
@@ -540,7 +540,7 @@ fn one_refresh_serves_every_thread() {
     let chain = Arc::new(
         resolve(
             home.path(),
-            &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url)],
+            &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url())],
         )
         .unwrap(),
     );
@@ -572,7 +572,7 @@ fn failed_refresh_keeps_usable_credentials_and_reports_expired_ones() {
     let (server, count) = make(format_rfc3339(SystemTime::now() + Duration::from_secs(120)));
     let chain = resolve(
         home.path(),
-        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url)],
+        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url())],
     )
     .unwrap();
     assert_eq!(key(&chain), "AKIDOLD");
@@ -583,7 +583,7 @@ fn failed_refresh_keeps_usable_credentials_and_reports_expired_ones() {
     let (server, _) = make("2020-01-01T00:00:00Z".to_string());
     let chain = resolve(
         home.path(),
-        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url)],
+        &[("AWS_CONTAINER_CREDENTIALS_FULL_URI", &server.url())],
     )
     .unwrap();
     let err = chain.current().unwrap_err();
