@@ -92,6 +92,76 @@ pub fn remove_open_temp_files() {
     }
 }
 
+/// The permission bits a new file gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The system's default for a new file.
+    Default,
+    /// These bits, less the umask, as `cp` gives a new file.
+    New(u32),
+    /// Exactly these bits (a file replaced keeps its mode; a store keeps
+    /// what it was given).
+    Exact(u32),
+}
+
+impl Mode {
+    /// The mode a pull gives `dest`: the one recorded with the object, else
+    /// (with --force) the mode of the file it replaces, else the default.
+    /// Setuid, setgid and sticky bits are never applied.
+    pub fn for_pull(recorded: Option<u32>, dest: &Path, force: bool) -> Mode {
+        match recorded {
+            Some(bits) => Mode::New(bits & 0o777),
+            None if force => fs::metadata(dest)
+                .ok()
+                .filter(fs::Metadata::is_file)
+                .and_then(|m| permission_bits(&m))
+                .map_or(Mode::Default, Mode::Exact),
+            None => Mode::Default,
+        }
+    }
+}
+
+/// A file's permission bits (`rwxrwxrwx`), where the system has them.
+#[cfg(unix)]
+pub fn permission_bits(meta: &fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(meta.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+pub fn permission_bits(_meta: &fs::Metadata) -> Option<u32> {
+    None
+}
+
+#[cfg(unix)]
+fn open_with(options: &mut OpenOptions, mode: Mode) -> &mut OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    match mode {
+        Mode::New(bits) => options.mode(bits),
+        // Readable and writable by us until the mode is set exactly.
+        Mode::Exact(_) | Mode::Default => options,
+    }
+}
+
+#[cfg(not(unix))]
+fn open_with(options: &mut OpenOptions, _mode: Mode) -> &mut OpenOptions {
+    options
+}
+
+#[cfg(unix)]
+fn set_exact(file: &File, mode: Mode) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match mode {
+        Mode::Exact(bits) => file.set_permissions(fs::Permissions::from_mode(bits & 0o777)),
+        Mode::New(_) | Mode::Default => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+fn set_exact(_file: &File, _mode: Mode) -> io::Result<()> {
+    Ok(())
+}
+
 /// A temporary file that removes itself unless committed.
 pub struct TempFile {
     path: PathBuf,
@@ -103,15 +173,16 @@ impl TempFile {
     /// Creates the temporary file for `dest`, and `dest`'s parent
     /// directories when they are missing: the file is opened first and the
     /// directories made only if that fails, so a pull of many files into
-    /// one directory makes it once, not once per file.
-    pub fn create(dest: &Path) -> Result<TempFile> {
+    /// one directory makes it once, not once per file. It gets `mode`.
+    pub fn create(dest: &Path, mode: Mode) -> Result<TempFile> {
         let path = temp_path_for(dest);
         let open = || {
-            OpenOptions::new()
-                .write(true)
-                .read(true)
-                .create_new(true)
-                .open(&path)
+            open_with(
+                OpenOptions::new().write(true).read(true).create_new(true),
+                mode,
+            )
+            .open(&path)
+            .and_then(|file| set_exact(&file, mode).map(|()| file))
         };
         let file = match open() {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -236,17 +307,17 @@ mod tests {
     fn commit_moves_the_file_and_drop_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("sub/out.txt");
-        let mut t = TempFile::create(&dest).unwrap();
+        let mut t = TempFile::create(&dest, Mode::Default).unwrap();
         t.file().write_all(b"hello").unwrap();
         t.commit(&dest, false, "out.txt", Side::Local).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"hello");
 
-        let t = TempFile::create(&dest).unwrap();
+        let t = TempFile::create(&dest, Mode::Default).unwrap();
         let err = t.commit(&dest, false, "out.txt", Side::Local).unwrap_err();
         assert_eq!(err.exit_code(), 5);
 
         {
-            let mut t = TempFile::create(&dest).unwrap();
+            let mut t = TempFile::create(&dest, Mode::Default).unwrap();
             t.file().write_all(b"partial").unwrap();
         }
         let names: Vec<_> = fs::read_dir(dest.parent().unwrap())

@@ -51,7 +51,7 @@ fn kill_9_during_a_pull_leaves_no_partial_file_and_the_next_run_cleans_up() {
         .put_object(&format!("{JOB}/big.bin"), &data(2_000_000, 1));
     f.proxy.inject(
         Rule::any().method("GET").path_contains("/artifacts/"),
-        Fault::Stall(Duration::from_secs(30)),
+        Fault::StallDuringDownload(Duration::from_secs(30)),
     );
     let mut child = f
         .env
@@ -88,7 +88,7 @@ fn kill_9_during_a_forced_pull_keeps_the_previous_file() {
     f.env.write("big.bin", b"the previous complete file");
     f.proxy.inject(
         Rule::any().method("GET").path_contains("/artifacts/"),
-        Fault::Stall(Duration::from_secs(30)),
+        Fault::StallDuringDownload(Duration::from_secs(30)),
     );
     let mut child = f
         .env
@@ -109,7 +109,7 @@ fn a_live_run_keeps_its_temporary_file_while_another_run_cleans_up() {
     f.env.put_object(&format!("{JOB}/fast.bin"), &data(1000, 4));
     f.proxy.inject(
         Rule::any().method("GET").path_contains("slow.bin"),
-        Fault::Stall(Duration::from_secs(30)),
+        Fault::StallDuringDownload(Duration::from_secs(30)),
     );
     let mut slow = f
         .env

@@ -247,3 +247,57 @@ scenario!(push_missing_source, |env| {
         .stderr_has("does-not-exist");
     assert!(env.keys().is_empty());
 });
+
+// ---- file modes -----------------------------------------------------------
+
+fn mode(env: &crate::support::TestEnv, rel: &str) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(env.path(rel)).unwrap().permissions().mode() & 0o7777
+}
+
+fn chmod(env: &crate::support::TestEnv, rel: &str, bits: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(env.path(rel), fs::Permissions::from_mode(bits)).unwrap();
+}
+
+scenario!(file_modes_round_trip_where_the_store_keeps_them, |env| {
+    env.write("d/tool", b"#!/bin/sh\n");
+    env.write("d/secret", b"s");
+    env.write("d/suid", b"u");
+    chmod(&env, "d/tool", 0o755);
+    chmod(&env, "d/secret", 0o700);
+    chmod(&env, "d/suid", 0o4755);
+    env.run(&["push", "job", "d"]).success();
+    env.run(&["pull", "job", "d", "-d", "back"]).success();
+    if matches!(env.store, crate::support::Store::Hub(_)) {
+        // Signed URLs carry no metadata: new files get the default mode.
+        assert_eq!(mode(&env, "back/tool") & 0o111, 0);
+        return;
+    }
+    // The umask may take group and other bits away, never add them.
+    assert_eq!(mode(&env, "back/tool") & 0o700, 0o700);
+    assert_eq!(mode(&env, "back/tool") & !0o755, 0);
+    assert_eq!(mode(&env, "back/secret"), 0o700);
+    assert_eq!(mode(&env, "back/suid") & 0o7000, 0, "setuid applied");
+    assert_eq!(mode(&env, "back/suid") & 0o700, 0o700);
+});
+
+scenario!(
+    a_forced_pull_keeps_the_mode_of_the_file_it_replaces_when_none_is_recorded,
+    |env| {
+        env.write("run.sh", b"new");
+        chmod(&env, "run.sh", 0o644);
+        env.run(&["push", "job", "run.sh"]).success();
+        env.write("run.sh", b"old");
+        chmod(&env, "run.sh", 0o750);
+        env.run(&["pull", "job", "run.sh", "-f"]).success();
+        assert_eq!(env.read("run.sh"), b"new");
+        let expected = match env.store {
+            // Nothing recorded: the replaced file's mode stays.
+            crate::support::Store::Hub(_) => 0o750,
+            // Recorded at push: 0644, less the umask.
+            _ => mode(&env, "run.sh") & 0o644,
+        };
+        assert_eq!(mode(&env, "run.sh"), expected);
+    }
+);

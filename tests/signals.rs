@@ -49,7 +49,7 @@ fn pull_interrupted_by(name: &str, code: i32) {
         .put_object(&format!("{JOB}/big.bin"), &data(2_000_000, 1));
     f.proxy.inject(
         Rule::any().method("GET").path_contains("/artifacts/"),
-        Fault::Stall(Duration::from_secs(30)),
+        Fault::StallDuringDownload(Duration::from_secs(30)),
     );
     let child = f
         .env

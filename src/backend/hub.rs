@@ -262,6 +262,7 @@ impl Backend for Hub {
                 locator: put,
                 probe: head,
                 overwrite: force,
+                mode: None,
             })
             .collect())
     }

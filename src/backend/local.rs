@@ -4,14 +4,15 @@
 //! a temporary file and a rename (or, without --force, a hard link, which
 //! cannot replace a file: two racing pushes cannot both win). It needs no
 //! server and no account, which makes it what `make demo` runs and the
-//! fastest real backend for testing the transfer engine.
+//! fastest real backend for testing the transfer engine. A stored file keeps
+//! the pushed file's permission bits, and gives them back on pull.
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::{Attempt, Backend, Body, ByteRange, Download, Intent, Page, RemoteObject, Upload};
-use crate::atomic::{self, TempFile};
+use crate::atomic::{self, Mode, TempFile};
 use crate::config::Env;
 use crate::error::{Error, Result, Side};
 
@@ -83,7 +84,8 @@ impl Backend for Local {
 
     fn put(&self, upload: &Upload, body: &Body<'_>, _attempt: &mut Attempt) -> Result<()> {
         let dest = self.path_of(&upload.locator);
-        let mut temp = TempFile::create(&dest)?;
+        let mode = upload.mode.map_or(Mode::Default, Mode::Exact);
+        let mut temp = TempFile::create(&dest, mode)?;
         io::copy(&mut body.reader(), temp.file())
             .map_err(|e| Error::local_io("write", &dest, e))?;
         temp.commit(&dest, upload.overwrite, &upload.key, Side::Remote)
@@ -116,19 +118,18 @@ impl Backend for Local {
             }
             Err(e) => return Err(Error::local_io("open", &path, e)),
         };
-        let size = file
+        let meta = file
             .metadata()
-            .map_err(|e| Error::local_io("read", &path, e))?
-            .len();
+            .map_err(|e| Error::local_io("read", &path, e))?;
+        let size = meta.len();
         let from = range.from.min(size);
         file.seek(SeekFrom::Start(from))
             .map_err(|e| Error::local_io("read", &path, e))?;
         let length = range.len.map_or(size - from, |len| len.min(size - from));
-        Ok(Download::new(
-            Box::new(io::Read::take(file, length)),
-            from,
-            Some(length),
-        ))
+        let mut download =
+            Download::new(Box::new(io::Read::take(file, length)), from, Some(length));
+        download.mode = atomic::permission_bits(&meta);
+        Ok(download)
     }
 
     fn delete(&self, object: &RemoteObject) -> Result<()> {

@@ -50,6 +50,7 @@ pub trait Backend: Send + Sync {
                 locator: k.clone(),
                 probe: None,
                 overwrite: force,
+                mode: None,
             })
             .collect())
     }

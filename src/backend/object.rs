@@ -29,6 +29,9 @@ pub struct Upload {
     pub probe: Option<String>,
     /// Whether it may replace a stored object (--force).
     pub overwrite: bool,
+    /// The file's permission bits, for stores that keep them; set by the
+    /// engine.
+    pub mode: Option<u32>,
 }
 
 /// One object found in the store.
@@ -237,6 +240,8 @@ impl ByteRange<'_> {
 pub struct Stated {
     pub etag: Option<String>,
     pub sha256: Option<Expected>,
+    /// The permission bits recorded with the object.
+    pub mode: Option<u32>,
 }
 
 /// A GET's answer: the body and what the store said about it.
@@ -253,6 +258,8 @@ pub struct Download<'a> {
     pub sha256: Option<Expected>,
     /// The MD5 the storage states (GCS's `x-goog-hash`), base64.
     pub md5: Option<String>,
+    /// The permission bits recorded with the object.
+    pub mode: Option<u32>,
 }
 
 impl<'a> Download<'a> {
@@ -265,6 +272,7 @@ impl<'a> Download<'a> {
             etag: None,
             sha256: None,
             md5: None,
+            mode: None,
         }
     }
 

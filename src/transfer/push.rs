@@ -48,8 +48,11 @@ pub fn push(
         return Ok(Totals::default());
     }
     let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
-    let (uploads, budget) = prepare(backend, &keys, opts)?;
+    let (mut uploads, budget) = prepare(backend, &keys, opts)?;
     drop(keys);
+    for (upload, item) in uploads.iter_mut().zip(&items) {
+        upload.mode = item.mode;
+    }
     let _progress = progress::Reporter::start("Pushing");
     items.iter().for_each(|i| progress::planned(Some(i.size)));
     let slots: Vec<Arc<Slot>> = items.iter().map(|_| Arc::default()).collect();

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::scheduler::Ctx;
 use super::{finish, Slot};
-use crate::atomic::TempFile;
+use crate::atomic::{Mode, TempFile};
 use crate::backend::object::read_at;
 use crate::backend::{Backend, ByteRange, Download, RemoteObject};
 use crate::checksum::{Expected, StreamHasher};
@@ -66,7 +66,8 @@ fn whole(
     path: &Path,
     force: bool,
 ) -> Result<u64> {
-    let mut temp = TempFile::create(path)?;
+    // Created at the first answer, which says what mode the file gets.
+    let mut temp: Option<TempFile> = None;
     let mut landing = Landing::new(&object.key);
     let what = format!("GET '{}'", object.key);
     ctx.request(&what, object.size.unwrap_or(0), |_| {
@@ -76,8 +77,8 @@ fn whole(
             len: None,
             if_match: landing.etag.as_deref().filter(|_| from > 0),
         };
-        let download = match backend.get(object, range) {
-            Err(e) if from > 0 && e.is_precondition_failed() => {
+        let download = match (backend.get(object, range), &mut temp) {
+            (Err(e), Some(temp)) if from > 0 && e.is_precondition_failed() => {
                 // The object changed since the first bytes: start over.
                 log::debug(|| {
                     format!(
@@ -88,10 +89,20 @@ fn whole(
                 landing.restart(temp.file())?;
                 backend.get(object, ByteRange::default())?
             }
-            other => other?,
+            (other, _) => other?,
         };
-        landing.receive(temp.file(), download, object.size)
+        let file = match &mut temp {
+            Some(temp) => temp.file(),
+            None => {
+                let mode = Mode::for_pull(download.mode, path, force);
+                temp.insert(TempFile::create(path, mode)?).file()
+            }
+        };
+        landing.receive(file, download, object.size)
     })?;
+    let Some(temp) = temp else {
+        return Err(Error::Protocol(format!("no answer for '{}'", object.key)));
+    };
     let written = landing.written;
     landing.verify()?;
     temp.commit(path, force, &path.display().to_string(), Side::Local)?;
@@ -260,7 +271,8 @@ impl<'env> Ranged<'env> {
         }
         .max(1);
         let count = size.div_ceil(range) as usize;
-        let mut temp = TempFile::create(&path)?;
+        let mode = Mode::for_pull(stated.mode, &path, force);
+        let mut temp = TempFile::create(&path, mode)?;
         let write_error = |e| Error::local_io("write", &path, e);
         temp.file().set_len(size).map_err(write_error)?;
         let file = temp.file().try_clone().map_err(write_error)?;

@@ -159,6 +159,7 @@ impl Backend for Memory {
         Ok(Stated {
             etag: Some("\"v1\"".into()),
             sha256: Some(Expected::Whole(checksum::base64(&checksum::sha256(&data)))),
+            mode: None,
         })
     }
 

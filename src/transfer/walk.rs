@@ -29,6 +29,8 @@ pub struct Item {
     pub local: PathBuf,
     pub key: String,
     pub size: u64,
+    /// Permission bits, where the system has them.
+    pub mode: Option<u32>,
 }
 
 /// The files under `source`, with keys under `remote`.
@@ -49,6 +51,7 @@ pub fn walk(source: &Path, remote: &str) -> Result<Vec<Item>> {
             local: source.to_path_buf(),
             key: remote.to_string(),
             size: meta.len(),
+            mode: atomic::permission_bits(&meta),
         }]);
     }
     if !meta.is_dir() {
@@ -111,6 +114,7 @@ fn walk_dir(
                 local: path,
                 key: child_key,
                 size: meta.len(),
+                mode: atomic::permission_bits(&meta),
             });
         } else if meta.is_dir() {
             let id = (meta.dev(), meta.ino());
@@ -152,13 +156,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("a.txt");
         fs::write(&f, b"abc").unwrap();
+        let mode = atomic::permission_bits(&fs::metadata(&f).unwrap());
         let items = walk(&f, "r/a.txt").unwrap();
         assert_eq!(
             items,
             vec![Item {
                 local: f,
                 key: "r/a.txt".into(),
-                size: 3
+                size: 3,
+                mode,
             }]
         );
     }

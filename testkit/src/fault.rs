@@ -40,6 +40,9 @@ pub enum Fault {
     ShortBody,
     /// Read the whole request, send nothing for this long, then close.
     Stall(Duration),
+    /// Forward, send the head and half the body, then nothing for this
+    /// long, then close.
+    StallDuringDownload(Duration),
     /// Forward, flipping every bit of the body's middle byte.
     CorruptBody,
 }
@@ -309,6 +312,7 @@ impl Handler for Layer {
         match fault {
             Some(Fault::ShortBody) => reply.cut(Cut::Short),
             Some(Fault::ResetDuringDownload) => reply.cut(Cut::ResetMidBody),
+            Some(Fault::StallDuringDownload(d)) => reply.cut(Cut::StallMidBody(d)),
             Some(Fault::CorruptBody) => {
                 if let Some(b) = reply.body.get_mut(half) {
                     *b ^= 0xFF;

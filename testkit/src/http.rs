@@ -138,6 +138,9 @@ pub enum Cut {
     Short,
     /// Nothing for this long, then a clean close.
     Stall(Duration),
+    /// The head and half the body, nothing more for this long, then a
+    /// clean close.
+    StallMidBody(Duration),
     /// `200 Connection established`, then bytes are relayed to this address.
     Tunnel(SocketAddr),
 }
@@ -446,6 +449,14 @@ fn framing(headers: &[(String, String)]) -> io::Result<Option<Framing>> {
     }
 }
 
+/// Waits `d`, or until the server stops.
+fn stall(d: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + d;
+    while Instant::now() < end && !stop.load(Ordering::SeqCst) {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Resets the connection (RST, not FIN) when `stream` is dropped.
 pub fn reset_on_drop(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
@@ -521,9 +532,13 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 return reset_on_drop(&stream);
             }
             Cut::Stall(d) => {
-                let end = Instant::now() + d;
-                while Instant::now() < end && !shared.stop.load(Ordering::SeqCst) {
-                    thread::sleep(Duration::from_millis(10));
+                stall(d, &shared.stop);
+                return linger(&stream, &mut reader);
+            }
+            Cut::StallMidBody(d) => {
+                if w.write_all(&reply.bytes(is_head, false, half)).is_ok() {
+                    let _ = w.flush();
+                    stall(d, &shared.stop);
                 }
                 return linger(&stream, &mut reader);
             }

@@ -32,6 +32,7 @@ impl S3 {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
             sha256: expected_sha256(headers),
+            mode: recorded_mode(headers),
         })
     }
 
@@ -66,10 +67,18 @@ impl S3 {
             .is_whole()
             .then(|| expected_sha256(response.headers()))
             .flatten();
+        let mode = recorded_mode(response.headers());
         let mut download = Download::from_http(response)?;
         download.sha256 = expected;
+        download.mode = mode;
         Ok(download)
     }
+}
+
+/// The permission bits our push recorded (`x-amz-meta-mode`, octal).
+fn recorded_mode(headers: &HeaderMap) -> Option<u32> {
+    let value = headers.get(super::upload::META_MODE)?.to_str().ok()?;
+    u32::from_str_radix(value.trim(), 8).ok().map(|m| m & 0o777)
 }
 
 /// The SHA-256 the object's bytes must have, when the store states one we

@@ -230,6 +230,7 @@ impl Backend for S3 {
                 locator: self.full_key(k),
                 probe: None,
                 overwrite: force,
+                mode: None,
             })
             .collect();
         if let Some(long) = uploads.iter().find(|u| u.locator.len() > MAX_KEY_BYTES) {

@@ -27,6 +27,13 @@ const COMPLETE_WAIT: Duration = Duration::from_secs(15 * 60);
 const META_SHA256: &str = "x-amz-meta-sha256";
 const META_UPLOAD: &str = "x-amz-meta-artifact-upload";
 const META_PART_SIZE: &str = "x-amz-meta-artifact-part-size";
+/// A file's permission bits, in octal (`0755`).
+pub(super) const META_MODE: &str = "x-amz-meta-mode";
+
+/// Permission bits as `x-amz-meta-mode` records them.
+fn format_mode(mode: u32) -> String {
+    format!("{:04o}", mode & 0o777)
+}
 
 impl S3 {
     /// One PUT of a whole object.
@@ -38,6 +45,9 @@ impl S3 {
     ) -> Result<()> {
         let sum = body.sha256_base64()?;
         let mut req = Request::new("PUT", Some(&upload.locator)).header(META_SHA256, sum.clone());
+        if let Some(mode) = upload.mode {
+            req = req.header(META_MODE, format_mode(mode));
+        }
         if !upload.overwrite {
             req = req.header("if-none-match", "*");
         }
@@ -165,6 +175,9 @@ impl Multipart for S3 {
             .header(META_PART_SIZE, part_size.to_string());
         if !self.checksums_refused.load(Ordering::Relaxed) {
             req = req.header("x-amz-checksum-algorithm", "SHA256");
+        }
+        if let Some(mode) = upload.mode {
+            req = req.header(META_MODE, format_mode(mode));
         }
         let mut response = self.client.send(&req, Payload::Empty)?;
         if !response.status().is_success() {
