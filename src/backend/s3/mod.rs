@@ -43,6 +43,9 @@ pub struct S3 {
     /// Set when the store refused the checksum headers themselves: uploads
     /// go on without them for the rest of the run.
     checksums_refused: AtomicBool,
+    /// Set when the store refused conditional writes (`If-None-Match`):
+    /// pushes rely on the listing check alone for the rest of the run.
+    conditions_refused: AtomicBool,
     /// The marker each multipart upload of this run stores, by upload id.
     upload_markers: Mutex<HashMap<String, String>>,
 }
@@ -67,10 +70,12 @@ impl S3 {
             )
         });
         Ok(S3 {
-            client: Client::new(http, Arc::new(chain), region, bucket_url),
+            client: Client::new(http, Arc::new(chain), region, bucket_url)
+                .with_virtual_host(s3.virtual_host_on_endpoint()),
             settings: s3,
             credential_source,
             checksums_refused: AtomicBool::new(false),
+            conditions_refused: AtomicBool::new(false),
             upload_markers: Mutex::new(HashMap::new()),
         })
     }
@@ -120,6 +125,7 @@ impl S3 {
             code,
             message,
             bucket_region,
+            ..
         } = failure;
         let bucket = &self.settings.bucket;
         let region = self.client.region();
