@@ -6,10 +6,10 @@
 //! attempted once. Everything that is the same for every store lives in the
 //! transfer engine (`crate::transfer`): walking, conflict checks, the budget
 //! of requests in flight, retries, building upload bodies, hashing and
-//! verifying downloads, temporary files. Two batch steps let a store answer
-//! for many objects in one round trip: `prepare_push` (the Hub hands out
-//! every signed URL in one POST; S3 checks a whole tree with one listing)
-//! and `list_page`.
+//! verifying downloads, temporary files. Three batch steps let a store
+//! answer for many objects in one round trip: `prepare_push` (the Hub hands
+//! out every signed URL in one POST; S3 checks a whole tree with one
+//! listing), `list_page`, and `delete_many` (S3's DeleteObjects).
 
 pub mod hub;
 pub mod local;
@@ -96,7 +96,19 @@ pub trait Backend: Sync {
     fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>>;
 
     fn delete(&self, object: &RemoteObject) -> Result<()>;
+
+    /// Deletes `objects` (at most `DELETE_BATCH` of them) in one request,
+    /// where the store has a batch delete: `Some` with each key it reports
+    /// it could not delete, and why. `None` when the store has no batch
+    /// delete, or refused this one: nothing was deleted, and the engine
+    /// deletes the objects one at a time. The default has none.
+    fn delete_many(&self, _objects: &[RemoteObject]) -> Result<Option<Vec<(String, Error)>>> {
+        Ok(None)
+    }
 }
+
+/// The most objects one `delete_many` is given: S3's DeleteObjects limit.
+pub const DELETE_BATCH: usize = 1000;
 
 /// The backend that ARTIFACT_BACKEND names, configured from the environment.
 pub fn from_settings(settings: &Settings, env: &Env) -> Result<Box<dyn Backend>> {

@@ -7,7 +7,8 @@
 //! - `push` builds every upload body, splits large files into parts and
 //!   reads standard input; `receive` lands every download in a temporary
 //!   file, counting, hashing, checking and resuming;
-//! - `scheduler` runs every request — files, parts, ranges, deletes — under
+//! - `scheduler` runs every request — files, parts, ranges, deletes (in
+//!   batches where the store has them) — under
 //!   one `budget` of requests in flight, and is the one place requests are
 //!   retried.
 //!
@@ -25,13 +26,14 @@ mod receive;
 mod scheduler;
 pub mod walk;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 pub use budget::Budget;
 pub use push::{push, PushSource};
 
-use crate::backend::{Backend, Intent, RemoteObject};
+use crate::backend::{Backend, Intent, RemoteObject, DELETE_BATCH};
 use crate::error::{Error, Result};
 use crate::{log, progress, retry};
 use destination::Destination;
@@ -117,23 +119,22 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
     summarize(listed, fed)
 }
 
-/// Deletes everything at `remote`.
+/// Deletes everything at `remote`: each list page in batches of up to
+/// `DELETE_BATCH` objects, one request each where the store has a batch
+/// delete, else one request per object.
 pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
     let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
     let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
-        list(ctx, backend, remote, Intent::Yank, |page| {
-            for object in page {
-                let slot = Arc::new(Slot::new());
+        list(ctx, backend, remote, Intent::Yank, |mut page| {
+            while !page.is_empty() {
+                let rest = page.split_off(page.len().min(DELETE_BATCH));
+                let objects = std::mem::replace(&mut page, rest);
+                let slots: Vec<Arc<Slot>> = objects.iter().map(|_| Arc::default()).collect();
                 if let Ok(mut fed) = fed.lock() {
-                    fed.push((object.key.clone(), Arc::clone(&slot)));
+                    fed.extend(objects.iter().map(|o| o.key.clone()).zip(slots.clone()));
                 }
                 ctx.feed(Box::new(move |ctx| {
-                    if ctx.stopping() {
-                        return;
-                    }
-                    let what = format!("DELETE '{}'", object.key);
-                    let result = ctx.request(&what, 0, |_| backend.delete(&object));
-                    finish(ctx, &slot, result.map(|()| 0));
+                    delete_batch(ctx, backend, objects, slots)
                 }));
             }
             Ok(!ctx.stopping())
@@ -146,6 +147,52 @@ pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Total
         return Err(Error::NotFound(remote.to_string()));
     }
     summarize(listed, fed)
+}
+
+/// Deletes `objects` in one request where the store can, filling each
+/// one's slot; else queues one DELETE per object. When the batch request
+/// fails, its first object carries the error and none counts as deleted.
+fn delete_batch<'env>(
+    ctx: &Ctx<'_, '_, 'env>,
+    backend: &'env dyn Backend,
+    objects: Vec<RemoteObject>,
+    slots: Vec<Arc<Slot>>,
+) {
+    if ctx.stopping() {
+        return;
+    }
+    let batch = match objects.len() {
+        1 => Ok(None),
+        n => ctx.request(&format!("DeleteObjects of {n} objects"), 0, |_| {
+            backend.delete_many(&objects)
+        }),
+    };
+    match batch {
+        Ok(Some(failures)) => {
+            let mut failures: HashMap<String, Error> = failures.into_iter().collect();
+            for (object, slot) in objects.iter().zip(&slots) {
+                let outcome = failures.remove(&object.key).map_or(Ok(0), Err);
+                finish(ctx, slot, outcome);
+            }
+        }
+        Ok(None) => {
+            for (object, slot) in objects.into_iter().zip(slots) {
+                ctx.follow_up(Box::new(move |ctx| {
+                    if ctx.stopping() {
+                        return;
+                    }
+                    let what = format!("DELETE '{}'", object.key);
+                    let result = ctx.request(&what, 0, |_| backend.delete(&object));
+                    finish(ctx, &slot, result.map(|()| 0));
+                }));
+            }
+        }
+        Err(e) => {
+            if let Some(first) = slots.first() {
+                finish(ctx, first, Err(e));
+            }
+        }
+    }
 }
 
 /// Lists what is at `key` page by page, each page retried on its own,
