@@ -11,6 +11,7 @@
 pub mod aws_fakes;
 pub mod fault_proxy;
 pub mod hub_server;
+pub mod quirks;
 pub mod s3_server;
 pub mod tls_proxy;
 

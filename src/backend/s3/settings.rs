@@ -460,13 +460,15 @@ mod tests {
         .is_err());
     }
 
+    /// The settings for bucket `b` and `pairs`.
+    fn with(pairs: &[(&str, &str)]) -> Result<S3Settings> {
+        let mut all = vec![("ARTIFACT_S3_BUCKET", "b")];
+        all.extend_from_slice(pairs);
+        settings(&all)
+    }
+
     #[test]
     fn encryption_and_storage_class() {
-        let with = |pairs: &[(&str, &str)]| {
-            let mut all = vec![("ARTIFACT_S3_BUCKET", "b")];
-            all.extend_from_slice(pairs);
-            S3Settings::from_env(&Env::from_pairs(all), || None)
-        };
         let plain = with(&[]).unwrap();
         assert_eq!(plain.encryption, None);
         assert!(plain.write_headers().is_empty());
@@ -522,9 +524,7 @@ mod tests {
     #[test]
     fn virtual_hosts_on_endpoints() {
         let host = |pairs: &[(&str, &str)]| {
-            let mut all = vec![("ARTIFACT_S3_BUCKET", "b")];
-            all.extend_from_slice(pairs);
-            S3Settings::from_env(&Env::from_pairs(all), || None)
+            with(pairs)
                 .unwrap()
                 .virtual_host_on_endpoint()
                 .map(|(bucket_host, _)| bucket_host)

@@ -437,28 +437,16 @@ mod tests {
     #[test]
     fn refusals_are_told_apart_by_the_header_they_name() {
         let not_implemented = "A header you provided implies functionality that is not implemented";
-        let condition = failure(
-            501,
-            "NotImplemented",
-            not_implemented,
-            Some("If-None-Match"),
-        );
+        let header = Some("If-None-Match");
+        let condition = failure(501, "NotImplemented", not_implemented, header);
         assert_eq!(refusal(&condition, true, true), Some(Refused::Condition));
         assert_eq!(refusal(&condition, true, false), None);
-        let checksum = failure(
-            400,
-            "InvalidArgument",
-            "x-amz-checksum-sha256 is not supported",
-            None,
-        );
+        let message = "x-amz-checksum-sha256 is not supported";
+        let checksum = failure(400, "InvalidArgument", message, None);
         assert_eq!(refusal(&checksum, true, true), Some(Refused::Checksums));
         assert_eq!(refusal(&checksum, false, true), None);
-        let argument = failure(
-            400,
-            "InvalidArgument",
-            "bad",
-            Some("x-amz-sdk-checksum-algorithm"),
-        );
+        let header = Some("x-amz-sdk-checksum-algorithm");
+        let argument = failure(400, "InvalidArgument", "bad", header);
         assert_eq!(refusal(&argument, true, true), Some(Refused::Checksums));
         // Naming neither: a 501 is put on what the request carried, the
         // checksums first; a 400 is no refusal.
