@@ -283,7 +283,12 @@ fn every_header_sent_is_signed() {
     pull.env("ARTIFACT_S3_PART_SIZE", "5MiB")
         .env("ARTIFACT_PARALLELISM", "4");
     f.env.run_cmd(pull, None).success();
-    f.env.run(&["yank", "job", "d"]).success();
+    // One DELETE, then a DeleteObjects.
+    f.env.run(&["yank", "job", "d/small.txt"]).success();
+    f.env.write("d2/a", b"a");
+    f.env.write("d2/b", b"b");
+    f.env.run(&["push", "job", "d2"]).success();
+    f.env.run(&["yank", "job", "d2"]).success();
 
     let seen = f.proxy.seen();
     let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();

@@ -137,7 +137,7 @@ impl S3 {
             };
             if !flag.swap(true, Ordering::Relaxed) {
                 log::info(&format!(
-                    "Warning: the store does not take {} ({}: {}); {warning}.",
+                    "Warning: the store refused {} ({}: {}); {warning}.",
                     refused.headers(),
                     failure.code,
                     failure.message
@@ -314,8 +314,8 @@ impl Refused {
 /// Which header a failed write says the store does not take, of those the
 /// request carried: told apart by the header the error names (`<Header>`,
 /// `<ArgumentName>` or its message), not by the status (BadDigest, damaged
-/// bytes, is no refusal). A 501 NotImplemented that names no header at all
-/// is put on the checksums if the request carried them, else on the
+/// bytes, is no refusal). A NotImplemented that names no header at all is
+/// put on the checksums if the request carried them, else on the
 /// condition: a store refusing both loses one per answer.
 fn refusal(failure: &client::S3Failure, checksums: bool, condition: bool) -> Option<Refused> {
     let refusing = matches!(
@@ -343,8 +343,10 @@ fn refusal(failure: &client::S3Failure, checksums: bool, condition: bool) -> Opt
     if checksums && names_checksums {
         return Some(Refused::Checksums);
     }
-    let anonymous =
-        failure.status == 501 && failure.header.is_none() && !names_condition && !names_checksums;
+    let anonymous = (failure.status == 501 || failure.code == "NotImplemented")
+        && failure.header.is_none()
+        && !names_condition
+        && !names_checksums;
     match (anonymous, checksums, condition) {
         (true, true, _) => Some(Refused::Checksums),
         (true, false, true) => Some(Refused::Condition),
@@ -448,14 +450,16 @@ mod tests {
         let header = Some("x-amz-sdk-checksum-algorithm");
         let argument = failure(400, "InvalidArgument", "bad", header);
         assert_eq!(refusal(&argument, true, true), Some(Refused::Checksums));
-        // Naming neither: a 501 is put on what the request carried, the
-        // checksums first; a 400 is no refusal.
+        // Naming neither: a NotImplemented is put on what the request
+        // carried, the checksums first; another 400 is no refusal.
         let bare = failure(501, "NotImplemented", not_implemented, None);
         assert_eq!(refusal(&bare, true, true), Some(Refused::Checksums));
         assert_eq!(refusal(&bare, false, true), Some(Refused::Condition));
         assert_eq!(refusal(&bare, false, false), None);
         let other = failure(501, "NotImplemented", "", Some("Transfer-Encoding"));
         assert_eq!(refusal(&other, true, true), None);
+        let bare_400 = failure(400, "NotImplemented", not_implemented, None);
+        assert_eq!(refusal(&bare_400, true, true), Some(Refused::Checksums));
         let bad_request = failure(400, "InvalidArgument", "something else", None);
         assert_eq!(refusal(&bad_request, true, true), None);
         let digest = failure(400, "BadDigest", "checksum mismatch", None);
