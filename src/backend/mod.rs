@@ -97,18 +97,20 @@ pub trait Backend: Sync {
 
     fn delete(&self, object: &RemoteObject) -> Result<()>;
 
-    /// Deletes `objects` (at most `DELETE_BATCH` of them) in one request,
-    /// where the store has a batch delete: `Some` with each key it reports
-    /// it could not delete, and why. `None` when the store has no batch
-    /// delete, or refused this one: nothing was deleted, and the engine
-    /// deletes the objects one at a time. The default has none.
+    /// How many objects one `delete_many` request may delete: 1 (the
+    /// default) where the store has no batch delete, or refused one.
+    fn delete_batch(&self) -> usize {
+        1
+    }
+
+    /// Deletes `objects` (more than one, at most `delete_batch()`) in one
+    /// request: each key the store reports it could not delete, and why.
+    /// `None` when the store refused the batch request itself: nothing was
+    /// deleted, and the engine deletes them one at a time.
     fn delete_many(&self, _objects: &[RemoteObject]) -> Result<Option<Vec<(String, Error)>>> {
         Ok(None)
     }
 }
-
-/// The most objects one `delete_many` is given: S3's DeleteObjects limit.
-pub const DELETE_BATCH: usize = 1000;
 
 /// The backend that ARTIFACT_BACKEND names, configured from the environment.
 pub fn from_settings(settings: &Settings, env: &Env) -> Result<Box<dyn Backend>> {

@@ -33,7 +33,7 @@ use std::sync::{Arc, OnceLock};
 pub use budget::Budget;
 pub use push::{push, PushSource};
 
-use crate::backend::{Backend, Intent, RemoteObject, DELETE_BATCH};
+use crate::backend::{Backend, Intent, RemoteObject};
 use crate::error::{Error, Result};
 use crate::{log, progress, retry};
 use destination::Destination;
@@ -119,15 +119,16 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
     summarize(listed, fed)
 }
 
-/// Deletes everything at `remote`: each list page in batches of up to
-/// `DELETE_BATCH` objects, one request each where the store has a batch
-/// delete, else one request per object.
+/// Deletes everything at `remote`: each list page in batches of as many
+/// objects as one request of the store may delete (`delete_batch`), one
+/// request each.
 pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
     let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
     let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
         list(ctx, backend, remote, Intent::Yank, |mut page| {
             while !page.is_empty() {
-                let rest = page.split_off(page.len().min(DELETE_BATCH));
+                let batch = backend.delete_batch().max(1);
+                let rest = page.split_off(page.len().min(batch));
                 let objects = std::mem::replace(&mut page, rest);
                 let slots: Vec<Arc<Slot>> = objects.iter().map(|_| Arc::default()).collect();
                 if let Ok(mut fed) = fed.lock() {
@@ -149,9 +150,10 @@ pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Total
     summarize(listed, fed)
 }
 
-/// Deletes `objects` in one request where the store can, filling each
-/// one's slot; else queues one DELETE per object. When the batch request
-/// fails, its first object carries the error and none counts as deleted.
+/// Deletes `objects` in one request, filling each one's slot; where the
+/// store refuses the batch, queues one DELETE per object. When the batch
+/// request fails, its first object carries the error and none counts as
+/// deleted.
 fn delete_batch<'env>(
     ctx: &Ctx<'_, '_, 'env>,
     backend: &'env dyn Backend,

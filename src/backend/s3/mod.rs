@@ -37,6 +37,8 @@ use crate::{checksum, log, retry};
 
 /// S3's limit on the length of a key, in UTF-8 bytes.
 const MAX_KEY_BYTES: usize = 1024;
+/// S3's limit on the keys of one DeleteObjects request.
+const MAX_DELETE_KEYS: usize = 1000;
 
 pub struct S3 {
     client: Client,
@@ -344,11 +346,16 @@ impl Backend for S3 {
         }
     }
 
+    fn delete_batch(&self) -> usize {
+        if self.batch_delete_refused.load(Ordering::Relaxed) {
+            1
+        } else {
+            MAX_DELETE_KEYS
+        }
+    }
+
     /// One DeleteObjects request, with the Content-MD5 S3 requires of it.
     fn delete_many(&self, objects: &[RemoteObject]) -> Result<Option<Vec<(String, Error)>>> {
-        if self.batch_delete_refused.load(Ordering::Relaxed) {
-            return Ok(None);
-        }
         let keys: Vec<&str> = objects.iter().map(|o| o.locator.as_str()).collect();
         let body = xml::delete_body(&keys);
         let body_sha = hex(&checksum::sha256(body.as_bytes()));
