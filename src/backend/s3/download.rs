@@ -58,6 +58,8 @@ impl S3 {
 /// can check: a full-object value (not beside a multipart ETag, which
 /// s3s-fs 0.14 leaves stale after an overwrite), a composite `…-N` when our
 /// upload recorded its part size, else the value our single PUTs record.
+/// The ETag is looked at only for the `-N` of a multipart object, never
+/// read as an MD5 (under SSE-KMS it is not one).
 fn expected_sha256(headers: &HeaderMap) -> Option<Expected> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let etag_multipart = get("etag").is_some_and(|e| e.contains('-'));
