@@ -84,6 +84,14 @@ pub fn delete_body(keys: &[&str]) -> String {
     body
 }
 
+/// Whether `text` survives an XML 1.0 body unchanged: no control
+/// characters, which XML cannot carry (or, for CR, keeps only as LF).
+pub fn carries(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n'))
+}
+
 /// One key a DeleteObjects answer reports as not deleted.
 #[derive(Debug, PartialEq, Eq)]
 pub struct DeleteError {
@@ -215,6 +223,8 @@ mod tests {
             ]
         );
         assert!(delete_errors("<DeleteResult/>").is_empty());
+        assert!(carries("a/b c\tü.txt"));
+        assert!(!carries("a\u{1}b") && !carries("a\rb") && !carries("a\u{7f}"));
     }
 
     #[test]

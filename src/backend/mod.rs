@@ -105,8 +105,9 @@ pub trait Backend: Sync {
 
     /// Deletes `objects` (more than one, at most `delete_batch()`) in one
     /// request: each key the store reports it could not delete, and why.
-    /// `None` when the store refused the batch request itself: nothing was
-    /// deleted, and the engine deletes them one at a time.
+    /// `None` when the store refused the batch request itself, or the batch
+    /// cannot name these keys: nothing was deleted, and the engine deletes
+    /// them one at a time.
     fn delete_many(&self, _objects: &[RemoteObject]) -> Result<Option<Vec<(String, Error)>>> {
         Ok(None)
     }

@@ -354,9 +354,13 @@ impl Backend for S3 {
         }
     }
 
-    /// One DeleteObjects request, with the Content-MD5 S3 requires of it.
+    /// One DeleteObjects request, with the Content-MD5 S3 requires of it;
+    /// keys XML cannot carry go one DELETE at a time instead.
     fn delete_many(&self, objects: &[RemoteObject]) -> Result<Option<Vec<(String, Error)>>> {
         let keys: Vec<&str> = objects.iter().map(|o| o.locator.as_str()).collect();
+        if !keys.iter().all(|k| xml::carries(k)) {
+            return Ok(None);
+        }
         let body = xml::delete_body(&keys);
         let body_sha = hex(&checksum::sha256(body.as_bytes()));
         let mut req = Request::new("POST", None)
