@@ -3,6 +3,7 @@
 //! Each case runs on s3s-fs (verifies signatures) and on moto
 //! (independent implementation) unless it needs one of them.
 
+use crate::support::quirks::{Quirks, QuirksProxy};
 use crate::support::{data, TestEnv};
 
 const JOB: &str = "artifacts/jobs/job-1";
@@ -54,7 +55,11 @@ s3_case!(more_than_a_thousand_objects, |env| {
             format!("{i}").into_bytes()
         );
     }
+    // Two list pages, two DeleteObjects of at most 1,000 keys.
+    let proxy = QuirksProxy::in_front_of(&mut env, Quirks::default());
     env.run(&["yank", "job", "many"]).success();
+    assert_eq!(proxy.count(|r| r.is_delete_objects()), 2);
+    assert_eq!(proxy.count(|r| r.method == "DELETE"), 0);
     assert!(env.keys().is_empty());
 });
 
