@@ -19,7 +19,6 @@
 //! client, so a connection is read one request at a time and the answers
 //! flow back as raw bytes; a refused request's body is read in full before
 //! the answer, and the connection is then closed.
-#![allow(dead_code)]
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
