@@ -3,6 +3,7 @@
 //! Each case runs on s3s-fs (verifies signatures) and on moto
 //! (independent implementation) unless it needs one of them.
 
+use crate::support::quirks::{Quirks, QuirksProxy};
 use crate::support::{data, TestEnv};
 
 const JOB: &str = "artifacts/jobs/job-1";
@@ -54,7 +55,11 @@ s3_case!(more_than_a_thousand_objects, |env| {
             format!("{i}").into_bytes()
         );
     }
+    // Two list pages, two DeleteObjects of at most 1,000 keys.
+    let proxy = QuirksProxy::in_front_of(&mut env, Quirks::default());
     env.run(&["yank", "job", "many"]).success();
+    assert_eq!(proxy.count(|r| r.is_delete_objects()), 2);
+    assert_eq!(proxy.count(|r| r.method == "DELETE"), 0);
     assert!(env.keys().is_empty());
 });
 
@@ -303,7 +308,12 @@ fn every_header_sent_is_signed() {
     pull.env("ARTIFACT_S3_PART_SIZE", "5MiB")
         .env("ARTIFACT_PARALLELISM", "4");
     f.env.run_cmd(pull, None).success();
-    f.env.run(&["yank", "job", "d"]).success();
+    // One DELETE, then a DeleteObjects.
+    f.env.run(&["yank", "job", "d/small.txt"]).success();
+    f.env.write("d2/a", b"a");
+    f.env.write("d2/b", b"b");
+    f.env.run(&["push", "job", "d2"]).success();
+    f.env.run(&["yank", "job", "d2"]).success();
 
     let seen = f.proxy.seen();
     let methods: Vec<&str> = seen.iter().map(|s| s.method.as_str()).collect();

@@ -15,8 +15,13 @@ mod scenarios;
 mod hub;
 
 /// What only the S3 backend has: listing at scale, multipart, conditional
-/// writes, checksums, S3's error answers.
+/// writes, checksums, S3's error answers. Its `s3_case!` serves `stores`.
+#[macro_use]
 mod s3;
+
+/// What real stores do that local servers don't: folder markers, required
+/// encryption, no conditional writes, checksums or DeleteObjects.
+mod stores;
 
 /// The S3 backend's AWS credential chain, each source through the binary
 /// against fake AWS endpoints on loopback.

@@ -1,8 +1,9 @@
 //! AWS's XML, both ways. Read: S3's list pages and upload ids with
 //! rust-s3's types, and single elements (S3's and STS's error `<Code>` and
-//! `<Message>`, STS's credentials) with `tag`. Written: the one body we send,
-//! CompleteMultipartUpload, which needs each part's checksum, a field
-//! rust-s3's `Part` does not have.
+//! `<Message>`, STS's credentials, DeleteObjects' `<Error>`s) with `tag`.
+//! Written: the two bodies we send, CompleteMultipartUpload, which needs each
+//! part's checksum, a field rust-s3's `Part` does not have, and
+//! DeleteObjects.
 
 use s3::serde_types::{InitiateMultipartUploadResponse, ListBucketResult};
 
@@ -68,6 +69,50 @@ pub fn complete_body(parts: &[Part]) -> String {
     }
     body.push_str("</CompleteMultipartUpload>");
     body
+}
+
+/// The DeleteObjects body for the bucket keys `keys`, quiet: the answer
+/// lists only the keys that could not be deleted.
+pub fn delete_body(keys: &[&str]) -> String {
+    let mut body = String::from(
+        "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>",
+    );
+    for key in keys {
+        body.push_str(&format!("<Object><Key>{}</Key></Object>", escape(key)));
+    }
+    body.push_str("</Delete>");
+    body
+}
+
+/// Whether `text` survives an XML 1.0 body unchanged: no control
+/// characters, which XML cannot carry (or, for CR, keeps only as LF).
+pub fn carries(text: &str) -> bool {
+    !text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n'))
+}
+
+/// One key a DeleteObjects answer reports as not deleted.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DeleteError {
+    pub key: String,
+    pub code: String,
+    pub message: String,
+}
+
+/// Every `<Error>` of a DeleteObjects answer (`<DeleteResult>`).
+pub fn delete_errors(text: &str) -> Vec<DeleteError> {
+    text.split("<Error>")
+        .skip(1)
+        .filter_map(|rest| {
+            let element = rest.split("</Error>").next()?;
+            Some(DeleteError {
+                key: tag(element, "Key")?,
+                code: tag(element, "Code").unwrap_or_default(),
+                message: tag(element, "Message").unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 /// `<Code>` and `<Message>` of an S3 error document, if it is one.
@@ -147,6 +192,39 @@ mod tests {
         );
         assert!(is_error_document(err));
         assert!(!is_error_document("<CompleteMultipartUploadResult/>"));
+    }
+
+    #[test]
+    fn delete_bodies_and_answers() {
+        let body = delete_body(&["a/b.txt", "x&y<z>\"q\""]);
+        assert_eq!(
+            body,
+            "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"><Quiet>true</Quiet>\
+             <Object><Key>a/b.txt</Key></Object>\
+             <Object><Key>x&amp;y&lt;z&gt;&quot;q&quot;</Key></Object></Delete>"
+        );
+        let answer = r#"<?xml version="1.0" encoding="UTF-8"?>
+<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Deleted><Key>ok</Key></Deleted>
+<Error><Key>p/a &amp; b</Key><Code>AccessDenied</Code><Message>Access Denied</Message></Error>
+<Error><Key>p/c</Key><Code>InternalError</Code><Message>try again</Message></Error></DeleteResult>"#;
+        assert_eq!(
+            delete_errors(answer),
+            vec![
+                DeleteError {
+                    key: "p/a & b".into(),
+                    code: "AccessDenied".into(),
+                    message: "Access Denied".into()
+                },
+                DeleteError {
+                    key: "p/c".into(),
+                    code: "InternalError".into(),
+                    message: "try again".into()
+                },
+            ]
+        );
+        assert!(delete_errors("<DeleteResult/>").is_empty());
+        assert!(carries("a/b c\tü.txt"));
+        assert!(!carries("a\u{1}b") && !carries("a\rb") && !carries("a\u{7f}"));
     }
 
     #[test]

@@ -6,10 +6,10 @@
 //! attempted once. Everything that is the same for every store lives in the
 //! transfer engine (`crate::transfer`): walking, conflict checks, the budget
 //! of requests in flight, retries, building upload bodies, hashing and
-//! verifying downloads, temporary files. Two batch steps let a store answer
-//! for many objects in one round trip: `prepare_push` (the Hub hands out
-//! every signed URL in one POST; S3 checks a whole tree with one listing)
-//! and `list_page`.
+//! verifying downloads, temporary files. Three batch steps let a store
+//! answer for many objects in one round trip: `prepare_push` (the Hub hands
+//! out every signed URL in one POST; S3 checks a whole tree with one
+//! listing), `list_page`, and `delete_many` (S3's DeleteObjects).
 
 pub mod hub;
 pub mod local;
@@ -110,6 +110,21 @@ pub trait Backend: Send + Sync {
     /// undoes what must not be left behind (open multipart uploads), with
     /// short limits.
     fn cancel(&self) {}
+
+    /// How many objects one `delete_many` request may delete: 1 (the
+    /// default) where the store has no batch delete, or refused one.
+    fn delete_batch(&self) -> usize {
+        1
+    }
+
+    /// Deletes `objects` (more than one, at most `delete_batch()`) in one
+    /// request: each key the store reports it could not delete, and why.
+    /// `None` when the store refused the batch request itself, or the batch
+    /// cannot name these keys: nothing was deleted, and the engine deletes
+    /// them one at a time.
+    fn delete_many(&self, _objects: &[RemoteObject]) -> Result<Option<Vec<(String, Error)>>> {
+        Ok(None)
+    }
 }
 
 /// The backend that ARTIFACT_BACKEND names, configured from the environment.

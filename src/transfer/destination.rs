@@ -5,8 +5,12 @@
 //! symlink inside the destination on the way to a file (it could point
 //! anywhere), two objects where one would need the other's name as a
 //! directory (`a` and `a/b`), and — without --force — a file that is
-//! already there. Checks run one object at a time so that downloads can
-//! start while a long listing is still coming in.
+//! already there. Folder markers — keys ending in `/`, which the AWS
+//! console's "Create folder", s3fs, rclone and Cyberduck store — are not
+//! files: they are skipped here, so they create nothing, and a remote path
+//! that holds only markers is not found (yank, which never comes here,
+//! deletes them with the rest). Checks run one object at a time so that
+//! downloads can start while a long listing is still coming in.
 
 use std::collections::HashSet;
 use std::fs;
@@ -45,8 +49,13 @@ impl<'a> Destination<'a> {
     }
 
     /// The local path for the object at `key`, or `None` when the key is
-    /// not under the remote path (a sibling such as `dirx/` of `dir`).
+    /// not under the remote path (a sibling such as `dirx/` of `dir`) or is
+    /// a folder marker.
     pub fn admit(&mut self, key: &str) -> Result<Option<PathBuf>> {
+        if key.ends_with('/') {
+            crate::log::debug(|| format!("skipping '{key}': a folder marker, not a file"));
+            return Ok(None);
+        }
         let Some(path) = paths::local_path_for(self.remote, key, self.root)? else {
             crate::log::debug(|| format!("skipping '{key}': not under '{}'", self.remote));
             return Ok(None);
@@ -120,6 +129,16 @@ mod tests {
         assert_eq!(d.admit("dir/a/b.txt").unwrap(), Some(root.join("a/b.txt")));
         assert_eq!(d.admit("dirx/c.txt").unwrap(), None);
         assert!(!d.may_conflict());
+    }
+
+    #[test]
+    fn folder_markers_are_skipped() {
+        let root = temp_root("markers");
+        let mut d = Destination::new("dir", &root, false);
+        assert_eq!(d.admit("dir/").unwrap(), None);
+        assert_eq!(d.admit("dir/sub/").unwrap(), None);
+        assert_eq!(d.admit("dir/sub/f").unwrap(), Some(root.join("sub/f")));
+        assert!(!root.exists());
     }
 
     #[test]

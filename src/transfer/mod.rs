@@ -7,7 +7,8 @@
 //! - `push` builds every upload body, splits large files into parts and
 //!   reads standard input; `receive` lands every download in a temporary
 //!   file, counting, hashing, checking and resuming;
-//! - `scheduler` runs every request — files, parts, ranges, deletes — under
+//! - `scheduler` runs every request — files, parts, ranges, deletes (in
+//!   batches where the store has them) — under
 //!   one `budget` of requests in flight, and is the one place requests are
 //!   retried.
 //!
@@ -25,6 +26,7 @@ mod receive;
 mod scheduler;
 pub mod walk;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -118,29 +120,29 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
     summarize(listed, fed)
 }
 
-/// Deletes everything at `remote`. The whole listing comes first: stores
-/// whose listing walks a file system (s3s-fs, MinIO's FS mode) fail a
-/// continuation whose place was deleted under it.
+/// Deletes everything at `remote`, in batches of as many objects as one
+/// request of the store may delete (`delete_batch`), one request each. The
+/// whole listing comes first: stores whose listing walks a file system
+/// (s3s-fs, MinIO's FS mode) fail a continuation whose place was deleted
+/// under it.
 pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
     let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
     let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
-        let mut objects = Vec::new();
+        let mut all = Vec::new();
         list(ctx, backend, remote, Intent::Yank, |page| {
-            objects.extend(page);
+            all.extend(page);
             Ok(!ctx.stopping())
         })?;
-        for object in objects {
-            let slot = Arc::new(Slot::new());
+        while !all.is_empty() {
+            let batch = backend.delete_batch().max(1);
+            let rest = all.split_off(all.len().min(batch));
+            let objects = std::mem::replace(&mut all, rest);
+            let slots: Vec<Arc<Slot>> = objects.iter().map(|_| Arc::default()).collect();
             if let Ok(mut fed) = fed.lock() {
-                fed.push((object.key.clone(), Arc::clone(&slot)));
+                fed.extend(objects.iter().map(|o| o.key.clone()).zip(slots.clone()));
             }
             ctx.feed(Box::new(move |ctx| {
-                if ctx.stopping() {
-                    return;
-                }
-                let what = format!("DELETE '{}'", object.key);
-                let result = ctx.request(&what, 0, |_| backend.delete(&object));
-                finish(ctx, &slot, result.map(|()| 0));
+                delete_batch(ctx, backend, objects, slots)
             }));
         }
         Ok(())
@@ -153,6 +155,53 @@ pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Total
         return Err(Error::NotFound(remote.to_string()));
     }
     summarize(listed, fed)
+}
+
+/// Deletes `objects` in one request, filling each one's slot; where the
+/// store refuses the batch, queues one DELETE per object. When the batch
+/// request fails, its first object carries the error and none counts as
+/// deleted.
+fn delete_batch<'env>(
+    ctx: &Ctx<'_, '_, 'env>,
+    backend: &'env dyn Backend,
+    objects: Vec<RemoteObject>,
+    slots: Vec<Arc<Slot>>,
+) {
+    if ctx.stopping() {
+        return;
+    }
+    let batch = match objects.len() {
+        1 => Ok(None),
+        n => ctx.request(&format!("DeleteObjects of {n} objects"), 0, |_| {
+            backend.delete_many(&objects)
+        }),
+    };
+    match batch {
+        Ok(Some(failures)) => {
+            let mut failures: HashMap<String, Error> = failures.into_iter().collect();
+            for (object, slot) in objects.iter().zip(&slots) {
+                let outcome = failures.remove(&object.key).map_or(Ok(0), Err);
+                finish(ctx, slot, outcome);
+            }
+        }
+        Ok(None) => {
+            for (object, slot) in objects.into_iter().zip(slots) {
+                ctx.follow_up(Box::new(move |ctx| {
+                    if ctx.stopping() {
+                        return;
+                    }
+                    let what = format!("DELETE '{}'", object.key);
+                    let result = ctx.request(&what, 0, |_| backend.delete(&object));
+                    finish(ctx, &slot, result.map(|()| 0));
+                }));
+            }
+        }
+        Err(e) => {
+            if let Some(first) = slots.first() {
+                finish(ctx, first, Err(e));
+            }
+        }
+    }
 }
 
 /// Lists what is at `key` page by page, each page retried on its own,

@@ -40,7 +40,10 @@ pub fn push(
     opts: &Options,
 ) -> Result<Totals> {
     let items = match source {
-        PushSource::Stdin => return push_stdin(backend, remote, opts),
+        PushSource::Stdin => {
+            log::debug(|| format!("reading standard input, to push to '{remote}'"));
+            return push_stdin(backend, remote, opts);
+        }
         PushSource::Path(path) => walk::walk(path, remote)?,
     };
     if items.is_empty() {

@@ -7,6 +7,7 @@
 //! Every run is checked for leaked secrets (the Hub token, any signed-URL
 //! signature), so the whole suite proves that no output carries one.
 
+pub mod quirks;
 pub mod squid;
 
 use std::fs;

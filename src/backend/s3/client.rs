@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::aws::credentials::Chain;
 use crate::aws::sigv4::{self, encode, encode_path, SignedParts};
+use crate::aws::xml;
 use crate::aws::Credentials;
 use crate::error::{Error, Result};
 use crate::http::{self, Http, Patience, Payload};
@@ -30,6 +31,8 @@ pub struct S3Failure {
     pub status: u16,
     pub code: String,
     pub message: String,
+    /// The header or argument the error names (`<Header>`, `<ArgumentName>`).
+    pub header: Option<String>,
     /// `x-amz-bucket-region`, when S3 says where the bucket is.
     pub bucket_region: Option<String>,
 }
@@ -40,6 +43,9 @@ pub struct Client {
     region: String,
     /// The bucket's URL, without a trailing slash.
     bucket_url: String,
+    /// The bucket's host and the endpoint's, under virtual-host addressing
+    /// on a custom endpoint.
+    virtual_host: Option<(String, String)>,
 }
 
 /// A request about to be signed and sent.
@@ -85,7 +91,15 @@ impl Client {
             credentials,
             region,
             bucket_url,
+            virtual_host: None,
         }
+    }
+
+    /// Tells transport failures apart from a bucket host name that does
+    /// not resolve: `hosts` is the bucket's host and the endpoint's.
+    pub fn with_virtual_host(mut self, hosts: Option<(String, String)>) -> Client {
+        self.virtual_host = hosts;
+        self
     }
 
     pub fn region(&self) -> &str {
@@ -134,7 +148,37 @@ impl Client {
             .collect();
         self.http
             .call_with(req.method, &url, &refs, payload, req.patience)
+            .map_err(|e| match (&e, &self.virtual_host) {
+                (Error::Network { .. }, Some((bucket, endpoint))) => {
+                    unresolved_bucket_host(bucket, endpoint, resolves).unwrap_or(e)
+                }
+                _ => e,
+            })
     }
+}
+
+/// The configuration error for a bucket host name that does not resolve
+/// while the endpoint's does: virtual-host addressing on a store that
+/// expects the bucket in the path.
+fn unresolved_bucket_host(
+    bucket: &str,
+    endpoint: &str,
+    resolves: impl Fn(&str) -> bool,
+) -> Option<Error> {
+    (!resolves(bucket) && resolves(endpoint)).then(|| {
+        Error::Config(format!(
+            "the bucket's host name '{bucket}' does not resolve: with ARTIFACT_S3_ENDPOINT the bucket is addressed by virtual host unless ARTIFACT_S3_FORCE_PATH_STYLE=true; set ARTIFACT_S3_FORCE_PATH_STYLE=true for a store that takes the bucket in the path (MinIO, Ceph and most self-hosted stores)"
+        ))
+    })
+}
+
+/// Whether `authority` (`host[:port]`) resolves to an address.
+fn resolves(authority: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    (host, 0)
+        .to_socket_addrs()
+        .is_ok_and(|mut addrs| addrs.next().is_some())
 }
 
 /// The headers to send: the request's own, `x-amz-content-sha256`, and the
@@ -184,13 +228,15 @@ pub fn failure(response: &mut Response<Body>) -> S3Failure {
         .limit(64 * 1024)
         .read_to_string()
         .unwrap_or_default();
-    let (code, message) = crate::aws::xml::error_code_and_message(&text);
+    let (code, message) = xml::error_code_and_message(&text);
     let code = code.unwrap_or_else(|| default_code(status).to_string());
     let message = message.unwrap_or_else(|| http::summarize_error_body(&text));
+    let header = xml::tag(&text, "Header").or_else(|| xml::tag(&text, "ArgumentName"));
     S3Failure {
         status,
         code,
         message,
+        header,
         bucket_region,
     }
 }
@@ -273,6 +319,22 @@ mod tests {
         assert!(auth.contains(
             "SignedHeaders=host;if-none-match;x-amz-checksum-sha256;x-amz-content-sha256;x-amz-date;x-amz-meta-sha256;x-amz-security-token, "
         ), "{auth}");
+    }
+
+    #[test]
+    fn an_unresolvable_bucket_host_asks_for_path_style() {
+        let known = |host: &str| host == "minio:9000";
+        let err = unresolved_bucket_host("b.minio:9000", "minio:9000", known).unwrap();
+        assert_eq!(err.exit_code(), 3);
+        assert!(err.to_string().contains("'b.minio:9000' does not resolve"));
+        assert!(err
+            .to_string()
+            .contains("set ARTIFACT_S3_FORCE_PATH_STYLE=true"));
+        // Both resolve: a network failure as any other. Neither: the
+        // endpoint itself is wrong.
+        assert!(unresolved_bucket_host("b.minio:9000", "minio:9000", |_| true).is_none());
+        assert!(unresolved_bucket_host("b.minio:9000", "minio:9000", |_| false).is_none());
+        assert!(resolves("127.0.0.1:9000"));
     }
 
     #[test]

@@ -87,6 +87,8 @@ fn recorded_mode(headers: &HeaderMap) -> Option<u32> {
 /// upload recorded its part size, else the value our single PUTs record.
 /// moto's HEAD states a composite without its `-N` or a type, but with the
 /// upload's `x-amz-checksum-algorithm`: read as a composite too.
+/// The ETag is looked at only for the `-N` of a multipart object, never
+/// read as an MD5 (under SSE-KMS it is not one).
 fn expected_sha256(headers: &HeaderMap) -> Option<Expected> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let etag_multipart = get("etag").is_some_and(|e| e.contains('-'));

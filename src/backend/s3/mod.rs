@@ -7,7 +7,9 @@
 //! `If-None-Match: *`, so two racing pushes cannot both win; pull and yank
 //! take the object at the key, else everything under `key/`. Large files go
 //! up in multipart parts and come down in ranges (`upload`, `download`),
-//! which the transfer engine schedules. `aws::sigv4` signs, rust-s3's
+//! which the transfer engine schedules. Yank deletes up to 1,000 keys a
+//! request (DeleteObjects), or one at a time where the store has no
+//! DeleteObjects (GCS). `aws::sigv4` signs, rust-s3's
 //! types parse the list and upload answers, ureq carries the bytes.
 
 mod client;
@@ -16,7 +18,7 @@ mod settings;
 mod upload;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use client::{Client, Request, S3Failure};
@@ -27,14 +29,17 @@ use super::{
     Upload,
 };
 use crate::aws::credentials::{self, Chain};
+use crate::aws::sigv4::hex;
 use crate::aws::xml;
 use crate::config::{Env, HttpSettings, Network, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{Http, Payload};
-use crate::{log, retry};
+use crate::{checksum, log, retry};
 
 /// S3's limit on the length of a key, in UTF-8 bytes.
 const MAX_KEY_BYTES: usize = 1024;
+/// S3's limit on the keys of one DeleteObjects request.
+const MAX_DELETE_KEYS: usize = 1000;
 
 pub struct S3 {
     client: Client,
@@ -44,6 +49,11 @@ pub struct S3 {
     /// Set when the store refused the checksum headers themselves: uploads
     /// go on without them for the rest of the run.
     checksums_refused: AtomicBool,
+    /// Set when the store refused conditional writes (`If-None-Match`):
+    /// pushes rely on the listing check alone for the rest of the run.
+    conditions_refused: AtomicBool,
+    /// Set when the store answered DeleteObjects NotImplemented.
+    batch_delete_refused: AtomicBool,
     /// The multipart uploads of this run not yet completed or aborted, by
     /// upload id: (bucket key, the marker stored with the object).
     open_uploads: Mutex<HashMap<String, (String, String)>>,
@@ -69,10 +79,13 @@ impl S3 {
             )
         });
         Ok(S3 {
-            client: Client::new(http, Arc::new(chain), region, bucket_url),
+            client: Client::new(http, Arc::new(chain), region, bucket_url)
+                .with_virtual_host(s3.virtual_host_on_endpoint()),
             settings: s3,
             credential_source,
             checksums_refused: AtomicBool::new(false),
+            conditions_refused: AtomicBool::new(false),
+            batch_delete_refused: AtomicBool::new(false),
             open_uploads: Mutex::new(HashMap::new()),
         })
     }
@@ -122,6 +135,7 @@ impl S3 {
             code,
             message,
             bucket_region,
+            ..
         } = failure;
         let bucket = &self.settings.bucket;
         let region = self.client.region();
@@ -341,6 +355,88 @@ impl Backend for S3 {
             200..=299 | 404 => Ok(()),
             _ => Err(self.error(client::failure(&mut response), "DeleteObject", &object.key)),
         }
+    }
+
+    fn delete_batch(&self) -> usize {
+        if self.batch_delete_refused.load(Ordering::Relaxed) {
+            1
+        } else {
+            MAX_DELETE_KEYS
+        }
+    }
+
+    /// One DeleteObjects request, with the Content-MD5 S3 requires of it;
+    /// keys XML cannot carry go one DELETE at a time instead.
+    fn delete_many(&self, objects: &[RemoteObject]) -> Result<Option<Vec<(String, Error)>>> {
+        let keys: Vec<&str> = objects.iter().map(|o| o.locator.as_str()).collect();
+        if !keys.iter().all(|k| xml::carries(k)) {
+            return Ok(None);
+        }
+        let body = xml::delete_body(&keys);
+        let body_sha = hex(&checksum::sha256(body.as_bytes()));
+        let mut req = Request::new("POST", None)
+            .query("delete", "")
+            .header("content-type", "application/xml")
+            .header(
+                "content-md5",
+                checksum::base64(&md5::compute(body.as_bytes()).0),
+            );
+        req.payload_sha256 = &body_sha;
+        let mut response = self.client.send(&req, Payload::Bytes(body.as_bytes()))?;
+        let what = format!("{} objects", objects.len());
+        if response.status().as_u16() != 200 {
+            let failure = client::failure(&mut response);
+            if failure.status == 501 || failure.code == "NotImplemented" {
+                self.batch_delete_refused.store(true, Ordering::Relaxed);
+                log::debug(|| {
+                    format!(
+                        "the store has no DeleteObjects ({}: {}); deleting one object at a time",
+                        failure.code, failure.message
+                    )
+                });
+                return Ok(None);
+            }
+            return Err(self.error(failure, "DeleteObjects", &what));
+        }
+        let text = read_text(&mut response, "DeleteObjects")?;
+        if xml::is_error_document(&text) {
+            let (code, message) = xml::error_code_and_message(&text);
+            return Err(Error::remote(
+                format!("S3 DeleteObjects of {what}"),
+                500,
+                format!(
+                    "{}: {}",
+                    code.unwrap_or_default(),
+                    message.unwrap_or_default()
+                ),
+            ));
+        }
+        let by_locator: HashMap<&str, &str> = objects
+            .iter()
+            .map(|o| (o.locator.as_str(), o.key.as_str()))
+            .collect();
+        Ok(Some(
+            xml::delete_errors(&text)
+                .into_iter()
+                // Already gone counts as deleted, as for a single DELETE.
+                .filter(|e| e.code != "NoSuchKey")
+                .map(|e| {
+                    let key = by_locator
+                        .get(e.key.as_str())
+                        .map_or(e.key.clone(), |k| k.to_string());
+                    let status = if e.code == "AccessDenied" { 403 } else { 500 };
+                    let failure = S3Failure {
+                        status,
+                        code: e.code,
+                        message: e.message,
+                        header: None,
+                        bucket_region: None,
+                    };
+                    let error = self.error(failure, "DeleteObjects", &key);
+                    (key, error)
+                })
+                .collect(),
+        ))
     }
 }
 

@@ -1,9 +1,9 @@
 //! The S3 backend's configuration: bucket, prefix, endpoint, addressing.
 //!
-//! Everything here comes from the seed's variables (`ARTIFACT_S3_*`) and is
-//! checked before any request: a missing bucket, an endpoint that is not a
-//! URL, or acceleration combined with a custom endpoint fail at once with a
-//! message naming the variable. Addressing follows the AWS SDKs:
+//! Everything here comes from the `ARTIFACT_S3_*` variables and is checked
+//! before any request: a missing bucket, an endpoint that is not a URL,
+//! acceleration combined with a custom endpoint, an unknown encryption or
+//! storage class fail at once with a message naming the variable. Addressing follows the AWS SDKs:
 //! virtual-host style unless path style is asked for, the endpoint is an IP
 //! address or `localhost`, or a dotted bucket name would break TLS.
 
@@ -55,7 +55,38 @@ pub struct S3Settings {
     pub region: Option<String>,
     /// ARTIFACT_S3_PART_SIZE: the multipart part size to start from.
     pub part_size: u64,
+    /// ARTIFACT_S3_SSE and ARTIFACT_S3_SSE_KMS_KEY_ID.
+    pub encryption: Option<Encryption>,
+    /// ARTIFACT_S3_STORAGE_CLASS.
+    pub storage_class: Option<&'static str>,
 }
+
+/// Server-side encryption every write asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// `AES256`, `aws:kms` or `aws:kms:dsse`.
+    pub algorithm: &'static str,
+    /// The KMS key, for the `aws:kms` kinds; else the bucket's default key.
+    pub kms_key_id: Option<String>,
+}
+
+const ENCRYPTIONS: [&str; 3] = ["AES256", "aws:kms", "aws:kms:dsse"];
+
+/// The storage classes PutObject takes (S3 API reference, `x-amz-storage-class`).
+const STORAGE_CLASSES: [&str; 12] = [
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "OUTPOSTS",
+    "GLACIER_IR",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+    "FSX_OPENZFS",
+];
 
 impl S3Settings {
     pub fn from_env(
@@ -115,7 +146,39 @@ impl S3Settings {
             accelerate,
             region,
             part_size,
+            encryption: encryption(env)?,
+            storage_class: storage_class(env)?,
         })
+    }
+
+    /// The headers every PutObject and CreateMultipartUpload carries:
+    /// encryption and storage class, as configured.
+    pub fn write_headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        if let Some(e) = &self.encryption {
+            headers.push(("x-amz-server-side-encryption", e.algorithm.to_string()));
+            if let Some(key) = &e.kms_key_id {
+                headers.push(("x-amz-server-side-encryption-aws-kms-key-id", key.clone()));
+            }
+        }
+        if let Some(class) = self.storage_class {
+            headers.push(("x-amz-storage-class", class.to_string()));
+        }
+        headers
+    }
+
+    /// The bucket's host and port (`mybucket.minio:9000`) and the
+    /// endpoint's (`minio:9000`) when the bucket is addressed by virtual
+    /// host on a custom endpoint: a name that must resolve, and often does
+    /// not.
+    pub fn virtual_host_on_endpoint(&self) -> Option<(String, String)> {
+        match &self.endpoint {
+            Some(e) if !self.path_style() => Some((
+                format!("{}.{}", self.bucket, e.authority),
+                e.authority.clone(),
+            )),
+            _ => None,
+        }
     }
 
     /// Whether requests put the bucket in the path rather than the host.
@@ -148,6 +211,53 @@ impl S3Settings {
             None => format!("https://s3.amazonaws.com/{}", self.bucket),
         }
     }
+}
+
+/// ARTIFACT_S3_SSE and ARTIFACT_S3_SSE_KMS_KEY_ID, checked together.
+fn encryption(env: &Env) -> Result<Option<Encryption>> {
+    let key = env.get("ARTIFACT_S3_SSE_KMS_KEY_ID").map(str::to_string);
+    let Some(text) = env.get("ARTIFACT_S3_SSE") else {
+        return match key {
+            Some(_) => Err(Error::Config(
+                "ARTIFACT_S3_SSE_KMS_KEY_ID is set without ARTIFACT_S3_SSE: set ARTIFACT_S3_SSE=aws:kms (or aws:kms:dsse) to encrypt with that key".into(),
+            )),
+            None => Ok(None),
+        };
+    };
+    let algorithm = ENCRYPTIONS
+        .into_iter()
+        .find(|a| a.eq_ignore_ascii_case(text.trim()))
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "ARTIFACT_S3_SSE='{text}' is not a server-side encryption: use AES256, aws:kms or aws:kms:dsse"
+            ))
+        })?;
+    if algorithm == "AES256" && key.is_some() {
+        return Err(Error::Config(
+            "ARTIFACT_S3_SSE_KMS_KEY_ID needs ARTIFACT_S3_SSE=aws:kms or aws:kms:dsse, not AES256"
+                .into(),
+        ));
+    }
+    Ok(Some(Encryption {
+        algorithm,
+        kms_key_id: key,
+    }))
+}
+
+fn storage_class(env: &Env) -> Result<Option<&'static str>> {
+    let Some(text) = env.get("ARTIFACT_S3_STORAGE_CLASS") else {
+        return Ok(None);
+    };
+    STORAGE_CLASSES
+        .into_iter()
+        .find(|c| c.eq_ignore_ascii_case(text.trim()))
+        .map(Some)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "ARTIFACT_S3_STORAGE_CLASS='{text}' is not an S3 storage class: use one of {}",
+                STORAGE_CLASSES.join(", ")
+            ))
+        })
 }
 
 /// `a`, `/a/`, `a/` all become `a/`; empty stays empty.
@@ -348,6 +458,93 @@ mod tests {
             ("ARTIFACT_S3_PART_SIZE", "1MiB")
         ])
         .is_err());
+    }
+
+    /// The settings for bucket `b` and `pairs`.
+    fn with(pairs: &[(&str, &str)]) -> Result<S3Settings> {
+        let mut all = vec![("ARTIFACT_S3_BUCKET", "b")];
+        all.extend_from_slice(pairs);
+        settings(&all)
+    }
+
+    #[test]
+    fn encryption_and_storage_class() {
+        let plain = with(&[]).unwrap();
+        assert_eq!(plain.encryption, None);
+        assert!(plain.write_headers().is_empty());
+        let kms = with(&[
+            ("ARTIFACT_S3_SSE", "aws:kms"),
+            ("ARTIFACT_S3_SSE_KMS_KEY_ID", "alias/ci"),
+            ("ARTIFACT_S3_STORAGE_CLASS", "standard_ia"),
+        ])
+        .unwrap();
+        assert_eq!(
+            kms.write_headers(),
+            vec![
+                ("x-amz-server-side-encryption", "aws:kms".to_string()),
+                (
+                    "x-amz-server-side-encryption-aws-kms-key-id",
+                    "alias/ci".to_string()
+                ),
+                ("x-amz-storage-class", "STANDARD_IA".to_string()),
+            ]
+        );
+        for (value, algorithm) in [
+            ("AES256", "AES256"),
+            ("aes256", "AES256"),
+            ("aws:kms:dsse", "aws:kms:dsse"),
+        ] {
+            let s = with(&[("ARTIFACT_S3_SSE", value)]).unwrap();
+            assert_eq!(s.encryption.unwrap().algorithm, algorithm);
+        }
+        for (pairs, variable) in [
+            (&[("ARTIFACT_S3_SSE", "kms")][..], "ARTIFACT_S3_SSE="),
+            (
+                &[("ARTIFACT_S3_SSE_KMS_KEY_ID", "k")][..],
+                "ARTIFACT_S3_SSE_KMS_KEY_ID",
+            ),
+            (
+                &[
+                    ("ARTIFACT_S3_SSE", "AES256"),
+                    ("ARTIFACT_S3_SSE_KMS_KEY_ID", "k"),
+                ][..],
+                "ARTIFACT_S3_SSE_KMS_KEY_ID",
+            ),
+            (
+                &[("ARTIFACT_S3_STORAGE_CLASS", "COLD")][..],
+                "ARTIFACT_S3_STORAGE_CLASS",
+            ),
+        ] {
+            let err = with(pairs).unwrap_err();
+            assert_eq!(err.exit_code(), 3, "{err}");
+            assert!(err.to_string().contains(variable), "{err}");
+        }
+    }
+
+    #[test]
+    fn virtual_hosts_on_endpoints() {
+        let host = |pairs: &[(&str, &str)]| {
+            with(pairs)
+                .unwrap()
+                .virtual_host_on_endpoint()
+                .map(|(bucket_host, _)| bucket_host)
+        };
+        assert_eq!(host(&[]), None);
+        assert_eq!(
+            host(&[("ARTIFACT_S3_ENDPOINT", "http://minio:9000")]),
+            Some("b.minio:9000".into())
+        );
+        assert_eq!(
+            host(&[
+                ("ARTIFACT_S3_ENDPOINT", "http://minio:9000"),
+                ("ARTIFACT_S3_FORCE_PATH_STYLE", "true")
+            ]),
+            None
+        );
+        assert_eq!(
+            host(&[("ARTIFACT_S3_ENDPOINT", "http://127.0.0.1:9000")]),
+            None
+        );
     }
 
     #[test]

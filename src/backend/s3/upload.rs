@@ -5,6 +5,10 @@
 //! the write is conditional (`If-None-Match: *`); when a retry meets its own
 //! earlier attempt (412, or a multipart upload already completed) a HEAD
 //! tells ours from another writer's by a marker we stored with the object.
+//! A store that does not take one of those headers says which (`refusal`):
+//! the rest of the run goes on without it. Every PutObject and
+//! CreateMultipartUpload carries the configured encryption and storage
+//! class and a `Content-Type` from the key's extension (`content_type`).
 //! Each function here is one request; the transfer engine schedules,
 //! retries and aborts.
 
@@ -44,13 +48,8 @@ impl S3 {
         attempt: &mut Attempt,
     ) -> Result<()> {
         let sum = body.sha256_base64()?;
-        let mut req = Request::new("PUT", Some(&upload.locator)).header(META_SHA256, sum.clone());
-        if let Some(mode) = upload.mode {
-            req = req.header(META_MODE, format_mode(mode));
-        }
-        if !upload.overwrite {
-            req = req.header("if-none-match", "*");
-        }
+        let req = Request::new("PUT", Some(&upload.locator)).header(META_SHA256, sum.clone());
+        let mut req = self.with_condition(self.with_write_headers(req, upload), upload);
         req.payload_sha256 = UNSIGNED;
         let req = self.with_checksum(req, &sum);
         let mut reader = body.reader();
@@ -65,9 +64,31 @@ impl S3 {
             _ => {
                 let failure = client::failure(&mut response);
                 attempt.damaged |= failure.code == "BadDigest";
-                Err(self.put_error(failure, &upload.key))
+                Err(self.put_error(failure, "PutObject", &req, &upload.key))
             }
         }
+    }
+
+    /// `req` with `If-None-Match: *` unless the upload may overwrite or the
+    /// store refused conditional writes.
+    fn with_condition<'r>(&self, req: Request<'r>, upload: &Upload) -> Request<'r> {
+        if upload.overwrite || self.conditions_refused.load(Ordering::Relaxed) {
+            return req;
+        }
+        req.header("if-none-match", "*")
+    }
+
+    /// `req` with what every new object is written with: its content type,
+    /// and the configured encryption and storage class.
+    fn with_write_headers<'r>(&self, req: Request<'r>, upload: &Upload) -> Request<'r> {
+        let mut req = req.header("content-type", content_type(&upload.key));
+        if let Some(mode) = upload.mode {
+            req = req.header(META_MODE, format_mode(mode));
+        }
+        self.settings
+            .write_headers()
+            .into_iter()
+            .fold(req, |req, (name, value)| req.header(name, value))
     }
 
     /// `req` with the checksum headers for `sum`, unless the store refused them.
@@ -111,14 +132,21 @@ impl S3 {
         });
     }
 
-    fn abort_request(&self, locator: &str, id: &str) -> Result<Option<client::S3Failure>> {
+    /// One AbortMultipartUpload, with the short limits of clean-up: the
+    /// request, and S3's failure if it was not a success.
+    fn abort_request<'k>(
+        &self,
+        locator: &'k str,
+        id: &str,
+    ) -> Result<(Request<'k>, Option<client::S3Failure>)> {
         let mut req = Request::new("DELETE", Some(locator)).query("uploadId", id);
         req.patience = Patience::Cleanup;
         let mut response = self.client.send(&req, Payload::Empty)?;
-        Ok(match response.status().as_u16() {
+        let failure = match response.status().as_u16() {
             200..=299 | 404 => None,
             _ => Some(client::failure(&mut response)),
-        })
+        };
+        Ok((req, failure))
     }
 
     /// Whether the stored object carries our marker: our own earlier
@@ -130,16 +158,45 @@ impl S3 {
         Ok(response.status().is_success() && stored == Some(value))
     }
 
-    fn put_error(&self, failure: client::S3Failure, key: &str) -> Error {
-        if refuses_checksums(&failure) && !self.checksums_refused.swap(true, Ordering::Relaxed) {
-            log::info(&format!(
-                "Warning: the store refused the checksum headers ({}: {}); uploading without them, the bytes are then checked by length only.",
-                failure.code, failure.message
-            ));
-            // Retried at once, without the headers.
+    /// The error for a failed write `op` sent as `req`. A store that
+    /// refuses a header we can do without gets the write again without it,
+    /// for the rest of the run (a retryable error; the engine retries).
+    fn put_error(
+        &self,
+        failure: client::S3Failure,
+        op: &str,
+        req: &Request<'_>,
+        key: &str,
+    ) -> Error {
+        let carries = |name: &str| req.headers.iter().any(|(h, _)| *h == name);
+        let refused = refusal(
+            &failure,
+            carries("x-amz-checksum-sha256") || carries("x-amz-checksum-algorithm"),
+            carries("if-none-match"),
+        );
+        if let Some(refused) = refused {
+            let (flag, warning) = match refused {
+                Refused::Checksums => (
+                    &self.checksums_refused,
+                    "uploading without them, the bytes are then checked by length only",
+                ),
+                Refused::Condition => (
+                    &self.conditions_refused,
+                    "writing without it for the rest of this push, checked against the listing only: two pushes racing to one name can then both succeed",
+                ),
+            };
+            if !flag.swap(true, Ordering::Relaxed) {
+                log::info(&format!(
+                    "Warning: the store refused {} ({}: {}); {warning}.",
+                    refused.headers(),
+                    failure.code,
+                    failure.message
+                ));
+            }
+            // Retried at once, without the header.
             return Error::Network {
                 what: format!("upload of '{key}'"),
-                detail: "the store does not take x-amz-checksum-sha256".into(),
+                detail: format!("the store does not take {}", refused.headers()),
             };
         }
         if failure.code == "BadDigest" {
@@ -149,7 +206,7 @@ impl S3 {
                 detail: "the store received damaged bytes (BadDigest)".into(),
             };
         }
-        match self.error(failure, "PutObject", key) {
+        match self.error(failure, op, key) {
             Error::NotFound(_) => Error::Protocol(format!(
                 "S3 lost the upload of '{key}' (NoSuchUpload); push it again"
             )),
@@ -157,6 +214,17 @@ impl S3 {
                 side: Side::Remote,
                 path: key.to_string(),
             },
+            Error::PermissionDenied { what, hint }
+                if self.settings.encryption.is_none()
+                    && matches!(op, "PutObject" | "CreateMultipartUpload") =>
+            {
+                Error::PermissionDenied {
+                    what,
+                    hint: format!(
+                        "{hint}; a bucket policy may require encryption: set ARTIFACT_S3_SSE (AES256, aws:kms or aws:kms:dsse)"
+                    ),
+                }
+            }
             other => other,
         }
     }
@@ -169,19 +237,18 @@ impl Multipart for S3 {
 
     fn create(&self, upload: &Upload, part_size: u64) -> Result<String> {
         let marker = unique_marker();
-        let mut req = Request::new("POST", Some(&upload.locator))
+        let req = Request::new("POST", Some(&upload.locator))
             .query("uploads", "")
             .header(META_UPLOAD, marker.clone())
             .header(META_PART_SIZE, part_size.to_string());
+        let mut req = self.with_write_headers(req, upload);
         if !self.checksums_refused.load(Ordering::Relaxed) {
             req = req.header("x-amz-checksum-algorithm", "SHA256");
         }
-        if let Some(mode) = upload.mode {
-            req = req.header(META_MODE, format_mode(mode));
-        }
         let mut response = self.client.send(&req, Payload::Empty)?;
         if !response.status().is_success() {
-            return Err(self.put_error(client::failure(&mut response), &upload.key));
+            let failure = client::failure(&mut response);
+            return Err(self.put_error(failure, "CreateMultipartUpload", &req, &upload.key));
         }
         let text = super::read_text(&mut response, "CreateMultipartUpload")?;
         let id = xml::upload_id(&text)?;
@@ -202,7 +269,8 @@ impl Multipart for S3 {
         let mut reader = body.reader();
         let mut response = self.client.send(&req, reader.payload())?;
         if !response.status().is_success() {
-            return Err(self.put_error(client::failure(&mut response), &upload.key));
+            let failure = client::failure(&mut response);
+            return Err(self.put_error(failure, "UploadPart", &req, &upload.key));
         }
         let etag = response
             .headers()
@@ -225,12 +293,10 @@ impl Multipart for S3 {
     fn complete(&self, upload: &Upload, id: &str, parts: &[Part], attempt: &Attempt) -> Result<()> {
         let body = xml::complete_body(parts);
         let body_sha = hex(&checksum::sha256(body.as_bytes()));
-        let mut req = Request::new("POST", Some(&upload.locator))
+        let req = Request::new("POST", Some(&upload.locator))
             .query("uploadId", id)
             .header("content-type", "application/xml");
-        if !upload.overwrite {
-            req = req.header("if-none-match", "*");
-        }
+        let mut req = self.with_condition(req, upload);
         req.payload_sha256 = &body_sha;
         req.patience = Patience::Long(COMPLETE_WAIT);
         let mut response = self.client.send(&req, Payload::Bytes(body.as_bytes()))?;
@@ -262,30 +328,108 @@ impl Multipart for S3 {
             self.closed(id);
             return Ok(());
         }
-        Err(self.put_error(client::failure(&mut response), &upload.key))
+        let failure = client::failure(&mut response);
+        Err(self.put_error(failure, "CompleteMultipartUpload", &req, &upload.key))
     }
 
     fn abort(&self, upload: &Upload, id: &str) -> Result<()> {
-        match self.abort_request(&upload.locator, id)? {
+        let (req, failure) = self.abort_request(&upload.locator, id)?;
+        match failure {
             None => {
                 self.closed(id);
                 Ok(())
             }
-            Some(failure) => Err(self.put_error(failure, &upload.key)),
+            Some(failure) => {
+                Err(self.put_error(failure, "AbortMultipartUpload", &req, &upload.key))
+            }
         }
     }
 }
 
-/// Whether a failed upload says the store does not take the checksum
-/// headers themselves (as opposed to BadDigest: damaged bytes).
-fn refuses_checksums(failure: &client::S3Failure) -> bool {
-    let mentions = |what: &str| failure.message.to_ascii_lowercase().contains(what);
-    match (failure.status, failure.code.as_str()) {
-        (400 | 501, "NotImplemented") => true,
-        (400, "InvalidArgument" | "InvalidRequest" | "UnsupportedHeader") => {
-            mentions("checksum") || mentions("header")
+/// A header a store does not take, which a write can do without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// The checksum headers (`x-amz-checksum-*`).
+    Checksums,
+    /// The conditional write (`If-None-Match: *`).
+    Condition,
+}
+
+impl Refused {
+    fn headers(self) -> &'static str {
+        match self {
+            Refused::Checksums => "the checksum headers (x-amz-checksum-sha256)",
+            Refused::Condition => "conditional writes (If-None-Match)",
         }
-        _ => false,
+    }
+}
+
+/// Which header a failed write says the store does not take, of those the
+/// request carried: told apart by the header the error names (`<Header>`,
+/// `<ArgumentName>` or its message), not by the status (BadDigest, damaged
+/// bytes, is no refusal). A NotImplemented that names no header at all is
+/// put on the checksums if the request carried them, else on the
+/// condition: a store refusing both loses one per answer.
+fn refusal(failure: &client::S3Failure, checksums: bool, condition: bool) -> Option<Refused> {
+    let refusing = matches!(
+        (failure.status, failure.code.as_str()),
+        (400 | 501, "NotImplemented")
+            | (
+                400,
+                "InvalidArgument" | "InvalidRequest" | "UnsupportedHeader" | "BadRequest"
+            )
+    );
+    if !refusing {
+        return None;
+    }
+    let named = format!(
+        "{} {}",
+        failure.header.as_deref().unwrap_or_default(),
+        failure.message
+    )
+    .to_ascii_lowercase();
+    let names_condition = named.contains("if-none-match");
+    let names_checksums = named.contains("checksum");
+    if condition && names_condition {
+        return Some(Refused::Condition);
+    }
+    if checksums && names_checksums {
+        return Some(Refused::Checksums);
+    }
+    let anonymous = (failure.status == 501 || failure.code == "NotImplemented")
+        && failure.header.is_none()
+        && !names_condition
+        && !names_checksums;
+    match (anonymous, checksums, condition) {
+        (true, true, _) => Some(Refused::Checksums),
+        (true, false, true) => Some(Refused::Condition),
+        _ => None,
+    }
+}
+
+/// The `Content-Type` of an object, from its key's extension: the types a
+/// person opens from a bucket in a browser, else `application/octet-stream`.
+fn content_type(key: &str) -> &'static str {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let extension = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
+        _ => return "application/octet-stream",
+    };
+    match extension.as_str() {
+        "html" | "htm" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "txt" | "log" => "text/plain; charset=utf-8",
+        "xml" => "application/xml",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "tar" => "application/x-tar",
+        _ => "application/octet-stream",
     }
 }
 
@@ -301,4 +445,77 @@ fn unique_marker() -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_from_extensions() {
+        for (key, want) in [
+            ("a/index.html", "text/html; charset=utf-8"),
+            ("a/b/REPORT.HTM", "text/html; charset=utf-8"),
+            ("style.css", "text/css; charset=utf-8"),
+            ("app.js", "text/javascript; charset=utf-8"),
+            ("x.json", "application/json"),
+            ("notes.txt", "text/plain; charset=utf-8"),
+            ("build.log", "text/plain; charset=utf-8"),
+            ("junit.xml", "application/xml"),
+            ("logo.svg", "image/svg+xml"),
+            ("shot.png", "image/png"),
+            ("shot.jpg", "image/jpeg"),
+            ("shot.JPEG", "image/jpeg"),
+            ("doc.pdf", "application/pdf"),
+            ("dist.zip", "application/zip"),
+            ("dist.tar.gz", "application/gzip"),
+            ("dist.tar", "application/x-tar"),
+            ("binary", "application/octet-stream"),
+            ("a.b/noext", "application/octet-stream"),
+            (".gitignore", "application/octet-stream"),
+            ("x.exe", "application/octet-stream"),
+        ] {
+            assert_eq!(content_type(key), want, "{key}");
+        }
+    }
+
+    fn failure(status: u16, code: &str, message: &str, header: Option<&str>) -> client::S3Failure {
+        client::S3Failure {
+            status,
+            code: code.into(),
+            message: message.into(),
+            header: header.map(str::to_string),
+            bucket_region: None,
+        }
+    }
+
+    #[test]
+    fn refusals_are_told_apart_by_the_header_they_name() {
+        let not_implemented = "A header you provided implies functionality that is not implemented";
+        let header = Some("If-None-Match");
+        let condition = failure(501, "NotImplemented", not_implemented, header);
+        assert_eq!(refusal(&condition, true, true), Some(Refused::Condition));
+        assert_eq!(refusal(&condition, true, false), None);
+        let message = "x-amz-checksum-sha256 is not supported";
+        let checksum = failure(400, "InvalidArgument", message, None);
+        assert_eq!(refusal(&checksum, true, true), Some(Refused::Checksums));
+        assert_eq!(refusal(&checksum, false, true), None);
+        let header = Some("x-amz-sdk-checksum-algorithm");
+        let argument = failure(400, "InvalidArgument", "bad", header);
+        assert_eq!(refusal(&argument, true, true), Some(Refused::Checksums));
+        // Naming neither: a NotImplemented is put on what the request
+        // carried, the checksums first; another 400 is no refusal.
+        let bare = failure(501, "NotImplemented", not_implemented, None);
+        assert_eq!(refusal(&bare, true, true), Some(Refused::Checksums));
+        assert_eq!(refusal(&bare, false, true), Some(Refused::Condition));
+        assert_eq!(refusal(&bare, false, false), None);
+        let other = failure(501, "NotImplemented", "", Some("Transfer-Encoding"));
+        assert_eq!(refusal(&other, true, true), None);
+        let bare_400 = failure(400, "NotImplemented", not_implemented, None);
+        assert_eq!(refusal(&bare_400, true, true), Some(Refused::Checksums));
+        let bad_request = failure(400, "InvalidArgument", "something else", None);
+        assert_eq!(refusal(&bad_request, true, true), None);
+        let digest = failure(400, "BadDigest", "checksum mismatch", None);
+        assert_eq!(refusal(&digest, true, true), None);
+    }
 }
