@@ -151,6 +151,18 @@ impl<'k> Landing<'k> {
         download: Download<'_>,
         listed_size: Option<u64>,
     ) -> Result<()> {
+        let other_version =
+            self.answered && matches!((&self.etag, &download.etag), (Some(a), Some(b)) if a != b);
+        if other_version && download.offset != 0 {
+            // A store that ignores If-Match: the bytes so far are another
+            // version's; ask for the whole of this one.
+            log::debug(|| format!("'{}' changed during the download; starting over", self.key));
+            self.restart(file)?;
+            return Err(Error::Network {
+                what: format!("download of '{}'", self.key),
+                detail: "the object changed during the download; starting over".into(),
+            });
+        }
         if download.offset != self.written {
             if download.offset != 0 {
                 return Err(Error::Protocol(format!(
@@ -342,6 +354,12 @@ impl<'env> Ranged<'env> {
                 if_match: self.etag.as_deref(),
             };
             let download = self.backend.get(&self.object, range)?;
+            if let (Some(want), Some(got)) = (&self.etag, &download.etag) {
+                // A store that ignores If-Match still names the version.
+                if want != got {
+                    return Err(changed(key));
+                }
+            }
             if download.offset != offset || download.length != Some(len) {
                 return Err(Error::Protocol(format!(
                     "the store answered range {offset}-{} of '{key}' with {} bytes from {}",
@@ -491,6 +509,15 @@ fn hash_file_range(file: &File, offset: u64, len: u64, hasher: &mut Sha256) -> i
         done += n as u64;
     }
     Ok(())
+}
+
+/// The object was replaced while it was being fetched in ranges.
+fn changed(key: &str) -> Error {
+    Error::remote(
+        format!("GET '{key}'"),
+        412,
+        "the object changed since the download started; pull it again",
+    )
 }
 
 /// Copies a download's body to `write`, counting progress. A read failure
