@@ -480,10 +480,10 @@ fn a_ranged_download_is_verified_whole() {
     f.work_dir_holds(&["back.bin", "big.bin"]);
 }
 
-/// An object replaced (`push -f`) while it is being pulled in ranges is
-/// never stitched from two versions: the ranges after the replacement carry
-/// `If-Match` with the first version's ETag, the store refuses them, and the
-/// pull fails with nothing at the destination.
+// An object replaced (`push -f`) while it is being pulled in ranges is
+// never stitched from two versions: the ranges after the replacement carry
+// `If-Match` with the first version's ETag (and are checked against it),
+// and the pull fails with nothing at the destination.
 fault_case!(
     an_object_replaced_between_ranges_is_never_stitched,
     [s3s_fs, moto],
