@@ -110,14 +110,7 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
         }
         listed
     });
-    log_budget(&budget);
-    let fed = fed.into_inner().unwrap_or_default();
-    if fed.is_empty() {
-        listed?;
-        interrupt::check()?;
-        return Err(Error::NotFound(remote.to_string()));
-    }
-    summarize(listed, fed)
+    conclude(remote, listed, &budget, fed)
 }
 
 /// Deletes everything at `remote`, in batches of as many objects as one
@@ -147,14 +140,7 @@ pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Total
         }
         Ok(())
     });
-    log_budget(&budget);
-    let fed = fed.into_inner().unwrap_or_default();
-    if fed.is_empty() {
-        listed?;
-        interrupt::check()?;
-        return Err(Error::NotFound(remote.to_string()));
-    }
-    summarize(listed, fed)
+    conclude(remote, listed, &budget, fed)
 }
 
 /// Deletes `objects` in one request, filling each one's slot; where the
@@ -202,6 +188,24 @@ fn delete_batch<'env>(
             }
         }
     }
+}
+
+/// The end of a pull or a yank: nothing found is not found (unless the
+/// listing failed, or a signal stopped it), else the summary.
+fn conclude(
+    remote: &str,
+    listed: Result<()>,
+    budget: &Budget,
+    fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>>,
+) -> Result<Totals> {
+    log_budget(budget);
+    let fed = fed.into_inner().unwrap_or_default();
+    if fed.is_empty() {
+        listed?;
+        interrupt::check()?;
+        return Err(Error::NotFound(remote.to_string()));
+    }
+    summarize(listed, fed)
 }
 
 /// Lists what is at `key` page by page, each page retried on its own,
