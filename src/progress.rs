@@ -13,7 +13,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::log;
-use crate::report::format_bytes;
 
 static BYTES: AtomicU64 = AtomicU64::new(0);
 static FILES: AtomicU64 = AtomicU64::new(0);
@@ -148,6 +147,23 @@ fn describe(verb: &str, files: u64, bytes: Option<u64>, elapsed: Duration) -> St
     )
 }
 
+/// The Go CLI's `formatBytes`: 1024-based, one decimal, `B` below 1 KiB.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNIT: u64 = 1024;
+    if bytes < UNIT {
+        return format!("{bytes} B");
+    }
+    let (mut div, mut exp) = (UNIT, 0);
+    let mut n = bytes / UNIT;
+    while n >= UNIT {
+        div *= UNIT;
+        exp += 1;
+        n /= UNIT;
+    }
+    let unit = ['K', 'M', 'G', 'T', 'P', 'E'][exp];
+    format!("{:.1} {unit}B", bytes as f64 / div as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +176,23 @@ mod tests {
         assert!(line.contains(" of 1.0 GB ("), "{line}");
         let unknown = describe("Pulled", 3, None, Duration::from_secs(1));
         assert!(!unknown.contains('%'), "{unknown}");
+    }
+
+    #[test]
+    fn bytes_like_go() {
+        let cases = [
+            (0, "0 B"),
+            (1, "1 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KB"),
+            (1229, "1.2 KB"),
+            (1_258_291, "1.2 MB"),
+            (1024 * 1024 * 1024, "1.0 GB"),
+            (5 * 1024_u64.pow(4), "5.0 TB"),
+            (u64::MAX, "16.0 EB"),
+        ];
+        for (n, want) in cases {
+            assert_eq!(format_bytes(n), want, "{n}");
+        }
     }
 }

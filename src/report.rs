@@ -8,24 +8,8 @@ use crate::cli::Op;
 use crate::error::Error;
 use crate::log;
 use crate::paths::Level;
+use crate::progress::format_bytes;
 use crate::transfer::Totals;
-
-/// The Go CLI's `formatBytes`: 1024-based, one decimal, `B` below 1 KiB.
-pub fn format_bytes(bytes: u64) -> String {
-    const UNIT: u64 = 1024;
-    if bytes < UNIT {
-        return format!("{bytes} B");
-    }
-    let (mut div, mut exp) = (UNIT, 0);
-    let mut n = bytes / UNIT;
-    while n >= UNIT {
-        div *= UNIT;
-        exp += 1;
-        n /= UNIT;
-    }
-    let unit = ['K', 'M', 'G', 'T', 'P', 'E'][exp];
-    format!("{:.1} {unit}B", bytes as f64 / div as f64)
-}
 
 fn count(totals: Totals) -> String {
     let noun = if totals.files == 1 { "file" } else { "files" };
@@ -99,24 +83,6 @@ pub fn failure(op: Option<Op>, err: &Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_like_go() {
-        let cases = [
-            (0, "0 B"),
-            (1, "1 B"),
-            (1023, "1023 B"),
-            (1024, "1.0 KB"),
-            (1229, "1.2 KB"),
-            (1_258_291, "1.2 MB"),
-            (1024 * 1024 * 1024, "1.0 GB"),
-            (5 * 1024_u64.pow(4), "5.0 TB"),
-            (u64::MAX, "16.0 EB"),
-        ];
-        for (n, want) in cases {
-            assert_eq!(format_bytes(n), want, "{n}");
-        }
-    }
 
     #[test]
     fn counts_are_pluralised() {
