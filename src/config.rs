@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::http::{HttpSettings, Network};
 use crate::proxy::Proxies;
 use crate::tls::Trust;
 
@@ -121,39 +122,10 @@ pub enum BackendKind {
     Local,
 }
 
-/// How HTTP requests behave: timeouts and retries, for every backend.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct HttpSettings {
-    /// ARTIFACT_CONNECT_TIMEOUT: to open a connection (default 10 s).
-    pub connect_timeout: Duration,
-    /// ARTIFACT_IO_TIMEOUT: longest wait for a byte, either way (default 30 s).
-    pub io_timeout: Duration,
-    /// ARTIFACT_RETRY_ATTEMPTS: attempts per request, first included (default 5).
-    pub attempts: usize,
-    /// ARTIFACT_RETRY_DELAY: the first backoff; it doubles (default 0.5 s).
-    pub retry_delay: Duration,
-}
-
-impl HttpSettings {
-    /// How the requests are retried.
-    pub fn retry_policy(&self) -> crate::retry::Policy {
-        crate::retry::Policy {
-            attempts: self.attempts,
-            first_delay: self.retry_delay,
-        }
-    }
-}
-
-/// Where connections go and whom they trust.
-#[derive(Debug, Clone, Default)]
-pub struct Network {
-    /// SSL_CERT_FILE, SSL_CERT_DIR, AWS_CA_BUNDLE.
-    pub trust: Trust,
-    /// HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY.
-    pub proxies: Proxies,
-}
-
+// `HttpSettings` and `Network` live in `http`, which they configure; here
+// they are read from the environment.
 impl Network {
+    /// SSL_CERT_FILE, SSL_CERT_DIR, AWS_CA_BUNDLE and the proxy variables.
     pub fn from_env(env: &Env) -> Network {
         Network {
             trust: Trust {
@@ -171,14 +143,6 @@ impl Network {
                 aws: false,
             },
             proxies: Proxies::from_lookup(|name| env.get(name)),
-        }
-    }
-
-    /// The same network, for S3 and AWS endpoints (trusts AWS_CA_BUNDLE too).
-    pub fn for_aws(&self) -> Network {
-        Network {
-            trust: self.trust.for_aws(),
-            proxies: self.proxies.clone(),
         }
     }
 }

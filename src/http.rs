@@ -16,9 +16,52 @@ use ureq::tls::TlsConfig;
 use ureq::{Agent, AsSendBody, Body, Proxy, SendBody};
 
 use crate::aws::xml::error_code_and_message;
-use crate::config::{HttpSettings, Network};
 use crate::error::{Error, Result};
+use crate::proxy::Proxies;
+use crate::tls::Trust;
 use crate::{log, proxy, tls};
+
+/// How HTTP requests behave: timeouts and retries, for every backend.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HttpSettings {
+    /// ARTIFACT_CONNECT_TIMEOUT: to open a connection (default 10 s).
+    pub connect_timeout: Duration,
+    /// ARTIFACT_IO_TIMEOUT: longest wait for a byte, either way (default 30 s).
+    pub io_timeout: Duration,
+    /// ARTIFACT_RETRY_ATTEMPTS: attempts per request, first included (default 5).
+    pub attempts: usize,
+    /// ARTIFACT_RETRY_DELAY: the first backoff; it doubles (default 0.5 s).
+    pub retry_delay: Duration,
+}
+
+impl HttpSettings {
+    /// How the requests are retried.
+    pub fn retry_policy(&self) -> crate::retry::Policy {
+        crate::retry::Policy {
+            attempts: self.attempts,
+            first_delay: self.retry_delay,
+        }
+    }
+}
+
+/// Where connections go and whom they trust.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    /// SSL_CERT_FILE, SSL_CERT_DIR, AWS_CA_BUNDLE.
+    pub trust: Trust,
+    /// HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY.
+    pub proxies: Proxies,
+}
+
+impl Network {
+    /// The same network, for S3 and AWS endpoints (trusts AWS_CA_BUNDLE too).
+    pub fn for_aws(&self) -> Network {
+        Network {
+            trust: self.trust.for_aws(),
+            proxies: self.proxies.clone(),
+        }
+    }
+}
 
 /// How long a request may take, beyond the usual timeouts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

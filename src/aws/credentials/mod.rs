@@ -39,9 +39,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Credentials;
-use crate::config::{Env, Network};
+use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
+use crate::http::Network;
 use crate::log;
 
 use container::Container;

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
-use crate::config::{HttpSettings, Network};
 use crate::error::{Error, Result};
 use crate::http::{summarize_error_body, Http, Payload};
+use crate::http::{HttpSettings, Network};
 use crate::retry;
 
 /// Connect 1 s, wait for a byte 5 s, two attempts 100 ms apart.

@@ -341,7 +341,7 @@ mod tests {
     fn urls_are_encoded_as_s3_canonicalizes_them() {
         let c = Client::new(
             Http::new(
-                crate::config::HttpSettings {
+                crate::http::HttpSettings {
                     connect_timeout: std::time::Duration::from_secs(1),
                     io_timeout: std::time::Duration::from_secs(1),
                     attempts: 1,

@@ -31,9 +31,10 @@ use super::{
 use crate::aws::credentials::{self, Chain};
 use crate::aws::sigv4::hex;
 use crate::aws::xml;
-use crate::config::{Env, HttpSettings, Network, Settings};
+use crate::config::{Env, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{Http, Payload};
+use crate::http::{HttpSettings, Network};
 use crate::{checksum, log, retry};
 
 /// S3's limit on the length of a key, in UTF-8 bytes.
