@@ -3,7 +3,7 @@
 //! Every request the program sends (Hub API, signed storage URLs, S3) goes
 //! through `Http::call`, so timeouts, proxies, connection reuse, `-v` lines
 //! and redaction exist once. A call is one attempt: statuses worth retrying
-//! come back as errors that `retry::run` understands, any other status comes
+//! come back as errors that `retry::call` understands, any other status comes
 //! back as a response for the backend to interpret (a HEAD's 404 is an answer,
 //! not a failure).
 
@@ -253,18 +253,18 @@ impl Http {
                     .header("content-length", "0")
                     .body(())
                     .map_err(|e| bad_request(&what, e))?;
-                run(self.agent_for(url)?, req, patience)
+                send_with(self.agent_for(url)?, req, patience)
             }
             Payload::Bytes(bytes) => {
                 let req = builder.body(bytes).map_err(|e| bad_request(&what, e))?;
-                run(self.agent_for(url)?, req, patience)
+                send_with(self.agent_for(url)?, req, patience)
             }
             Payload::Reader(reader, len) => {
                 let req = builder
                     .header("content-length", len.to_string())
                     .body(SendBody::from_reader(reader))
                     .map_err(|e| bad_request(&what, e))?;
-                run(self.agent_for(url)?, req, patience)
+                send_with(self.agent_for(url)?, req, patience)
             }
         };
         let elapsed = started.elapsed().as_millis();
@@ -291,7 +291,7 @@ impl Http {
 }
 
 /// Sends `req` on `agent` with the timeouts `patience` asks for.
-fn run(
+fn send_with(
     agent: &Agent,
     req: Request<impl AsSendBody>,
     patience: Patience,

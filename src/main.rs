@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             println!("{}", version());
             return ExitCode::SUCCESS;
         }
-        Ok(Parsed::Run(inv)) => (inv.op, run(&inv)),
+        Ok(Parsed::Run(inv)) => (inv.op, run_command(&inv)),
         Err(e) => (None, Err(e)),
     };
     match result {
@@ -68,7 +68,7 @@ fn version() -> String {
 }
 
 /// Runs one parsed command.
-fn run(inv: &Invocation) -> Result<()> {
+fn run_command(inv: &Invocation) -> Result<()> {
     log::set_verbose(inv.verbose);
     if let Some(file) = &inv.config_file {
         report::config_file_ignored(file);

@@ -69,7 +69,7 @@ impl Reporter {
             let drew_line = drew_line.clone();
             thread::Builder::new()
                 .stack_size(64 * 1024)
-                .spawn(move || run(&stop, &drew_line, terminal, verb))
+                .spawn(move || draw_until_stopped(&stop, &drew_line, terminal, verb))
                 .ok()
         };
         Reporter {
@@ -97,7 +97,12 @@ impl Drop for Reporter {
     }
 }
 
-fn run(stop: &(Mutex<bool>, Condvar), drew_line: &AtomicBool, terminal: bool, verb: &str) {
+fn draw_until_stopped(
+    stop: &(Mutex<bool>, Condvar),
+    drew_line: &AtomicBool,
+    terminal: bool,
+    verb: &str,
+) {
     let started = Instant::now();
     let mut wait = FIRST_REPORT;
     let (lock, wake) = stop;

@@ -30,7 +30,7 @@ pub struct Policy {
 
 /// Runs `op` (given the attempt number, from 1) until it succeeds, fails
 /// for good, or the attempts run out. `what` names it in `-v` lines.
-pub fn run<T>(policy: &Policy, what: &str, mut op: impl FnMut(usize) -> Result<T>) -> Result<T> {
+pub fn call<T>(policy: &Policy, what: &str, mut op: impl FnMut(usize) -> Result<T>) -> Result<T> {
     let mut attempt = 1;
     loop {
         match op(attempt) {
@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn retries_until_success() {
         let mut calls = 0;
-        let out = run(&policy(5), "op", |_| {
+        let out = call(&policy(5), "op", |_| {
             calls += 1;
             if calls < 3 {
                 Err(unavailable())
@@ -141,7 +141,7 @@ mod tests {
     #[test]
     fn gives_up_after_the_attempts() {
         let mut calls = 0;
-        let out: Result<()> = run(&policy(5), "op", |_| {
+        let out: Result<()> = call(&policy(5), "op", |_| {
             calls += 1;
             Err(unavailable())
         });
@@ -152,7 +152,7 @@ mod tests {
     #[test]
     fn final_errors_are_not_retried() {
         let mut calls = 0;
-        let out: Result<()> = run(&policy(5), "op", |_| {
+        let out: Result<()> = call(&policy(5), "op", |_| {
             calls += 1;
             Err(Error::NotFound("x".into()))
         });

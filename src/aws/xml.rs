@@ -19,12 +19,12 @@ pub struct Part {
 }
 
 /// One ListObjectsV2 page: the objects and the token for the next page.
-pub struct Page {
+pub struct ListPage {
     pub objects: Vec<(String, u64)>,
     pub next: Option<String>,
 }
 
-pub fn list_page(text: &str) -> Result<Page> {
+pub fn list_page(text: &str) -> Result<ListPage> {
     let parsed: ListBucketResult =
         quick_xml::de::from_str(text).map_err(|e| unusable("ListObjectsV2", &e.to_string()))?;
     let next = parsed
@@ -36,7 +36,7 @@ pub fn list_page(text: &str) -> Result<Page> {
             "a truncated page without a continuation token",
         ));
     }
-    Ok(Page {
+    Ok(ListPage {
         objects: parsed
             .contents
             .into_iter()
@@ -300,7 +300,7 @@ mod hostile {
         ) {
             let parsed = list_page(&page(&keys, true, &token));
             prop_assert!(parsed.is_ok(), "{parsed:?}", parsed = parsed.as_ref().err());
-            let parsed = parsed.unwrap_or(Page { objects: Vec::new(), next: None });
+            let parsed = parsed.unwrap_or(ListPage { objects: Vec::new(), next: None });
             let listed: Vec<String> = parsed.objects.into_iter().map(|(k, _)| k).collect();
             prop_assert_eq!(listed, keys);
             prop_assert_eq!(parsed.next, Some(token));

@@ -81,7 +81,7 @@ fn prepare(
     keys: &[String],
     opts: &Options,
 ) -> Result<(Vec<Upload>, super::Budget)> {
-    let uploads = retry::run(&opts.retry, "preparing the push", |_| {
+    let uploads = retry::call(&opts.retry, "preparing the push", |_| {
         backend.prepare_push(keys, opts.force)
     })?;
     if opts.force || uploads.iter().all(|u| u.probe.is_none()) {

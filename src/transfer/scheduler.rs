@@ -167,7 +167,7 @@ impl<'s, 'e, 'env> Ctx<'s, 'e, 'env> {
         bytes: u64,
         mut op: impl FnMut(usize) -> Result<T>,
     ) -> Result<T> {
-        retry::run(&self.shared.policy, what, |attempt| {
+        retry::call(&self.shared.policy, what, |attempt| {
             let started = Instant::now();
             let result = op(attempt);
             match &result {

@@ -31,10 +31,10 @@ enum Output {
 
 impl Process {
     pub fn fetch(&self) -> Result<Credentials> {
-        self.run(TIMEOUT)
+        self.execute(TIMEOUT)
     }
 
-    fn run(&self, timeout: Duration) -> Result<Credentials> {
+    fn execute(&self, timeout: Duration) -> Result<Credentials> {
         let what = format!("credential_process of {}", self.context);
         let mut child = Command::new("sh")
             .arg("-c")
@@ -207,7 +207,7 @@ echo "{\"Version\": 1, \"AccessKeyId\": \"AKIDPROC\", \"SecretAccessKey\": \"pro
     fn a_hanging_command_is_stopped() {
         let started = Instant::now();
         let err = process("sleep 30")
-            .run(Duration::from_millis(200))
+            .execute(Duration::from_millis(200))
             .unwrap_err();
         assert!(err.to_string().contains("did not finish"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5));

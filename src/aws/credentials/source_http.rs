@@ -5,7 +5,7 @@
 //! own: a source that is not there must cost about a second, not the 10 s
 //! connect timeout meant for storage, so "no credentials anywhere" fails
 //! fast. One request here is one call plus its body, retried as a whole by
-//! `retry::run`; callers get the status and the text and decide what it means.
+//! `retry::call`; callers get the status and the text and decide what it means.
 
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ pub fn send(
     body: &[u8],
 ) -> Result<Answer> {
     let what = format!("{method} {}", crate::log::redact_url(url));
-    retry::run(&http.settings.retry_policy(), &what, |_| {
+    retry::call(&http.settings.retry_policy(), &what, |_| {
         let payload = if body.is_empty() {
             Payload::Empty
         } else {

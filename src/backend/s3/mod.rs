@@ -112,7 +112,7 @@ impl S3 {
         prefix: &str,
         max_keys: Option<u32>,
         token: Option<&str>,
-    ) -> Result<xml::Page> {
+    ) -> Result<xml::ListPage> {
         let mut req = Request::new("GET", None)
             .query("list-type", "2")
             .query("prefix", prefix);
@@ -189,7 +189,7 @@ fn detect_region(s3: &S3Settings, http: HttpSettings, network: &Network) -> Resu
     };
     let probe = Http::new(quick, 1, network)?;
     let url = s3.region_probe_url();
-    let found = retry::run(&quick.retry_policy(), "bucket region lookup", |_| {
+    let found = retry::call(&quick.retry_policy(), "bucket region lookup", |_| {
         let response = probe.call("HEAD", &url, &[], Payload::Empty)?;
         Ok(response
             .headers()
