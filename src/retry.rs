@@ -8,7 +8,7 @@
 //! final at once. The transfer engine sends every request of a transfer
 //! through here (`transfer::scheduler`), so backends never retry; the
 //! credential endpoints use it with their own short policy. This is the
-//! only place that sleeps.
+//! only place a request waits before it is tried again.
 
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

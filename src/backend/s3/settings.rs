@@ -1,6 +1,7 @@
 //! The S3 backend's configuration: bucket, prefix, endpoint, addressing.
 //!
-//! Everything here comes from the seed's variables (`ARTIFACT_S3_*`) and is
+//! Everything here comes from the `ARTIFACT_S3_*` variables (and the
+//! profile's region, when no region variable is set) and is
 //! checked before any request: a missing bucket, an endpoint that is not a
 //! URL, or acceleration combined with a custom endpoint fail at once with a
 //! message naming the variable. Addressing follows the AWS SDKs:
