@@ -10,7 +10,8 @@
 //! the Hub (`SEMAPHORE_*`, in `backend::hub`), S3 (`ARTIFACT_S3_*`, in
 //! `backend::s3::settings`), the local store (`ARTIFACT_LOCAL_DIR`, in
 //! `backend::local`) and the credential chain (`AWS_*`, in
-//! `aws::credentials`). Outside the snapshot the program reads only its
+//! `aws::credentials`); the level's ID (`SEMAPHORE_JOB_ID` and the like) is
+//! read by `main`. Outside the snapshot the program reads only its
 //! arguments (`main`), the host name for temporary file names (`atomic`, with
 //! `HOSTNAME` as a last resort) and the system's temporary directory, where
 //! standard input is spooled (`transfer::push`).
