@@ -1,9 +1,20 @@
 //! Settings from the environment, read once, after the command line.
 //!
-//! Everything the program takes from environment variables is parsed here
-//! into plain values with clear errors (`error: ARTIFACT_PARALLELISM …`), so
-//! the rest of the program never calls `std::env`. `Env` is a snapshot, which
-//! lets unit tests pass their own variables instead of mutating the process.
+//! `Env` is a snapshot of the process environment, taken once by `main`;
+//! every setting is read from it, not from `std::env`, which lets unit tests
+//! pass their own variables instead of mutating the process. The settings
+//! every backend shares are parsed here into plain values with clear errors
+//! (`error: ARTIFACT_PARALLELISM …`): the backend, parallelism, timeouts and
+//! retries (`HttpSettings`), and the proxies and trusted certificates
+//! (`Network`). Each store reads its own variables from the same snapshot:
+//! the Hub (`SEMAPHORE_*`, in `backend::hub`), S3 (`ARTIFACT_S3_*`, in
+//! `backend::s3::settings`), the local store (`ARTIFACT_LOCAL_DIR`, in
+//! `backend::local`) and the credential chain (`AWS_*`, in
+//! `aws::credentials`); the level's ID (`SEMAPHORE_JOB_ID` and the like) is
+//! read by `main`. Outside the snapshot the program reads only its
+//! arguments (`main`), the host name for temporary file names (`atomic`, with
+//! `HOSTNAME` as a last resort) and the system's temporary directory, where
+//! standard input is spooled (`transfer::push`).
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! failed, why, and what to do about it, and maps to one documented exit code
 //! (see the table in README.md and `exit_code`). Backends, the transfer engine
 //! and the CLI all return this type; `main` is the only place that turns it
-//! into output and an exit status.
+//! into an exit status, after `report::failure` has printed it.
 
 use std::fmt;
 use std::io;

@@ -1,8 +1,9 @@
 //! The one HTTP client: a pooled ureq agent with our timeouts and logging.
 //!
-//! Every request the program sends (Hub API, signed storage URLs, S3) goes
-//! through `Http::call`, so timeouts, proxies, connection reuse, `-v` lines
-//! and redaction exist once. A call is one attempt: statuses worth retrying
+//! Every request the program sends (Hub API, signed storage URLs, S3, the
+//! credential endpoints) goes through `Http::call` (or `call_with`, for the
+//! longer or shorter limits of `Patience`), so timeouts, proxies, connection
+//! reuse, `-v` lines and redaction exist once. A call is one attempt: statuses worth retrying
 //! come back as errors that `retry::call` understands, any other status comes
 //! back as a response for the backend to interpret (a HEAD's 404 is an answer,
 //! not a failure).

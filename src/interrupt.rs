@@ -7,7 +7,7 @@
 //! uploads are aborted (with short limits of their own) and temporary
 //! files are removed as their owners unwind; the command then reports
 //! what was and was not transferred and exits with the signal's code. A
-//! worker blocked request cannot see the signal, so the listener itself also
+//! worker blocked in a request cannot see the signal, so the listener itself also
 //! aborts the backend's open uploads (`on_signal`). A watchdog makes sure
 //! of the five seconds: if the run has not ended by
 //! then, it removes the temporary files still registered and exits. A

@@ -1,8 +1,16 @@
 //! The words users see when a command ends, in the Go CLI's wording.
 //!
 //! CI scripts grep for these lines (`Successfully pushed artifact for current
-//! job.`, `Pushed 3 files. Total of 1.2 MB`), so every fixed sentence the
-//! program prints on success or failure is written here and nowhere else.
+//! job.`, `Pushed 3 files. Total of 1.2 MB`), so the lines that end a command
+//! are written here: the success summaries of push, pull and yank, the
+//! failure line (`Error pushing artifact: …`, or `error: …` for usage and
+//! configuration errors), the notices about `--config` and `--expire-in`,
+//! and `format_bytes`. Warnings met on the way are printed where they arise,
+//! through `log`: a skipped file or symlink (`transfer::walk`), an empty
+//! directory or an upload that could not be aborted (`transfer::push`), a
+//! store that refuses checksum headers (`backend::s3::upload`), an SSO token
+//! cache that cannot be rewritten (`aws::credentials::sso`), and the exit on
+//! a second signal (`interrupt`).
 
 use crate::cli::Op;
 use crate::error::Error;

@@ -6,9 +6,10 @@
 //! `first_delay`, then twice that, and so on (with jitter, at most 10 s), or
 //! as long as a `Retry-After` header asked (at most 60 s). Anything else is
 //! final at once. The transfer engine sends every request of a transfer
-//! through here (`transfer::scheduler`), so backends never retry; the
-//! credential endpoints use it with their own short policy. This is the
-//! only place that sleeps.
+//! through here (`transfer::scheduler`), so backends never retry an object
+//! operation; the credential endpoints and the S3 bucket-region lookup use
+//! it with short policies of their own. This is the only place a request
+//! waits before it is tried again.
 
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

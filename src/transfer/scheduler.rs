@@ -11,7 +11,7 @@
 //!
 //! Every request goes through `Ctx::request`: it is the one place where the
 //! engine's requests are retried (`crate::retry`), timed, and reported to
-//! the budget. Backends never retry.
+//! the budget. Backends never retry an object operation.
 //!
 //! After the first failure (`Ctx::stop`) producers feed nothing new; tasks
 //! already queued still run, so that they can clean up (a multipart upload

@@ -1,4 +1,5 @@
-//! Getting objects: one GET of a whole object or of a byte range.
+//! Getting objects: one GET of a whole object or of a byte range, and the
+//! HEAD that states an object's ETag and checksum before a ranged download.
 //!
 //! A whole-object GET asks for the stored checksum (`x-amz-checksum-mode`)
 //! and hands the engine what the bytes must hash to: the store's

@@ -1,9 +1,11 @@
 //! The S3 backend's configuration: bucket, prefix, endpoint, addressing.
 //!
-//! Everything here comes from the `ARTIFACT_S3_*` variables and is checked
-//! before any request: a missing bucket, an endpoint that is not a URL,
-//! acceleration combined with a custom endpoint, an unknown encryption or
-//! storage class fail at once with a message naming the variable. Addressing follows the AWS SDKs:
+//! Everything here comes from the `ARTIFACT_S3_*` variables (and the
+//! profile's region, when no region variable is set) and is
+//! checked before any request: a missing bucket, an endpoint that is not a
+//! URL, acceleration combined with a custom endpoint, an unknown encryption
+//! or storage class fail at once with a
+//! message naming the variable. Addressing follows the AWS SDKs:
 //! virtual-host style unless path style is asked for, the endpoint is an IP
 //! address or `localhost`, or a dotted bucket name would break TLS.
 
