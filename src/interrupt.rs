@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+pub use crate::error::Signal;
+
 /// What remains of the five seconds once clean-up has had its chance.
 #[cfg(unix)]
 const GRACE: Duration = Duration::from_millis(4500);
@@ -33,29 +35,6 @@ static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
 pub fn on_signal(cleanup: Cleanup) {
     if let Ok(mut slot) = CLEANUP.lock() {
         *slot = Some(cleanup);
-    }
-}
-
-/// A signal that ended the run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    Interrupt,
-    Terminate,
-}
-
-impl Signal {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Signal::Interrupt => 130,
-            Signal::Terminate => 143,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Signal::Interrupt => "SIGINT",
-            Signal::Terminate => "SIGTERM",
-        }
     }
 }
 
