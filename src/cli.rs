@@ -306,7 +306,7 @@ Flags:
   -d, --destination NAME   remote name (default: the base name of PATH)
   -f, --force              overwrite what is already stored
   -e, --expire-in TIME     obsolete, has no effect (use retention policies)
-      --parallel N         files in flight at once (ARTIFACT_PARALLELISM; default 64)
+      --parallel N         requests in flight, fixed (ARTIFACT_PARALLELISM; default: adapts, 1-128)
   -j, --job-id ID          instead of SEMAPHORE_JOB_ID
   -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
   -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
@@ -323,7 +323,7 @@ Usage:
 Flags:
   -d, --destination PATH   local path (default: the base name of PATH)
   -f, --force              overwrite local files that already exist
-      --parallel N         files in flight at once (ARTIFACT_PARALLELISM; default 64)
+      --parallel N         requests in flight, fixed (ARTIFACT_PARALLELISM; default: adapts, 1-128)
   -j, --job-id ID          instead of SEMAPHORE_JOB_ID
   -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
   -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID

@@ -15,7 +15,8 @@
 //! - once a round of requests shows latency well above the minimum, requests
 //!   are queueing at the store: slow start ends and the limit shrinks in
 //!   proportion (the store's throughput times the minimum latency, plus a
-//!   little headroom), then grows slowly while latency stays low;
+//!   little headroom, but not below 8), then grows slowly while latency
+//!   stays low;
 //! - a throttling answer (429, 503, S3's SlowDown) halves it at once.
 //!
 //! Pure logic: the scheduler feeds it samples and reads `limit`.
@@ -24,6 +25,11 @@ use std::time::Duration;
 
 /// Requests in flight when an adaptive run starts.
 const INITIAL: usize = 4;
+/// Latency alone never takes the limit below this (throttling can): on a
+/// store a few hundred microseconds away, latency ratios are mostly the
+/// machine's scheduling noise, and a handful of requests in flight keeps
+/// both ends busy.
+const FLOOR: usize = 8;
 /// Latency up to this multiple of the minimum counts as "not queueing".
 const NEAR_MIN: f64 = 1.5;
 /// A round whose median latency is above this multiple of the minimum is
@@ -144,7 +150,8 @@ impl Budget {
             // minimum latency, plus room for a few more.
             self.slow_start = false;
             let fitting = self.limit / median;
-            self.limit = (fitting + fitting.sqrt().max(2.0)).clamp(1.0, self.limit);
+            let lowest = (FLOOR as f64).min(self.limit);
+            self.limit = (fitting + fitting.sqrt().max(2.0)).clamp(lowest, self.limit);
         } else if !self.slow_start && median <= NEAR_MIN {
             self.limit = (self.limit + (self.limit / 8.0).max(1.0)).min(self.ceiling as f64);
         }
@@ -220,7 +227,7 @@ mod tests {
         // latency alone: beyond one in flight, requests queue.
         let mut b = Budget::adaptive(128);
         let limit = settle(&mut b, 40, |n| (n as f64 / 1000.0).max(0.001) + 0.001);
-        assert!(limit <= 8, "{limit}");
+        assert_eq!(limit, FLOOR, "latency alone goes no lower");
         // A server that keeps 16 busy before it queues.
         let mut b = Budget::adaptive(128);
         let limit = settle(&mut b, 40, |n| 0.016f64.max(n as f64 / 1000.0));

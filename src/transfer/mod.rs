@@ -158,7 +158,7 @@ fn delete_batch<'env>(
     }
     let batch = match objects.len() {
         1 => Ok(None),
-        n => ctx.request(&format!("DeleteObjects of {n} objects"), 0, |_| {
+        n => ctx.request(&format!("DeleteObjects of {n} objects"), None, |_| {
             backend.delete_many(&objects)
         }),
     };
@@ -177,7 +177,7 @@ fn delete_batch<'env>(
                         return;
                     }
                     let what = format!("DELETE '{}'", object.key);
-                    let result = ctx.request(&what, 0, |_| backend.delete(&object));
+                    let result = ctx.request(&what, Some(0), |_| backend.delete(&object));
                     finish(ctx, &slot, result.map(|()| 0));
                 }));
             }
@@ -219,7 +219,7 @@ fn list(
 ) -> Result<()> {
     let mut token: Option<String> = None;
     loop {
-        let listed = ctx.request(&format!("listing '{key}'"), 0, |_| {
+        let listed = ctx.request(&format!("listing '{key}'"), None, |_| {
             backend.list_page(key, intent, token.as_deref())
         })?;
         if !page(listed.objects)? {

@@ -101,7 +101,7 @@ fn prepare(
                     return;
                 }
                 let what = format!("HEAD '{}'", upload.key);
-                match ctx.request(&what, 0, |_| backend.is_taken(upload)) {
+                match ctx.request(&what, Some(0), |_| backend.is_taken(upload)) {
                     Ok(false) => {}
                     Ok(true) => {
                         if let Ok(mut t) = taken.lock() {
@@ -199,7 +199,7 @@ fn send(
     source: Option<(&Path, u64)>,
 ) -> Result<()> {
     let mut attempt = Attempt::default();
-    ctx.request(&format!("PUT '{}'", upload.key), body.len(), |n| {
+    ctx.request(&format!("PUT '{}'", upload.key), Some(body.len()), |n| {
         if let (Some((path, size)), true) = (source, n > 1) {
             check_unchanged(path, size)?;
         }
@@ -269,7 +269,7 @@ impl<'env> Multi<'env> {
         part_size: u64,
     ) -> Result<Arc<Multi<'env>>> {
         let what = format!("CreateMultipartUpload '{}'", upload.key);
-        let id = ctx.request(&what, 0, |_| multipart.create(upload, part_size))?;
+        let id = ctx.request(&what, None, |_| multipart.create(upload, part_size))?;
         log::debug(|| format!("multipart upload of '{}' started", upload.key));
         Ok(Arc::new(Multi {
             multipart,
@@ -337,7 +337,7 @@ impl<'env> Multi<'env> {
 
     fn send_part(&self, ctx: &Ctx<'_, '_, 'env>, number: u32, body: &Body<'_>) -> Result<()> {
         let what = format!("PUT '{}' part {number}", self.upload.key);
-        let part = ctx.request(&what, body.len(), |_| {
+        let part = ctx.request(&what, Some(body.len()), |_| {
             self.multipart.put_part(self.upload, &self.id, number, body)
         })?;
         self.bytes.fetch_add(body.len(), Ordering::Relaxed);
@@ -395,7 +395,7 @@ impl<'env> Multi<'env> {
         parts.sort_by_key(|p| p.number);
         let what = format!("CompleteMultipartUpload '{}'", self.upload.key);
         let mut attempt = Attempt::default();
-        ctx.request(&what, 0, |n| {
+        ctx.request(&what, None, |n| {
             attempt.number = n;
             self.multipart
                 .complete(self.upload, &self.id, &parts, &attempt)
@@ -410,7 +410,7 @@ impl<'env> Multi<'env> {
     /// Best effort: a failed upload must not leave its parts in the bucket.
     fn abort(&self, ctx: &Ctx<'_, '_, 'env>) {
         let what = format!("AbortMultipartUpload '{}'", self.upload.key);
-        match ctx.request(&what, 0, |_| self.multipart.abort(self.upload, &self.id)) {
+        match ctx.request(&what, None, |_| self.multipart.abort(self.upload, &self.id)) {
             Ok(()) => log::debug(|| format!("multipart upload of '{}' aborted", self.upload.key)),
             Err(e) => log::info(&format!(
                 "Warning: could not abort the unfinished upload of '{}' ({e}); a bucket lifecycle rule for incomplete multipart uploads cleans such leftovers.",

@@ -70,7 +70,7 @@ fn whole(
     let mut temp: Option<TempFile> = None;
     let mut landing = Landing::new(&object.key);
     let what = format!("GET '{}'", object.key);
-    ctx.request(&what, object.size.unwrap_or(0), |_| {
+    ctx.request(&what, Some(object.size.unwrap_or(0)), |_| {
         let from = landing.written;
         let range = ByteRange {
             from,
@@ -276,7 +276,7 @@ impl<'env> Ranged<'env> {
         size: u64,
     ) -> Result<Arc<Ranged<'env>>> {
         let what = format!("HEAD '{}'", object.key);
-        let stated = ctx.request(&what, 0, |_| backend.stat(&object))?;
+        let stated = ctx.request(&what, None, |_| backend.stat(&object))?;
         let range = match &stated.sha256 {
             Some(Expected::Composite { part_size, .. }) => *part_size,
             _ => backend.range_size().unwrap_or(size),
@@ -347,7 +347,7 @@ impl<'env> Ranged<'env> {
             _ => None,
         };
         let what = format!("GET '{key}' bytes {offset}-{}", offset + len - 1);
-        let (whole, part) = ctx.request(&what, len, |_| {
+        let (whole, part) = ctx.request(&what, Some(len), |_| {
             let range = ByteRange {
                 from: offset,
                 len: Some(len),

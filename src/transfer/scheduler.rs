@@ -159,24 +159,29 @@ impl<'s, 'e, 'env> Ctx<'s, 'e, 'env> {
     }
 
     /// Sends one request through `op`, retried as the policy says, and
-    /// tells the budget how it went. `op` gets the attempt number (1…);
-    /// `bytes` is what the request moves, for the budget's size classes.
+    /// tells the budget how it went. `op` gets the attempt number (1…).
+    /// `moves` is what an object request moves, for the budget's size
+    /// classes; `None` marks a control request (a listing, a HEAD, a
+    /// multipart create or complete) whose latency says nothing about how
+    /// busy the store is with objects — a Hub's API answers in 5 ms where
+    /// its storage takes 20 — so only its throttling counts.
     pub fn request<T>(
         &self,
         what: &str,
-        bytes: u64,
+        moves: Option<u64>,
         mut op: impl FnMut(usize) -> Result<T>,
     ) -> Result<T> {
         retry::call(&self.shared.policy, what, |attempt| {
             let started = Instant::now();
             let result = op(attempt);
-            match &result {
-                Ok(_) => self.record(Sample::Done {
+            match (&result, moves) {
+                (Ok(_), Some(bytes)) => self.record(Sample::Done {
                     latency: started.elapsed(),
                     bytes,
                 }),
-                Err(e) if e.is_throttle() => self.record(Sample::Throttled),
-                Err(_) => {}
+                (Ok(_), None) => {}
+                (Err(e), _) if e.is_throttle() => self.record(Sample::Throttled),
+                (Err(_), _) => {}
             }
             result
         })
@@ -306,7 +311,7 @@ mod tests {
     fn requests_are_retried_and_throttling_shrinks_the_budget() {
         let calls = AtomicUsize::new(0);
         let (out, budget) = run(Budget::adaptive(64), policy(), |ctx| {
-            ctx.request("op", 0, |_| {
+            ctx.request("op", Some(0), |_| {
                 if calls.fetch_add(1, Ordering::Relaxed) < 2 {
                     Err(Error::Remote {
                         what: "op".into(),
