@@ -3,7 +3,7 @@
 # the bench servers and `artifact` in release, then measures (bench/bench.py)
 # and saves the report under bench/results/. See bench/README.md.
 #
-#   sh bench/run.sh                   the default run (~18 min on 2 cores)
+#   sh bench/run.sh                   the default run (~20 min on 2 cores)
 #   BENCH_REPS=3 sh bench/run.sh      fewer repetitions (default 5)
 #   BENCH_SWEEP_REPS=5 sh bench/run.sh  more repetitions of the --parallel sweep (default 3)
 #   BENCH_1GIB=1 sh bench/run.sh      add the 1 GiB workload
