@@ -2,9 +2,16 @@
 """The measuring half of `make bench` (bench/run.sh installs and builds first).
 
 Times `artifact` (S3 backend) against s5cmd, the AWS CLI and rclone on the
-same s3s-fs server in the same run, then the Hub backend behind a storage
-that adds 20 ms to every request, then `artifact --version`. Prints one
-markdown report and saves it under bench/results/.
+same s3s-fs server in the same run; then artifact alone against a second
+s3s-fs that holds every request 20 ms (a store farther away), with its
+adaptive default and with each fixed `--parallel` of a sweep; then the Hub
+backend behind a storage that adds 20 ms to every request, then `artifact
+--version`. For every workload and direction one more, untimed, `artifact -v`
+run reads the limit the adaptive budget settled on. Prints one markdown
+report and saves it under bench/results/.
+
+The servers' data is on tmpfs; downloads land on the disk of the checkout
+(bench/work/out), as a CI job's do.
 
 Every tool runs with a clean environment (no CA bundle, no ~/.aws, no
 rclone.conf: only what the run sets), its output thrown away, under
@@ -15,7 +22,13 @@ then the store is wiped on disk, so every run starts on an empty bucket.
 The order of the tools rotates from one repetition to the next.
 
 Settings (environment):
-  BENCH_REPS=3          repetitions of every measurement (at least 1)
+  BENCH_REPS=5          repetitions of every measurement against the peers and of the
+                        Hub bench (at least 1)
+  BENCH_SWEEP_REPS=3    repetitions of each setting of the --parallel sweep
+  BENCH_SWEEP=8,16,32,64,128   the fixed --parallel values the default is compared with
+  BENCH_DELAY_MS=20     the delay of the far S3 server (and of the Hub's storage)
+  BENCH_FAR=0           skip the far S3 server's sweep
+  BENCH_SWEEP_LOOPBACK=1  also sweep --parallel on the loopback server (off by default)
   BENCH_1GIB=1          add the 1 GiB workload (on stock s3s-fs, as issue #5 measured it)
   BENCH_SCALE=1         add the scale check: 100,000 tiny files (and 10,000 to compare)
   BENCH_SCALE_REPS=1    repetitions of the scale check
@@ -28,6 +41,8 @@ Settings (environment):
   BENCH_WAIT_IDLE=0     before each round trip, wait up to this many seconds for the
                         machine to be idle (< 10 % CPU busy over a second)
   BENCH_ROOT=/dev/shm/artifact-bench   scratch space (tmpfs), removed at the end
+  BENCH_OUT=bench/work/out            where pulls download to (the checkout's disk),
+                                      removed at the end
   BENCH_RESULTS=bench/results         where the report goes ("-" for nowhere)
 """
 
@@ -35,6 +50,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -62,8 +78,11 @@ def env_flag(name, default=False):
     return v not in ("0", "false", "no", "off")
 
 
-REPS = max(1, env_int("BENCH_REPS", 3))
+REPS = max(1, env_int("BENCH_REPS", 5))
+SWEEP_REPS = max(1, env_int("BENCH_SWEEP_REPS", 3))
+DELAY_MS = env_int("BENCH_DELAY_MS", 20)
 ROOT = os.environ.get("BENCH_ROOT", "/dev/shm/artifact-bench")
+OUT = os.environ.get("BENCH_OUT", os.path.join(HERE, "work", "out"))
 RESULTS = os.environ.get("BENCH_RESULTS", os.path.join(HERE, "results"))
 TOOLS_ALL = ["artifact", "s5cmd", "aws", "rclone"]
 TOOLS = [t for t in os.environ.get("BENCH_TOOLS", ",".join(TOOLS_ALL)).split(",") if t]
@@ -92,14 +111,18 @@ WORKLOADS = {
                   layout=["--per-dir", "100", "--fanout", "10", "--depth", "3"]),
 }
 
-# Targets of issue #5, as ratios to s5cmd's median in the same run.
-RATIO_TARGETS = {("small", "up"): 0.5, ("small", "down"): 0.4,
-                 ("mid", "up"): 0.7, ("mid", "down"): 0.7,
-                 ("big", "up"): 1.0, ("big", "down"): 1.0,
+# Targets of issue #11 (1 GiB: issue #5), as ratios to s5cmd's median in the same run.
+RATIO_TARGETS = {("small", "up"): 0.40, ("small", "down"): 0.40,
+                 ("mid", "up"): 0.70, ("mid", "down"): 0.85,
+                 ("big", "up"): 0.90, ("big", "down"): 0.90,
                  ("huge", "up"): 1.0, ("huge", "down"): 1.0}
 RSS_TARGET_MIB = 32
-HUB_SPEEDUP_TARGET = 15
+HUB_SPEEDUP_TARGET = 45
 VERSION_TARGET_MS = 2.0
+# The default against the best fixed --parallel of the sweep, on the far server.
+SWEEP_TARGET = 1.10
+# Peak RSS growth per file of plan, from 10,000 to 100,000 tiny files.
+BYTES_PER_FILE_TARGET = 500
 
 CHILDREN = []  # servers we started, stopped on exit
 
@@ -161,15 +184,16 @@ def read_when_ready(path, proc, what):
 
 
 class S3Server:
-    def __init__(self, bins, name, nodelay):
+    def __init__(self, bins, name, nodelay, delay_ms=0):
         self.name = name
         self.nodelay = nodelay
+        self.delay_ms = delay_ms
         self.root = os.path.join(ROOT, name)
         os.makedirs(os.path.join(self.root, BUCKET), exist_ok=True)
         port_file = os.path.join(ROOT, f"{name}.port")
         args = [bins["bench-s3"], "--root", self.root, "--port", "0",
                 "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY,
-                "--port-file", port_file, "--exit-with-stdin"]
+                "--port-file", port_file, "--exit-with-stdin", "--delay-ms", str(delay_ms)]
         if not nodelay:
             args.append("--no-nodelay")
         self.log = open(os.path.join(ROOT, f"{name}.log"), "w")
@@ -180,7 +204,8 @@ class S3Server:
         self.port = int(read_when_ready(port_file, self.proc, f"bench-s3 ({name})").strip())
         wait_port(self.port, self.proc, f"bench-s3 ({name})")
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        log(f"{name}: s3s-fs 0.14.1 at {self.endpoint}, TCP_NODELAY {'on' if nodelay else 'off'}")
+        log(f"{name}: s3s-fs 0.14.1 at {self.endpoint}, TCP_NODELAY {'on' if nodelay else 'off'}, "
+            f"delay {delay_ms} ms")
 
     def wipe(self):
         """Empties the bucket and drops what s3s-fs keeps beside it (object
@@ -317,8 +342,9 @@ def timed(cmd, env, cwd=None):
     return wall, rss, min(other, 1.0), client, server
 
 
-def s3_commands(tool, server, src, out, tag):
-    """(push cmd, pull cmd, env, cwd) for one round trip of `tool`."""
+def s3_commands(tool, server, src, out, tag, flags=()):
+    """(push cmd, pull cmd, env, cwd) for one round trip of `tool`; `flags`
+    go to artifact only."""
     name = os.path.basename(src)
     keys = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
     prefix = f"{tool}-{tag}"
@@ -326,8 +352,8 @@ def s3_commands(tool, server, src, out, tag):
         env = clean_env({**keys, "ARTIFACT_BACKEND": "s3", "ARTIFACT_S3_BUCKET": BUCKET,
                          "ARTIFACT_S3_ENDPOINT": server.endpoint,
                          "ARTIFACT_S3_REGION": "us-east-1", "SEMAPHORE_JOB_ID": prefix})
-        return ([BINS["artifact"], "push", "job", src],
-                [BINS["artifact"], "pull", "job", name, "-d", out], env, ROOT)
+        return ([BINS["artifact"], "push", "job", src, *flags],
+                [BINS["artifact"], "pull", "job", name, "-d", out, *flags], env, ROOT)
     if tool == "s5cmd":
         env = clean_env({**keys, "AWS_REGION": "us-east-1"})
         base = [BINS["s5cmd"], "--endpoint-url", server.endpoint]
@@ -401,12 +427,20 @@ class Samples:
 SEQ = [0]
 
 
-def round_trip(tool, server, wl, rep, results, key):
+def clean_out(out):
+    """Removes a pull's directory and writes back what is dirty, so the next
+    run neither pays for this one's writeback nor finds its inodes pending."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.sync()
+
+
+def round_trip(tool, server, wl, rep, results, key, flags=(), name=None):
     src = os.path.join(ROOT, "data", wl)
     SEQ[0] += 1
     tag = f"{wl}-{rep}-{SEQ[0]}"
-    out = os.path.join(ROOT, "out", f"{tool}-{tag}")
-    push, pull, env, cwd = s3_commands(tool, server, src, out, tag)
+    out = os.path.join(OUT, f"{tool}-{tag}")
+    push, pull, env, cwd = s3_commands(tool, server, src, out, tag, flags)
+    name = name or tool
     wait_for_idle()
     up = results.setdefault(key + ("up",), Samples())
     down = results.setdefault(key + ("down",), Samples())
@@ -423,13 +457,13 @@ def round_trip(tool, server, wl, rep, results, key):
         except (RunFailed, subprocess.TimeoutExpired) as e:
             down.failures.append(str(e))
             raise
-        log(f"  {tool:8} {wl:6} rep {rep + 1}: up {up.times[-1]:.3f} s "
+        log(f"  {name:8} {wl:6} rep {rep + 1}: up {up.times[-1]:.3f} s "
             f"{up.rss[-1] / 1024:.1f} MiB, down {down.times[-1]:.3f} s "
             f"{down.rss[-1] / 1024:.1f} MiB, verified")
     except (RunFailed, subprocess.TimeoutExpired) as e:
-        log(f"  {tool:8} {wl:6} rep {rep + 1}: FAILED: {str(e).strip()[:600]}")
+        log(f"  {name:8} {wl:6} rep {rep + 1}: FAILED: {str(e).strip()[:600]}")
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        clean_out(out)
         server.wipe()
 
 
@@ -448,6 +482,57 @@ def bench_s3(server, workloads, tools, results, label, reps=None):
                 round_trip(tool, server, wl, rep, results, (label, wl, tool))
 
 
+SETTINGS = [f"--parallel {n}" for n in
+            [int(x) for x in os.environ.get("BENCH_SWEEP", "8,16,32,64,128").split(",") if x]]
+
+
+def sweep(server, workloads, results, label):
+    """artifact alone: the default (adaptive) and each fixed --parallel of
+    SETTINGS, SWEEP_REPS times each, the order rotating."""
+    configs = ["default"] + SETTINGS
+    for wl in workloads:
+        log(f"{label}: {WORKLOADS[wl]['title']}, {SWEEP_REPS} rep(s), artifact "
+            f"{', '.join(configs)}")
+        server.wipe()
+        for rep in range(SWEEP_REPS):
+            for config in rotate(configs, rep):
+                flags = config.split() if config != "default" else []
+                name = config.replace("--parallel ", "p")
+                round_trip("artifact", server, wl, rep, results, (label, wl, config), flags, name)
+
+
+SETTLED = {}  # (server label, workload, dir) -> (settled, highest) or an error
+
+
+def read_settled(server, wl, label):
+    """One untimed `artifact -v` push and pull with the defaults: the limit
+    the adaptive budget settled on, and the highest it reached."""
+    src = os.path.join(ROOT, "data", wl)
+    SEQ[0] += 1
+    tag = f"{wl}-v-{SEQ[0]}"
+    out = os.path.join(OUT, f"artifact-{tag}")
+    push, pull, env, cwd = s3_commands("artifact", server, src, out, tag)
+    try:
+        for d, cmd in (("up", push), ("down", pull)):
+            proc = subprocess.run([cmd[0], "-v", *cmd[1:]], env=env, cwd=cwd,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, errors="replace",
+                                  timeout=RUN_TIMEOUT)
+            m = SETTLED_RE.search(proc.stderr)
+            SETTLED[(label, wl, d)] = ((int(m.group(1)), int(m.group(2))) if m
+                                       else f"no settled line (exit {proc.returncode})")
+        log(f"  {label} {wl}: settled up {SETTLED[(label, wl, 'up')]}, "
+            f"down {SETTLED[(label, wl, 'down')]}")
+    except subprocess.TimeoutExpired:
+        log(f"  {label} {wl}: the -v run timed out")
+    finally:
+        clean_out(out)
+        server.wipe()
+
+
+SETTLED_RE = re.compile(r"requests in flight: settled at (\d+) \(highest (\d+)")
+
+
 # ---------------------------------------------------------------- Hub, start-up
 
 def bench_hub(hub, files, results):
@@ -459,7 +544,7 @@ def bench_hub(hub, files, results):
         for label, flags in rotate(configs, rep):
             SEQ[0] += 1
             job = f"hub-{rep}-{SEQ[0]}"
-            out = os.path.join(ROOT, "out", job)
+            out = os.path.join(OUT, job)
             env = clean_env({"SEMAPHORE_JOB_ID": job, **hub.env})
             wait_for_idle()
             up = results.setdefault(("hub", label, "up"), Samples())
@@ -476,7 +561,7 @@ def bench_hub(hub, files, results):
                 (down if len(up.times) > len(down.times) else up).failures.append(str(e))
                 log(f"  hub {label} rep {rep + 1}: FAILED: {str(e).strip()[:600]}")
             finally:
-                shutil.rmtree(out, ignore_errors=True)
+                clean_out(out)
                 subprocess.run([BINS["artifact"], "yank", "job", name], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -565,6 +650,58 @@ def loadavg():
         return "?"
 
 
+def settled_text(key):
+    v = SETTLED.get(key)
+    if v is None:
+        return "—"
+    return v if isinstance(v, str) else f"{v[0]} (highest {v[1]})"
+
+
+def best_fixed(results, label, wl, d):
+    """(setting, median) of the fastest fixed --parallel in the sweep, or None."""
+    meds = [(c, results[(label, wl, c, d)].median()) for c in SETTINGS
+            if (label, wl, c, d) in results and results[(label, wl, c, d)].ok]
+    return min(meds, key=lambda x: x[1]) if meds else None
+
+
+def controller_table(results, sweep_label, settled_label):
+    """Markdown rows: per workload and direction, the default's median, the
+    limit it settled on, and, when swept, each fixed --parallel's median, the
+    best of them and the default's ratio to it."""
+    swept = any(k[0] == sweep_label for k in results)
+    wls = [wl for wl in ORDER if any(k[0] == settled_label and k[1] == wl for k in SETTLED)
+           or any(k[0] == sweep_label and k[1] == wl for k in results)]
+    if not wls:
+        return []
+    cols = SETTINGS if swept else []
+    head = "| workload | dir | default median s (min–max) | settled at (highest) |"
+    head += "".join(f" `{c}` |" for c in cols)
+    if swept:
+        head += " best fixed | default × best | peak RSS MiB (default) | other CPU |"
+    rows = [head, "|---|---|---:|---:|" + "---:|" * len(cols) + ("---:|" * 4 if swept else "")]
+    for wl in wls:
+        for d in ("up", "down"):
+            dflt = results.get((sweep_label, wl, "default", d) if swept
+                               else ("s3", wl, "artifact", d))
+            dm = dflt.median() if dflt and dflt.ok else None
+            rng = (f" ({fmt_s(min(dflt.times))}–{fmt_s(max(dflt.times))})" if dm else "")
+            row = (f"| {WORKLOADS[wl]['title']} | {d} | {fmt_s(dm)}{rng} | "
+                   f"{settled_text((settled_label, wl, d))} |")
+            for c in cols:
+                fx = results.get((sweep_label, wl, c, d))
+                row += f" {fmt_s(fx.median() if fx and fx.ok else None)} |"
+            if swept:
+                best = best_fixed(results, sweep_label, wl, d)
+                noise = max((results[k].noise() for k in results
+                             if k[0] == sweep_label and k[1] == wl and k[3] == d), default=0.0)
+                row += (f" {best[0].replace('--parallel ', '') if best else '—'}: "
+                        f"{fmt_s(best[1]) if best else '—'} | "
+                        f"{fmt_ratio(dm / best[1] if dm and best else None)} | "
+                        f"{(max(dflt.rss) / 1024 if dm else 0):.1f} | {noise:.0%} |")
+            rows.append(row)
+    return rows
+
+
 def report(results, hub_files, version, started, load_start, checks):
     lines = []
     add = lines.append
@@ -578,8 +715,14 @@ def report(results, hub_files, version, started, load_start, checks):
         f"{tool_version([BINS['aws'], '--version'])}, {tool_version([BINS['rclone'], 'version'])}"
         " — each with its default settings")
     add("- server: s3s-fs 0.14.1 on loopback with TCP_NODELAY on accepted sockets (`bench-s3`),"
-        " data on tmpfs; the bucket is emptied before every round trip")
-    add(f"- {REPS} repetition(s), tool order rotating; wall time by perf_counter around"
+        f" data on tmpfs; a second one holds every request {DELAY_MS} ms (`bench-s3 --delay-ms"
+        f" {DELAY_MS}`, a store farther away); the bucket is emptied before every round trip")
+    add(f"- downloads on {DOWNLOADS[0]}; each pull's directory is removed and `sync` run"
+        " after it, outside the timing")
+    add(f"- {REPS} repetition(s) against the peers and in the Hub bench, {SWEEP_REPS} of each"
+        " setting of the `--parallel` sweep; artifact's settled limit from one more, untimed,"
+        " `-v` run per workload and direction")
+    add("- tool order rotating; wall time by perf_counter around"
         " `/usr/bin/time`, peak RSS from `/usr/bin/time -f %M`; every pull compared byte for byte"
         " with the source (`diff -r`); MB/s = 10^6 bytes / median")
     add("- CPU s tool / server: median CPU seconds (user + system) of the tool and of the bench"
@@ -626,6 +769,27 @@ def report(results, hub_files, version, started, load_start, checks):
                         f"{s.noise():.0%} |")
         add("")
 
+    far_rows = controller_table(results, "sweep-far", "sweep-far")
+    if far_rows:
+        add(f"## Adaptive limit against fixed `--parallel`: store {DELAY_MS} ms away")
+        add("")
+        add(f"artifact alone on `bench-s3 --delay-ms {DELAY_MS}`: its defaults (the adaptive"
+            " budget) and each fixed `--parallel` (requests in flight), medians of"
+            f" {SWEEP_REPS}. Target: the default within {SWEEP_TARGET:.2f}× the best fixed"
+            " value.")
+        add("")
+        lines.extend(far_rows)
+        add("")
+    loop_rows = controller_table(results, "sweep-s3", "s3")
+    if loop_rows:
+        add("## Adaptive limit on loopback (the S3 table's server)")
+        add("")
+        add("The default's median is the S3 table's unless `BENCH_SWEEP_LOOPBACK=1` swept"
+            " `--parallel` here too (then it is the sweep's own default run).")
+        add("")
+        lines.extend(loop_rows)
+        add("")
+
     stock = [wl for wl in ORDER if any(k[0] == "stock-info" and k[1] == wl for k in results)]
     if stock:
         add("### Informational: stock s3s-fs (no TCP_NODELAY: ~40 ms Nagle stalls on kept-alive"
@@ -646,7 +810,7 @@ def report(results, hub_files, version, started, load_start, checks):
         add("")
 
     if any(k[0] == "hub" for k in results):
-        add(f"## Hub backend: {hub_files} files × 4 KiB, storage +20 ms per request")
+        add(f"## Hub backend: {hub_files} files × 4 KiB, storage +{DELAY_MS} ms per request")
         add("")
         add("| dir | `--parallel 1` median s (min–max) | default median s (min–max) | speed-up |"
             " peak RSS MiB (default) | other CPU |")
@@ -706,7 +870,7 @@ def report(results, hub_files, version, started, load_start, checks):
         add("")
 
     if checks:
-        add("## Targets (issue #5)")
+        add("## Targets (issue #11)")
         add("")
         add("| target | measured | met |")
         add("|---|---|:---:|")
@@ -746,13 +910,39 @@ def target_checks(results, version, hub_files=1000):
                            f"{floor})", r <= limit))
         else:
             checks.append((title, "not measured (a run failed)", False))
-    rss = [(k, max(s.rss)) for k, s in results.items()
-           if k[0] in ("s3", "stock") and k[2] == "artifact" and s.ok]
+    for wl in ORDER:
+        for d in ("up", "down"):
+            dflt = results.get(("sweep-far", wl, "default", d))
+            if not dflt:
+                continue
+            best = best_fixed(results, "sweep-far", wl, d)
+            title = (f"{WORKLOADS[wl]['title']}, {d}, {DELAY_MS} ms away: default ≤ "
+                     f"{SWEEP_TARGET:.2f} × best fixed `--parallel`")
+            if dflt.ok and best:
+                r = dflt.median() / best[1]
+                checks.append((title, f"{r:.2f} ({fmt_s(dflt.median())} s vs {best[0]} "
+                               f"{fmt_s(best[1])} s; settled "
+                               f"{settled_text(('sweep-far', wl, d))})", r <= SWEEP_TARGET))
+            else:
+                checks.append((title, "not measured (a run failed)", False))
+    # The defaults' peak RSS, wherever they ran (fixed settings of the sweep
+    # are not the defaults).
+    rss = [(k, max(s.rss)) for k, s in results.items() if s.ok and (
+        (k[0] in ("s3", "stock", "scale") and k[2] == "artifact")
+        or (k[0].startswith("sweep") and k[2] == "default"))]
     if rss:
         worst_k, worst = max(rss, key=lambda x: x[1])
-        checks.append((f"artifact peak RSS ≤ {RSS_TARGET_MIB} MiB on every workload",
+        checks.append((f"artifact peak RSS ≤ {RSS_TARGET_MIB} MiB on every workload (defaults)",
                        f"max {worst / 1024:.1f} MiB ({WORKLOADS[worst_k[1]]['title']}, "
-                       f"{worst_k[3]})", worst / 1024 <= RSS_TARGET_MIB))
+                       f"{worst_k[3]}, {worst_k[0]})", worst / 1024 <= RSS_TARGET_MIB))
+    for d in ("up", "down"):
+        a = results.get(("scale", "scale10k", "artifact", d))
+        b = results.get(("scale", "scale", "artifact", d))
+        if a and a.ok and b and b.ok:
+            per = (max(b.rss) - max(a.rss)) * 1024 / 90_000
+            checks.append((f"S3, {d}: peak RSS grows ≤ about {BYTES_PER_FILE_TARGET} B per file"
+                           " of plan (10,000 → 100,000 files)", f"{per:.0f} B",
+                           per <= BYTES_PER_FILE_TARGET))
     for d in ("up", "down"):
         one = results.get(("hub", "--parallel 1", d))
         dflt = results.get(("hub", "default", d))
@@ -776,6 +966,17 @@ def target_checks(results, version, hub_files=1000):
 # ---------------------------------------------------------------- main
 
 ORDER = ["small", "mid", "big", "huge", "scale10k", "scale"]
+DOWNLOADS = ["?"]  # "ext4 (/path)": the file system pulls land on
+
+
+def filesystem(path):
+    """The type and mount point of the file system holding `path`, from df."""
+    try:
+        out = subprocess.run(["df", "--output=fstype,target", path], stdout=subprocess.PIPE,
+                             text=True, check=True).stdout.split()
+        return f"{out[-2]} ({path}, mounted on {out[-1]})"
+    except (subprocess.CalledProcessError, OSError, IndexError) as e:
+        return f"? ({path}: {e})"
 DATA_BYTES = {}
 BINS = {}
 
@@ -812,10 +1013,16 @@ def main():
     hub = env_flag("BENCH_HUB", True)
     hub_files = env_int("BENCH_HUB_FILES", 1000)
     version_runs = env_int("BENCH_VERSION_RUNS", 200)
+    far = env_flag("BENCH_FAR", True)
+    sweep_loopback = env_flag("BENCH_SWEEP_LOOPBACK")
 
     shutil.rmtree(ROOT, ignore_errors=True)
-    for d in ("data", "out", "home", "tmp"):
+    for d in ("data", "home", "tmp"):
         os.makedirs(os.path.join(ROOT, d), exist_ok=True)
+    shutil.rmtree(OUT, ignore_errors=True)
+    os.makedirs(OUT)
+    DOWNLOADS[0] = filesystem(OUT)
+    log(f"downloads on {DOWNLOADS[0]}")
     open(os.path.join(ROOT, "home", "rclone.conf"), "w").close()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
@@ -846,6 +1053,16 @@ def main():
 
         fast = S3Server(BINS, "s3-nodelay", nodelay=True)
         bench_s3(fast, workloads, TOOLS, results, "s3")
+        if "artifact" in TOOLS:
+            for wl in workloads:
+                read_settled(fast, wl, "s3")
+            if sweep_loopback:
+                sweep(fast, workloads, results, "sweep-s3")
+        if far:
+            remote = S3Server(BINS, "s3-far", nodelay=True, delay_ms=DELAY_MS)
+            sweep(remote, workloads, results, "sweep-far")
+            for wl in workloads:
+                read_settled(remote, wl, "sweep-far")
         if scale:
             for wl in ("scale10k", "scale"):
                 bench_s3(fast, [wl], ["artifact"], results, "scale",
@@ -858,13 +1075,14 @@ def main():
             if big:
                 bench_s3(slow, ["huge"], TOOLS, results, "stock")
         if hub:
-            h = HubServer(BINS, 20)
+            h = HubServer(BINS, DELAY_MS)
             try:
                 bench_hub(h, hub_files, results)
             finally:
                 h.stop()
     finally:
         stop_children()
+        shutil.rmtree(OUT, ignore_errors=True)
 
     checks = target_checks(results, version, hub_files)
     text = report(results, hub_files, version, started, load_start, checks)

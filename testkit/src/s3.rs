@@ -62,6 +62,7 @@ impl S3Server {
                 keys: (ak, sk),
                 vhost_domain: Some(VHOST_DOMAIN.to_string()),
                 nodelay: true,
+                delay: Duration::ZERO,
             };
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
@@ -163,6 +164,9 @@ pub struct Options {
     pub vhost_domain: Option<String>,
     /// TCP_NODELAY on accepted sockets, as real S3 has.
     pub nodelay: bool,
+    /// How long every request waits before s3s-fs sees it: a store farther
+    /// away than loopback. A timer, so delayed requests overlap.
+    pub delay: Duration,
 }
 
 /// Serves s3s-fs on `listener` until `stop` completes. Stock s3s-fs never
@@ -199,8 +203,18 @@ pub async fn serve(
         if options.nodelay {
             let _ = socket.set_nodelay(true);
         }
+        let (service, delay) = (service.clone(), options.delay);
+        let delayed = hyper::service::service_fn(move |req| {
+            let service = service.clone();
+            async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                hyper::service::Service::call(&service, req).await
+            }
+        });
         let conn = http
-            .serve_connection(TokioIo::new(socket), service.clone())
+            .serve_connection(TokioIo::new(socket), delayed)
             .into_owned();
         tokio::spawn(async move {
             let _ = conn.await;

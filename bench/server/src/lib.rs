@@ -3,6 +3,7 @@
 //! prove.
 
 use std::process::exit;
+use std::time::Duration;
 
 /// `--name VALUE` or `--name=VALUE` pairs and bare `--flag`s, nothing clever.
 pub struct Args {
@@ -61,6 +62,12 @@ impl Args {
                 .parse()
                 .unwrap_or_else(|_| die(self.usage, &format!("--{name}: not a number: {v:?}"))),
         }
+    }
+
+    /// `--delay-ms N` as a duration (`default` ms when absent): what a store
+    /// farther away than loopback adds to every request.
+    pub fn delay(&self, default: u64) -> Duration {
+        Duration::from_millis(self.num("delay-ms", default))
     }
 
     /// Fails on any name not in `known`.

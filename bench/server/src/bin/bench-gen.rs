@@ -55,7 +55,8 @@ fn main() {
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).expect("create directory");
         }
-        let mut w = BufWriter::with_capacity(1 << 20, fs::File::create(&path).expect("create file"));
+        let mut w =
+            BufWriter::with_capacity(1 << 20, fs::File::create(&path).expect("create file"));
         let mut left = size;
         while left > 0 {
             let n = left.min(buf.len() as u64) as usize;

@@ -25,11 +25,11 @@ standard input closes (or SIGTERM/SIGINT).";
 fn main() {
     let args = Args::parse(USAGE, &[]);
     args.only(&["delay-ms", "env-file"]);
-    let delay: u64 = args.num("delay-ms", 20);
+    let delay = args.delay(20);
     let env_file = args.req("env-file");
 
     let server = HubServer::start();
-    server.set_storage_delay(Duration::from_millis(delay));
+    server.set_storage_delay(delay);
     let env = format!(
         "SEMAPHORE_ORGANIZATION_URL={}\nSEMAPHORE_ARTIFACT_TOKEN={}\n",
         server.org_url(),
@@ -37,8 +37,9 @@ fn main() {
     );
     write_file_atomic(&env_file, &env).expect("write --env-file");
     eprintln!(
-        "bench-hub: Hub at {}, storage delay {delay} ms, objects in {}",
+        "bench-hub: Hub at {}, storage delay {} ms, objects in {}",
         server.org_url(),
+        delay.as_millis(),
         server.storage_dir().display()
     );
 

@@ -6,19 +6,23 @@
 //! around it, so this runs the test kit's s3s-fs server (`testkit::s3::serve`,
 //! the one the tests use), which sets TCP_NODELAY on every accepted socket.
 //! `--no-nodelay` gives stock behaviour, for the informational column of the
-//! bench.
+//! bench. `--delay-ms N` holds every request N ms before s3s-fs sees it: a
+//! store farther away than loopback (bench-hub's `--delay-ms` does the same
+//! for the Hub's storage).
 //!
 //! Path-style requests only (no virtual-host domain); SigV4 is verified with
 //! the one key pair given.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use artifact_bench_server::{die, write_file_atomic, Args};
 use testkit::s3::Options;
 
 const USAGE: &str = "usage: bench-s3 --root DIR [--port N] [--host 127.0.0.1] \
---access-key K --secret-key S [--no-nodelay] [--port-file FILE] [--exit-with-stdin]
+--access-key K --secret-key S [--no-nodelay] [--delay-ms N] [--port-file FILE] \
+[--exit-with-stdin]
 
 Serves the directory DIR as S3 (each bucket is a subdirectory). --port 0 (the
 default) picks a free port; --port-file writes the port there once listening;
@@ -34,6 +38,7 @@ fn main() {
         "access-key",
         "secret-key",
         "no-nodelay",
+        "delay-ms",
         "port-file",
         "exit-with-stdin",
     ]);
@@ -51,6 +56,7 @@ fn main() {
     let port: u16 = args.num("port", 0);
     let (ak, sk) = (args.req("access-key"), args.req("secret-key"));
     let nodelay = !args.flag("no-nodelay");
+    let delay = args.delay(0);
     let port_file = args.opt("port-file");
 
     let addr: SocketAddr = format!("{host}:{port}")
@@ -63,7 +69,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    rt.block_on(serve(root, addr, ak, sk, nodelay, port_file));
+    rt.block_on(serve(root, addr, ak, sk, nodelay, delay, port_file));
 }
 
 async fn serve(
@@ -72,6 +78,7 @@ async fn serve(
     ak: String,
     sk: String,
     nodelay: bool,
+    delay: Duration,
     port_file: Option<String>,
 ) {
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap_or_else(|e| {
@@ -83,9 +90,10 @@ async fn serve(
         write_file_atomic(f, &format!("{}\n", local.port())).expect("write --port-file");
     }
     eprintln!(
-        "bench-s3: s3s-fs 0.14.1 at http://{local}, root {}, TCP_NODELAY {}",
+        "bench-s3: s3s-fs 0.14.1 at http://{local}, root {}, TCP_NODELAY {}, delay {} ms",
         root.display(),
-        if nodelay { "on" } else { "off (stock)" }
+        if nodelay { "on" } else { "off (stock)" },
+        delay.as_millis()
     );
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
@@ -100,6 +108,7 @@ async fn serve(
         keys: (ak, sk),
         vhost_domain: None,
         nodelay,
+        delay,
     };
     testkit::s3::serve(listener, options, stop).await;
 }
