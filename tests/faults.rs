@@ -489,7 +489,6 @@ fault_case!(
     [s3s_fs, moto],
     |f| {
         let size = 26 * 1024 * 1024;
-        let key = format!("{JOB}/big.bin");
         let mut push = f.env.command(&["push", "job", "big.bin"]);
         push.env("ARTIFACT_S3_PART_SIZE", "5MiB");
         f.env.write("big.bin", &data(size, 20));
@@ -514,7 +513,11 @@ fault_case!(
             assert!(std::time::Instant::now() < deadline, "no range was held");
             std::thread::sleep(Duration::from_millis(10));
         }
-        f.env.put_object(&key, &data(size, 21));
+        // The other version arrives as a user's `push -f` would send it.
+        f.env.write("big.bin", &data(size, 21));
+        let mut replace = f.env.command(&["push", "job", "big.bin", "-f"]);
+        replace.env("ARTIFACT_S3_PART_SIZE", "5MiB");
+        f.env.run_cmd(replace, None).success();
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -239,6 +239,8 @@ impl ByteRange<'_> {
 #[derive(Debug, Default, Clone)]
 pub struct Stated {
     pub etag: Option<String>,
+    /// What tells one version of the object from another (`version_of`).
+    pub version: Option<String>,
     pub sha256: Option<Expected>,
     /// The permission bits recorded with the object.
     pub mode: Option<u32>,
@@ -253,6 +255,8 @@ pub struct Download<'a> {
     /// How many bytes the body will carry, when stated.
     pub length: Option<u64>,
     pub etag: Option<String>,
+    /// What tells one version of the object from another (`version_of`).
+    pub version: Option<String>,
     /// The SHA-256 the object's bytes must have, when the store states one
     /// we can check.
     pub sha256: Option<Expected>,
@@ -270,6 +274,7 @@ impl<'a> Download<'a> {
             offset,
             length,
             etag: None,
+            version: None,
             sha256: None,
             md5: None,
             mode: None,
@@ -299,6 +304,7 @@ impl<'a> Download<'a> {
         };
         let length = response.body().content_length();
         let etag = header("etag");
+        let version = version_of(response.headers());
         let body = response
             .into_body()
             .into_with_config()
@@ -306,8 +312,21 @@ impl<'a> Download<'a> {
             .reader();
         let mut download = Download::new(Box::new(body), offset, length);
         download.etag = etag;
+        download.version = version;
         Ok(download)
     }
+}
+
+/// What tells one version of an object from another in a store's answer:
+/// its ETag, its Last-Modified, and the marker our uploads record. A store
+/// that ignores `If-Match` (or keeps an ETag across an overwrite) still
+/// changes one of them when the object is replaced.
+pub fn version_of(headers: &ureq::http::HeaderMap) -> Option<String> {
+    let parts: Vec<&str> = ["etag", "last-modified", "x-amz-meta-artifact-upload"]
+        .iter()
+        .filter_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("|"))
 }
 
 /// The first byte of `bytes FIRST-LAST/SIZE`.

@@ -115,6 +115,8 @@ struct Landing<'k> {
     written: u64,
     /// The ETag of the first answer, for `If-Match` on resumes.
     etag: Option<String>,
+    /// The first answer's version (`backend::object::version_of`).
+    version: Option<String>,
     /// Set by the first answer: what the bytes must hash to.
     check: Option<Check>,
     answered: bool,
@@ -131,6 +133,7 @@ impl<'k> Landing<'k> {
             key,
             written: 0,
             etag: None,
+            version: None,
             check: None,
             answered: false,
         }
@@ -151,8 +154,8 @@ impl<'k> Landing<'k> {
         download: Download<'_>,
         listed_size: Option<u64>,
     ) -> Result<()> {
-        let other_version =
-            self.answered && matches!((&self.etag, &download.etag), (Some(a), Some(b)) if a != b);
+        let other_version = self.answered
+            && matches!((&self.version, &download.version), (Some(a), Some(b)) if a != b);
         if other_version && download.offset != 0 {
             // A store that ignores If-Match: the bytes so far are another
             // version's; ask for the whole of this one.
@@ -176,6 +179,7 @@ impl<'k> Landing<'k> {
         if !self.answered {
             self.answered = true;
             self.etag = download.etag.clone();
+            self.version = download.version.clone();
             self.check = match (download.sha256.clone(), download.md5.clone()) {
                 (Some(expected), _) => {
                     let hasher = StreamHasher::new(&expected);
@@ -251,7 +255,10 @@ struct Ranged<'env> {
     force: bool,
     size: u64,
     range: u64,
+    /// The HEAD's ETag (sent as `If-Match`) and version (checked on every
+    /// range's answer).
     etag: Option<String>,
+    version: Option<String>,
     expected: Option<Expected>,
     temp: Mutex<Option<TempFile>>,
     /// A second handle on the temporary file, written at offsets.
@@ -296,6 +303,7 @@ impl<'env> Ranged<'env> {
             size,
             range,
             etag: stated.etag,
+            version: stated.version,
             expected: stated.sha256,
             temp: Mutex::new(Some(temp)),
             file,
@@ -354,7 +362,7 @@ impl<'env> Ranged<'env> {
                 if_match: self.etag.as_deref(),
             };
             let download = self.backend.get(&self.object, range)?;
-            if let (Some(want), Some(got)) = (&self.etag, &download.etag) {
+            if let (Some(want), Some(got)) = (&self.version, &download.version) {
                 // A store that ignores If-Match still names the version.
                 if want != got {
                     return Err(changed(key));

@@ -158,6 +158,7 @@ impl Backend for Memory {
             .ok_or_else(|| Error::NotFound(object.key.clone()))?;
         Ok(Stated {
             etag: Some("\"v1\"".into()),
+            version: Some("\"v1\"".into()),
             sha256: Some(Expected::Whole(checksum::base64(&checksum::sha256(&data)))),
             mode: None,
         })

@@ -12,6 +12,7 @@ use ureq::http::HeaderMap;
 
 use super::client::{self, Request};
 use super::S3;
+use crate::backend::object::version_of;
 use crate::backend::{ByteRange, Download, RemoteObject, Stated};
 use crate::checksum::Expected;
 use crate::error::{Error, Result};
@@ -32,6 +33,7 @@ impl S3 {
                 .get("etag")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string),
+            version: version_of(headers),
             sha256: expected_sha256(headers),
             mode: recorded_mode(headers),
         })
