@@ -5,11 +5,10 @@
 //! nothing half-written at the local destination and no multipart upload
 //! left open in the store.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::{data, Run, Store, TestEnv};
-use testkit::fault::{Fault, FaultProxy, Rule};
+use testkit::fault::{Fault, FaultProxy, Quirks, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
 const FOREVER: usize = usize::MAX;
@@ -33,22 +32,7 @@ pub fn faulty(kind: Kind) -> Faulty {
         Kind::S3 => TestEnv::s3(),
         Kind::Moto => TestEnv::moto(),
     };
-    let upstream: SocketAddr = match &env.store {
-        Store::Hub(h) => h
-            .storage_url()
-            .trim_start_matches("http://")
-            .parse()
-            .unwrap(),
-        Store::S3(s) => s.addr(),
-        Store::Moto(m) => m.endpoint.trim_start_matches("http://").parse().unwrap(),
-        Store::Local(_) => unreachable!(),
-    };
-    let proxy = FaultProxy::start(upstream);
-    match &env.store {
-        // The Hub hands out signed URLs that point at the proxy.
-        Store::Hub(h) => h.point_urls_at(&proxy.url()),
-        _ => env.set_env("ARTIFACT_S3_ENDPOINT", &proxy.url()),
-    }
+    let proxy = env.fault_proxy(Quirks::default());
     Faulty { env, proxy }
 }
 

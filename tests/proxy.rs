@@ -6,10 +6,10 @@
 
 use serde_json::Value;
 
-use crate::support::squid::{Logged, Squid};
 use crate::support::{Run, TestEnv};
 use testkit::fault::FaultProxy;
 use testkit::s3::VHOST_DOMAIN;
+use testkit::squid::{Logged, Squid};
 use testkit::tls::TlsProxy;
 
 /// The Hub over HTTPS behind HTTPS_PROXY; its storage behind HTTP_PROXY.
@@ -277,7 +277,7 @@ fn s3_over_http_through_a_squid_proxy_in_absolute_form() {
     let log = squid.log();
     assert_absolute_form(&log, &[endpoint]);
     assert!(
-        squid.connections() < log.len() as u64,
+        squid.connections() < log.len(),
         "{} connections for {} requests: none was reused",
         squid.connections(),
         log.len()

@@ -3,8 +3,8 @@
 //! Each case runs on s3s-fs (verifies signatures) and on moto
 //! (independent implementation) unless it needs one of them.
 
-use crate::support::quirks::{Quirks, QuirksProxy};
 use crate::support::{data, TestEnv};
+use testkit::fault::Quirks;
 
 const JOB: &str = "artifacts/jobs/job-1";
 const MIB: usize = 1024 * 1024;
@@ -56,7 +56,7 @@ s3_case!(more_than_a_thousand_objects, |env| {
         );
     }
     // Two list pages, two DeleteObjects of at most 1,000 keys.
-    let proxy = QuirksProxy::in_front_of(&mut env, Quirks::default());
+    let proxy = env.fault_proxy(Quirks::default());
     env.run(&["yank", "job", "many"]).success();
     assert_eq!(proxy.count(|r| r.is_delete_objects()), 2);
     assert_eq!(proxy.count(|r| r.method == "DELETE"), 0);

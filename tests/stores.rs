@@ -1,11 +1,11 @@
 //! What real stores do that the local servers don't: folder markers,
 //! buckets that demand encryption, stores without conditional writes,
-//! checksum headers or DeleteObjects (`support::quirks` plays each store's
+//! checksum headers or DeleteObjects (the test kit's fault proxy plays each store's
 //! part in front of s3s-fs and moto), and the errors users meet there.
 //! `s3_case!` (from `s3`) runs a case on both servers.
 
-use crate::support::quirks::{Quirks, QuirksProxy, Recorded};
 use crate::support::{data, TestEnv};
+use testkit::fault::{FaultProxy, Quirks, Seen};
 use testkit::s3::Moto;
 
 const JOB: &str = "artifacts/jobs/job-1";
@@ -63,13 +63,10 @@ fn folder_markers_are_not_files() {
 
 s3_case!(a_bucket_that_requires_encryption, |env| {
     let files = write_tree(&mut env);
-    let proxy = QuirksProxy::in_front_of(
-        &mut env,
-        Quirks {
-            require_encryption: true,
-            ..Quirks::default()
-        },
-    );
+    let proxy = env.fault_proxy(Quirks {
+        require_encryption: true,
+        ..Quirks::default()
+    });
     env.run(&["push", "job", "tree"])
         .failure(6)
         .stderr_has("a bucket policy may require encryption: set ARTIFACT_S3_SSE");
@@ -77,9 +74,9 @@ s3_case!(a_bucket_that_requires_encryption, |env| {
     env.run(&["push", "job", "tree"]).success();
     assert_stored(&env, &files);
     let writes: Vec<_> = proxy
-        .requests()
+        .seen()
         .into_iter()
-        .filter(|r| r.refused.is_none() && (r.is_put_object() || r.is_create_multipart()))
+        .filter(|r| r.fault.is_none() && (r.is_put_object() || r.is_create_multipart()))
         .collect();
     assert_eq!(writes.len(), 4, "{writes:?}");
     for write in &writes {
@@ -157,9 +154,9 @@ fn invalid_encryption_or_storage_class_is_a_configuration_error() {
 
 /// Pushes the tree through `quirks` and checks what was sent: each refused
 /// header warned about once and absent from every write after its refusal.
-fn push_through(env: &mut TestEnv, quirks: Quirks, warnings: &[&str]) -> QuirksProxy {
+fn push_through(env: &mut TestEnv, quirks: Quirks, warnings: &[&str]) -> FaultProxy {
     let files = write_tree(env);
-    let proxy = QuirksProxy::in_front_of(env, quirks);
+    let proxy = env.fault_proxy(quirks);
     let run = env.run(&["push", "job", "tree"]);
     run.success();
     for warning in warnings {
@@ -174,11 +171,11 @@ fn push_through(env: &mut TestEnv, quirks: Quirks, warnings: &[&str]) -> QuirksP
 /// Writes in flight when the store first refused a header are refused
 /// too, but no write is refused twice for one header.
 #[track_caller]
-fn assert_refused_at_most_once(proxy: &QuirksProxy) {
+fn assert_refused_at_most_once(proxy: &FaultProxy) {
     let refused: Vec<String> = proxy
-        .requests()
+        .seen()
         .into_iter()
-        .filter(|r| r.refused.is_some())
+        .filter(|r| r.fault.is_some())
         .map(|r| format!("{} {}", r.method, r.target))
         .collect();
     assert!(!refused.is_empty());
@@ -200,7 +197,7 @@ s3_case!(a_store_without_conditional_writes, |env| {
     // Each write refused at most once; the rest of the run wrote without
     // the condition, and kept the checksums.
     assert_refused_at_most_once(&proxy);
-    let sent = |r: &Recorded| r.refused.is_none() && r.method == "PUT";
+    let sent = |r: &Seen| r.fault.is_none() && r.method == "PUT";
     assert!(proxy.count(|r| sent(r) && r.header("x-amz-checksum-sha256").is_some()) >= 5);
     assert_eq!(
         proxy.count(|r| sent(r) && r.header("if-none-match").is_some()),
@@ -220,7 +217,7 @@ s3_case!(a_store_without_checksum_headers, |env| {
         let proxy = push_through(&mut env, quirks, &[NO_CHECKSUMS]);
         assert_refused_at_most_once(&proxy);
         // The conditional writes went on.
-        assert!(proxy.count(|r| r.refused.is_none() && r.header("if-none-match").is_some()) >= 3);
+        assert!(proxy.count(|r| r.fault.is_none() && r.header("if-none-match").is_some()) >= 3);
         env.run(&["yank", "job", "tree"]).success();
         std::fs::remove_dir_all(env.path("back")).unwrap();
     }
@@ -233,8 +230,8 @@ s3_case!(a_store_without_either, |env| {
         ..Quirks::default()
     };
     let proxy = push_through(&mut env, quirks, &[NO_CONDITION, NO_CHECKSUMS]);
-    let plain = |r: &Recorded| {
-        r.refused.is_none()
+    let plain = |r: &Seen| {
+        r.fault.is_none()
             && r.header("if-none-match").is_none()
             && !r
                 .headers
@@ -251,12 +248,12 @@ s3_case!(yank_deletes_in_batches, |env| {
     }
     env.write("many/odd & <name>.txt", b"y");
     env.run(&["push", "job", "many"]).success();
-    let proxy = QuirksProxy::in_front_of(&mut env, Quirks::default());
+    let proxy = env.fault_proxy(Quirks::default());
     env.run(&["yank", "job", "many"]).success();
     assert_eq!(proxy.count(|r| r.is_delete_objects()), 1);
     assert_eq!(proxy.count(|r| r.method == "DELETE"), 0);
     let batch = &proxy
-        .requests()
+        .seen()
         .into_iter()
         .find(|r| r.is_delete_objects())
         .unwrap();
@@ -269,13 +266,10 @@ s3_case!(yank_without_delete_objects, |env| {
         env.write(&format!("many/f{i}.txt"), b"x");
     }
     env.run(&["push", "job", "many"]).success();
-    let proxy = QuirksProxy::in_front_of(
-        &mut env,
-        Quirks {
-            no_delete_objects: true,
-            ..Quirks::default()
-        },
-    );
+    let proxy = env.fault_proxy(Quirks {
+        no_delete_objects: true,
+        ..Quirks::default()
+    });
     env.run(&["yank", "job", "many", "-v"])
         .success()
         .stderr_has("the store has no DeleteObjects");

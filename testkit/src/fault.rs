@@ -10,8 +10,9 @@
 //! matches with uses left supplies its [`Fault`]; a rule still skipping
 //! (`skip(n)`) counts the request and lets later rules look at it. When no
 //! rule applies, the seeded soak of [`FaultProxy::random_faults`] may pick
-//! one. Every request is recorded as a [`Seen`]. A CONNECT is recorded and
-//! never faulted.
+//! one. [`Quirks`] refuse what a real store refuses, for requests no rule
+//! picked. Every request is recorded as a [`Seen`]. A CONNECT is recorded
+//! and never faulted.
 
 use std::net::SocketAddr;
 use std::ops::Deref;
@@ -45,6 +46,58 @@ pub enum Fault {
     StallDuringDownload(Duration),
     /// Forward, flipping every bit of the body's middle byte.
     CorruptBody,
+    /// A [`Quirks`] refusal: this status with S3 error XML carrying this
+    /// `<Code>` and, unless empty, this `<Header>`.
+    Refused(u16, &'static str, String),
+}
+
+/// Refusals real stores make that the local servers don't; the default
+/// makes none.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Quirks {
+    /// A bucket policy that requires encryption: 403 AccessDenied to
+    /// PutObject and CreateMultipartUpload without
+    /// `x-amz-server-side-encryption`.
+    pub require_encryption: bool,
+    /// No conditional writes: 501 NotImplemented naming `If-None-Match`.
+    pub no_conditional_writes: bool,
+    /// No checksum headers: this status (400 InvalidArgument or 501
+    /// NotImplemented), naming the header, to a PUT or POST carrying an
+    /// `x-amz-checksum-*` or `x-amz-sdk-checksum-*` header.
+    pub no_checksums: Option<u16>,
+    /// No DeleteObjects: 501 NotImplemented to `POST ?delete`.
+    pub no_delete_objects: bool,
+}
+
+impl Quirks {
+    fn refusal(&self, req: &Request) -> Option<Fault> {
+        let write = req.method == "PUT" || req.method == "POST";
+        let checksum = req
+            .headers
+            .iter()
+            .map(|(n, _)| n)
+            .find(|n| n.starts_with("x-amz-checksum-") || n.starts_with("x-amz-sdk-checksum-"));
+        if self.require_encryption
+            && (req.is_put_object() || req.is_create_multipart())
+            && req.header("x-amz-server-side-encryption").is_none()
+        {
+            Some(Fault::Refused(403, "AccessDenied", String::new()))
+        } else if self.no_conditional_writes && req.header("if-none-match").is_some() {
+            let name = "If-None-Match".to_string();
+            Some(Fault::Refused(501, "NotImplemented", name))
+        } else if let (Some(status), true, Some(name)) = (self.no_checksums, write, checksum) {
+            let code = if status == 400 {
+                "InvalidArgument"
+            } else {
+                "NotImplemented"
+            };
+            Some(Fault::Refused(status, code, name.clone()))
+        } else if self.no_delete_objects && req.is_delete_objects() {
+            Some(Fault::Refused(501, "NotImplemented", String::new()))
+        } else {
+            None
+        }
+    }
 }
 
 /// Which requests a fault applies to; conditions combine with "and".
@@ -134,6 +187,7 @@ struct State {
     random: Option<(u64, u64, Vec<Fault>)>,
     seen: Vec<Seen>,
     faults_applied: usize,
+    quirks: Quirks,
     /// Conditional PUTs to hold until this many have arrived.
     hold: usize,
     held: usize,
@@ -183,9 +237,23 @@ impl FaultProxy {
         lock(&self.layer.state).seen.clone()
     }
 
-    /// How many requests got a fault.
+    /// How many requests so far match `filter`.
+    pub fn count(&self, filter: impl Fn(&Seen) -> bool) -> usize {
+        lock(&self.layer.state)
+            .seen
+            .iter()
+            .filter(|s| filter(s))
+            .count()
+    }
+
+    /// How many requests got a fault (a quirk's refusal included).
     pub fn faults_applied(&self) -> usize {
         lock(&self.layer.state).faults_applied
+    }
+
+    /// From now on refuses what a store with `quirks` refuses.
+    pub fn set_quirks(&self, quirks: Quirks) {
+        lock(&self.layer.state).quirks = quirks;
     }
 
     /// The `host:port` of every CONNECT, in arrival order.
@@ -242,6 +310,9 @@ impl Layer {
             fault = Some(f.clone());
             break;
         }
+        if fault.is_none() && req.method != "CONNECT" {
+            fault = st.quirks.refusal(req);
+        }
         if let (None, false, Some((x, per_mille, kinds))) =
             (&fault, req.method == "CONNECT", &mut st.random)
         {
@@ -297,8 +368,11 @@ impl Handler for Layer {
         lock(&self.state).seen[idx].request.body_len = req.body_len;
         match fault {
             Some(Fault::Status(status)) => return Reply::status(status, ""),
-            Some(Fault::SlowDown) => return Reply::s3_error(503, "SlowDown"),
-            Some(Fault::Xml(status, code)) => return Reply::s3_error(status, code),
+            Some(Fault::SlowDown) => return Reply::s3_error(503, "SlowDown", ""),
+            Some(Fault::Xml(status, code)) => return Reply::s3_error(status, code, ""),
+            Some(Fault::Refused(status, code, name)) => {
+                return Reply::s3_error(status, code, &name)
+            }
             Some(Fault::ResetBeforeResponse) => return Reply::default().cut(Cut::Reset),
             Some(Fault::Stall(d)) => return Reply::default().cut(Cut::Stall(d)),
             _ => {}

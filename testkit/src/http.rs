@@ -89,6 +89,19 @@ impl Request {
         }
     }
 
+    /// A PutObject (or CopyObject): a PUT that is no UploadPart.
+    pub fn is_put_object(&self) -> bool {
+        self.method == "PUT" && !self.query().contains("partNumber=")
+    }
+
+    pub fn is_create_multipart(&self) -> bool {
+        self.method == "POST" && self.query() == "uploads"
+    }
+
+    pub fn is_delete_objects(&self) -> bool {
+        self.method == "POST" && self.query() == "delete"
+    }
+
     fn has_token(&self, name: &str, token: &str) -> bool {
         self.header(name)
             .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
@@ -193,11 +206,17 @@ impl Reply {
         Reply::with(status, "application/xml", body)
     }
 
-    /// A status with an S3 error XML body carrying this `<Code>`.
-    pub fn s3_error(status: u16, code: &str) -> Reply {
+    /// A status with an S3 error XML body carrying this `<Code>` and,
+    /// unless empty, this `<Header>`.
+    pub fn s3_error(status: u16, code: &str, header: &str) -> Reply {
+        let header = if header.is_empty() {
+            String::new()
+        } else {
+            format!("<Header>{header}</Header>")
+        };
         Reply::xml(
             status,
-            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{code} (test kit)</Message></Error>"),
+            format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{code} (test kit)</Message>{header}</Error>"),
         )
     }
 

@@ -7,6 +7,7 @@
 //! - [`s3`]: s3s-fs in process, and one moto_server per test process;
 //! - [`aws`]: IMDS, the container agent, STS and SSO, faked;
 //! - [`fault`]: faults and store quirks in front of any of them;
+//! - [`squid`]: a Squid-like forward proxy;
 //! - [`tls`]: HTTPS in front of a plain server, with a private CA.
 
 pub mod aws;
@@ -14,6 +15,7 @@ pub mod fault;
 pub mod http;
 pub mod hub;
 pub mod s3;
+pub mod squid;
 pub mod tls;
 
 use std::path::Path;

@@ -7,14 +7,12 @@
 //! Every run is checked for leaked secrets (the Hub token, any signed-URL
 //! signature), so the whole suite proves that no output carries one.
 
-pub mod quirks;
-pub mod squid;
-
 use std::fs;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
+use testkit::fault::{FaultProxy, Quirks};
 use testkit::hub::HubServer;
 use testkit::s3::{Moto, S3Server};
 
@@ -122,6 +120,25 @@ impl TestEnv {
             Store::Hub(h) => h,
             _ => panic!("not a Hub test"),
         }
+    }
+
+    /// Puts a fault proxy with `quirks` between the binary and the store's
+    /// server (the Hub's storage, s3s-fs or moto).
+    pub fn fault_proxy(&mut self, quirks: Quirks) -> FaultProxy {
+        let upstream = match &self.store {
+            Store::Hub(h) => h.storage_url(),
+            Store::S3(s) => s.endpoint(),
+            Store::Moto(m) => m.endpoint.clone(),
+            Store::Local(_) => panic!("a local store has no server"),
+        };
+        let proxy = FaultProxy::start(upstream.trim_start_matches("http://").parse().unwrap());
+        proxy.set_quirks(quirks);
+        match &self.store {
+            // The Hub hands out signed URLs that point at the proxy.
+            Store::Hub(h) => h.point_urls_at(&proxy.url()),
+            _ => self.set_env("ARTIFACT_S3_ENDPOINT", &proxy.url()),
+        }
+        proxy
     }
 
     /// Sets a variable for every later run.
