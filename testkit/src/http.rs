@@ -468,14 +468,6 @@ fn framing(headers: &[(String, String)]) -> io::Result<Option<Framing>> {
     }
 }
 
-/// Waits `d`, or until the server stops.
-fn stall(d: Duration, stop: &AtomicBool) {
-    let end = Instant::now() + d;
-    while Instant::now() < end && !stop.load(Ordering::SeqCst) {
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Resets the connection (RST, not FIN) when `stream` is dropped.
 pub fn reset_on_drop(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
@@ -550,14 +542,13 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 );
                 return reset_on_drop(&stream);
             }
-            Cut::Stall(d) => {
-                stall(d, &shared.stop);
-                return linger(&stream, &mut reader);
-            }
-            Cut::StallMidBody(d) => {
-                if w.write_all(&reply.bytes(is_head, false, half)).is_ok() {
-                    let _ = w.flush();
-                    stall(d, &shared.stop);
+            Cut::Stall(d) | Cut::StallMidBody(d) => {
+                let mid_body = reply.cut == Cut::StallMidBody(d);
+                if !mid_body || w.write_all(&reply.bytes(is_head, false, half)).is_ok() {
+                    let (_, end) = (w.flush(), Instant::now() + d);
+                    while Instant::now() < end && !shared.stop.load(Ordering::SeqCst) {
+                        thread::sleep(Duration::from_millis(10));
+                    }
                 }
                 return linger(&stream, &mut reader);
             }

@@ -318,15 +318,10 @@ pub fn assert_one_racer_wins(env: &TestEnv, racers: usize) {
             cmd.spawn().expect("spawn")
         })
         .collect();
+    let status = |c: std::process::Child| c.wait_with_output().expect("wait").status;
     let codes: Vec<i32> = children
         .into_iter()
-        .map(|c| {
-            c.wait_with_output()
-                .expect("wait")
-                .status
-                .code()
-                .unwrap_or(-1)
-        })
+        .map(|c| status(c).code().unwrap_or(-1))
         .collect();
     let winners: Vec<usize> = (0..racers).filter(|&i| codes[i] == 0).collect();
     assert_eq!(winners.len(), 1, "exit codes: {codes:?}");
