@@ -391,34 +391,39 @@ win_local() {
     same "$d/in/sub/data.bin" "$d/out/sub/data.bin" || return 1
     same "$d/in/top.txt" "$d/out/top.txt" || return 1
     # Without --force an existing file is not overwritten; with it, it is.
-    run 1 "$@" push job 'in' -d 'win\in' || return 1
+    run 5 "$@" push job 'in' -d 'win\in' || return 1
     run 0 "$@" push job 'in' -d 'win\in' --force || return 1
     run 0 "$@" yank job 'win/in' || return 1
     [ ! -e "$s/win/in/top.txt" ] || {
         echo "yank left $s/win/in/top.txt"
         return 1
     }
-    run 1 "$@" pull job 'win/in' -d again
+    run 4 "$@" pull job 'win/in' -d again
 }
 
+# Names Windows cannot hold, pushed from Linux to the Hub, pulled under Wine.
 win_names() {
-    d=$work/win
-    s=$d/store/artifacts/jobs/rc-win
-    mkdir -p "$s/names" "$s/case"
-    echo x >"$s/names/CON.txt"
-    echo x >"$s/case/A.txt"
-    echo x >"$s/case/a.txt"
-    set -- env -C "$d" ARTIFACT_BACKEND=local ARTIFACT_LOCAL_DIR="$(winpath "$d/store")" SEMAPHORE_JOB_ID=rc-win wine "$WIN"
+    d=$work/win-names
+    long=$(printf 'a%.0s' $(seq 150))/$(printf 'b%.0s' $(seq 150)).txt
+    mkdir -p "$d/names" "$d/case" "$d/long/$(dirname "$long")"
+    echo x >"$d/names/CON.txt"
+    echo x >"$d/case/A.txt"
+    echo x >"$d/case/a.txt"
+    echo deep >"$d/long/$long"
+    hub="SSL_CERT_FILE=$pki/ca.pem SEMAPHORE_ORGANIZATION_URL=$HUB SEMAPHORE_ARTIFACT_TOKEN=$TOKEN SEMAPHORE_JOB_ID=rc-win-names"
+    for dir in names case long; do
+        # shellcheck disable=SC2086 # one word per variable
+        run 0 env -C "$d" $hub "$X86" push job "$dir" || return 1
+    done
+    # shellcheck disable=SC2086
+    set -- env -C "$d" $hub wine "$WIN"
     run 1 "$@" pull job names -d names-out || return 1
     has "Windows cannot hold the name 'CON.txt'" || return 1
     run 1 "$@" pull job case -d case-out || return 1
     has "differ only in case" || return 1
     # A path past Windows' 260 characters: std uses the \\?\ form.
-    long=long/$(printf 'a%.0s' $(seq 150))/$(printf 'b%.0s' $(seq 150))
-    mkdir -p "$s/$(dirname "$long")"
-    echo deep >"$s/$long.txt"
     run 0 "$@" pull job long -d long-out || return 1
-    same "$s/$long.txt" "$d/long-out/${long#long/}.txt"
+    same "$d/long/$long" "$d/long-out/$long"
 }
 
 win_hub() {
@@ -430,7 +435,7 @@ win_hub() {
     run 0 "$@" pull job hub.bin -d hub-out.bin || return 1
     same "$d/hub.bin" "$d/hub-out.bin" || return 1
     run 0 "$@" yank job hub.bin || return 1
-    run 1 "$@" pull job hub.bin -d hub-again.bin
+    run 4 "$@" pull job hub.bin -d hub-again.bin
 }
 
 win_hub_refused() {
@@ -475,11 +480,15 @@ check "Windows under Wine: Hub over TLS without the CA is refused (certificate e
 check "macOS x86_64 binary: Mach-O x86_64, at most 3 MiB, loads only /usr/lib's libSystem, libiconv, libcharset" mac_ok "$MAC_X86" x86_64
 check "macOS arm64 binary: Mach-O arm64, at most 3 MiB, loads only /usr/lib's libSystem, libiconv, libcharset" mac_ok "$MAC_ARM" arm64
 
-# The whole test suite, unit and integration, compiles and links for macOS.
+# The test suite for macOS: the unit tests compile and link; the integration
+# tests compile but cannot link here, since the test S3 server (s3s, through
+# chrono's iana-time-zone) links CoreFoundation, a framework only Apple's SDK
+# has, and no package registry ships that SDK.
 mac_tests_build() {
-    cargo-zigbuild test --target aarch64-apple-darwin --all-targets --no-run
+    cargo-zigbuild test --target aarch64-apple-darwin --bin artifact --no-run || return 1
+    cargo-zigbuild check --target aarch64-apple-darwin --test integration
 }
-check "macOS arm64: the test suite compiles and links (cargo test --no-run, zig as linker)" mac_tests_build
+check "macOS arm64: unit tests compile and link, integration tests compile (zig as linker)" mac_tests_build
 
 # ---------------------------------------------------------------- 5: release files and install.sh
 

@@ -36,7 +36,8 @@ $CARGO build --release "$@"
 $CARGO build --release --target x86_64-pc-windows-gnu
 
 # macOS: zig (PyPI's ziglang), through cargo-zigbuild, compiles ring and
-# links Mach-O without Apple's SDK; the executables link libSystem alone.
+# links Mach-O without Apple's SDK; the executables load only /usr/lib's
+# libSystem, libiconv and libcharset.
 $CARGO zigbuild --release --target x86_64-apple-darwin --target aarch64-apple-darwin
 
 status=0
