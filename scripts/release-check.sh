@@ -365,12 +365,13 @@ winpath() {
     printf 'Z:%s' "$1" | tr / "\\\\"
 }
 
-win_exe_ok() {
-    kind=$(file -b "$WIN")
-    size=$(wc -c <"$WIN" | tr -d ' ')
-    echo "$WIN: $size bytes: $kind"
+# format_ok BINARY KIND: `file` says KIND..., and it is at most 3 MiB.
+format_ok() {
+    kind=$(file -b "$1")
+    size=$(wc -c <"$1" | tr -d ' ')
+    echo "$1: $size bytes: $kind"
     case $kind in
-    "PE32+ executable (console) x86-64"*) ;;
+    "$2"*) ;;
     *) return 1 ;;
     esac
     [ "$size" -le $MAX_BYTES ]
@@ -448,14 +449,7 @@ win_hub_refused() {
 # libiconv with libcharset (Rust's std links iconv on Apple targets) — no
 # framework, nothing from Homebrew.
 mac_ok() { # BINARY ARCH
-    kind=$(file -b "$1")
-    size=$(wc -c <"$1" | tr -d ' ')
-    echo "$1: $size bytes: $kind"
-    case $kind in
-    "Mach-O 64-bit $2 executable"*) ;;
-    *) return 1 ;;
-    esac
-    [ "$size" -le $MAX_BYTES ] || return 1
+    format_ok "$1" "Mach-O 64-bit $2 executable" || return 1
     llvm-objdump --macho --dylibs-used "$1" >"$work/dylibs" || return 1
     cat "$work/dylibs"
     libs=$(tail -n +2 "$work/dylibs" | awk '{print $1}')
@@ -471,7 +465,7 @@ mac_ok() { # BINARY ARCH
     done
 }
 
-check "Windows binary is PE32+ x86-64 (console), at most 3 MiB" win_exe_ok
+check "Windows binary is PE32+ x86-64 (console), at most 3 MiB" format_ok "$WIN" "PE32+ executable (console) x86-64"
 check "Windows --version under Wine: version, commit, target" version_ok x86_64-pc-windows-gnu wine "$WIN"
 check "Windows under Wine: local backend push (backslash paths) -> pull -> no-clobber, --force -> yank" win_local
 check "Windows under Wine: reserved names and case-only twins refused; a path past 260 characters pulled" win_names
