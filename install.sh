@@ -7,7 +7,8 @@
 #   curl -fsSL …/install.sh | sh -s -- -b ~/bin
 #   sh install.sh [-b DIR]
 #
-# Prebuilt: Linux x86_64 (amd64) and Linux arm64 (aarch64), static binaries.
+# Prebuilt: Linux x86_64 (amd64) and arm64 (aarch64), static binaries, and
+# macOS (Darwin) x86_64 and arm64. Windows: the PowerShell lines in README.md.
 # Anywhere else it fails, pointing at `cargo install`.
 #
 # Settings (environment):
@@ -82,7 +83,8 @@ from_source="build it from source with Rust 1.85 or newer instead:
 
 unsupported() {
     die "$1
-  Prebuilt binaries exist for Linux x86_64 (amd64) and Linux arm64 (aarch64).
+  Prebuilt binaries exist for Linux x86_64 (amd64) and Linux arm64 (aarch64),
+  macOS (Darwin) x86_64 and arm64, and Windows x86_64 (see README.md).
   $from_source"
 }
 
@@ -90,6 +92,7 @@ os_raw=$(uname -s)
 arch_raw=$(uname -m)
 case $os_raw in
 Linux) os=Linux ;;
+Darwin) os=Darwin ;;
 *) unsupported "no prebuilt artifact binary for the operating system '$os_raw'." ;;
 esac
 case $arch_raw in

@@ -10,8 +10,14 @@
 #      without them the same servers are refused with a certificate error.
 #   3. `--version` names the version, the commit and the target triple.
 #   5. `make release` makes dist/; install.sh installs from it over HTTP (curl
-#      and wget), from a directory and from a file:// URL, maps uname's names,
-#      refuses a corrupted archive, a missing checksum and unsupported systems.
+#      and wget), from a directory and from a file:// URL, maps uname's names
+#      (Darwin too), refuses a corrupted archive, a missing checksum and
+#      unsupported systems.
+#   6. The Windows binary runs under Wine: --version, local push -> pull ->
+#      yank with backslash paths, the Windows name rules, the Hub over TLS.
+#      The macOS binaries cannot run here: their format, size and the
+#      libraries they load (only /usr/lib's) are checked, and the test suite
+#      compiles for aarch64-apple-darwin.
 #
 # Installs what it needs (scripts/release-check/deps.sh); a missing tool is
 # installed or fails the run, never skips a check. Temp dirs and servers are
@@ -66,6 +72,10 @@ cleanup() {
     for pid in $pids; do
         wait "$pid" 2>/dev/null || true
     done
+    if [ -n "${WINEPREFIX:-}" ]; then
+        wineserver -k 2>/dev/null || true
+        wineserver -w 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -335,11 +345,155 @@ check "empty root: Hub over TLS without the CA is refused (certificate error, ex
 check "empty root: S3 (moto) over TLS, private CA in AWS_CA_BUNDLE: push then pull, same bytes" root_s3
 check "empty root: S3 over TLS without the CA is refused (certificate error, exit 1)" root_s3_refused
 
+# ---------------------------------------------------------------- 6: Windows under Wine, macOS as built
+
+WIN=$TARGET_DIR/x86_64-pc-windows-gnu/release/artifact.exe
+MAC_X86=$TARGET_DIR/x86_64-apple-darwin/release/artifact
+MAC_ARM=$TARGET_DIR/aarch64-apple-darwin/release/artifact
+
+# A Wine prefix of our own. Wine 8 (Debian 12) lacks bcryptprimitives.dll,
+# which Rust's standard library imports (ProcessPrng; every Windows 10 and
+# later has it): a stand-in compiled here from wine-bcryptprimitives.c
+# answers from RtlGenRandom. Wine alone needs it; the release does not ship it.
+export WINEPREFIX="$work/wine" WINEDEBUG=-all
+wine wineboot --init >"$work/wineboot.log" 2>&1 || {
+    cat "$work/wineboot.log" >&2
+    die "wineboot could not make a Wine prefix"
+}
+x86_64-w64-mingw32-gcc -O2 -shared -o "$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll" \
+    scripts/release-check/wine-bcryptprimitives.c -ladvapi32 ||
+    die "cannot build the bcryptprimitives.dll stand-in for Wine"
+
+# A Unix path as Windows names it under Wine (drive Z: is /).
+winpath() {
+    printf 'Z:%s' "$1" | tr / "\\\\"
+}
+
+# format_ok BINARY KIND: `file` says KIND..., and it is at most 3 MiB.
+format_ok() {
+    kind=$(file -b "$1")
+    size=$(wc -c <"$1" | tr -d ' ')
+    echo "$1: $size bytes: $kind"
+    case $kind in
+    "$2"*) ;;
+    *) return 1 ;;
+    esac
+    [ "$size" -le $MAX_BYTES ]
+}
+
+win_local() {
+    d=$work/win
+    mkdir -p "$d/store" "$d/in/sub"
+    head -c 300000 /dev/urandom >"$d/in/sub/data.bin"
+    echo top >"$d/in/top.txt"
+    s=$d/store/artifacts/jobs/rc-win
+    set -- env -C "$d" ARTIFACT_BACKEND=local ARTIFACT_LOCAL_DIR="$(winpath "$d/store")" SEMAPHORE_JOB_ID=rc-win wine "$WIN"
+    # Backslashes are separators: the keys use '/'.
+    run 0 "$@" push job 'in' -d 'win\in' || return 1
+    has "Successfully pushed artifact for current job." || return 1
+    same "$d/in/sub/data.bin" "$s/win/in/sub/data.bin" || return 1
+    run 0 "$@" pull job 'win\in' -d out || return 1
+    same "$d/in/sub/data.bin" "$d/out/sub/data.bin" || return 1
+    same "$d/in/top.txt" "$d/out/top.txt" || return 1
+    # Without --force an existing file is not overwritten; with it, it is.
+    run 5 "$@" push job 'in' -d 'win\in' || return 1
+    run 0 "$@" push job 'in' -d 'win\in' --force || return 1
+    run 0 "$@" yank job 'win/in' || return 1
+    [ ! -e "$s/win/in/top.txt" ] || {
+        echo "yank left $s/win/in/top.txt"
+        return 1
+    }
+    run 4 "$@" pull job 'win/in' -d again
+}
+
+# Names Windows cannot hold, pushed from Linux to the Hub, pulled under Wine.
+win_names() {
+    d=$work/win-names
+    long=$(printf 'a%.0s' $(seq 150))/$(printf 'b%.0s' $(seq 150)).txt
+    mkdir -p "$d/names" "$d/case" "$d/long/$(dirname "$long")"
+    echo x >"$d/names/CON.txt"
+    echo x >"$d/case/A.txt"
+    echo x >"$d/case/a.txt"
+    echo deep >"$d/long/$long"
+    hub="SSL_CERT_FILE=$pki/ca.pem SEMAPHORE_ORGANIZATION_URL=$HUB SEMAPHORE_ARTIFACT_TOKEN=$TOKEN SEMAPHORE_JOB_ID=rc-win-names"
+    for dir in names case long; do
+        # shellcheck disable=SC2086 # one word per variable
+        run 0 env -C "$d" $hub "$X86" push job "$dir" || return 1
+    done
+    # shellcheck disable=SC2086
+    set -- env -C "$d" $hub wine "$WIN"
+    run 1 "$@" pull job names -d names-out || return 1
+    has "Windows cannot hold the name 'CON.txt'" || return 1
+    run 1 "$@" pull job case -d case-out || return 1
+    has "differ only in case" || return 1
+    # A path past Windows' 260 characters: std uses the \\?\ form.
+    run 0 "$@" pull job long -d long-out || return 1
+    same "$d/long/$long" "$d/long-out/$long"
+}
+
+win_hub() {
+    d=$work/win
+    head -c 200000 /dev/urandom >"$d/hub.bin"
+    set -- env -C "$d" SSL_CERT_FILE="$pki/ca.pem" SEMAPHORE_ORGANIZATION_URL="$HUB" SEMAPHORE_ARTIFACT_TOKEN=$TOKEN SEMAPHORE_JOB_ID=rc-win-hub wine "$WIN"
+    run 0 "$@" push job hub.bin || return 1
+    has "Successfully pushed artifact for current job." || return 1
+    run 0 "$@" pull job hub.bin -d hub-out.bin || return 1
+    same "$d/hub.bin" "$d/hub-out.bin" || return 1
+    run 0 "$@" yank job hub.bin || return 1
+    run 4 "$@" pull job hub.bin -d hub-again.bin
+}
+
+win_hub_refused() {
+    refused env -C "$work/win" SEMAPHORE_ORGANIZATION_URL="$HUB" SEMAPHORE_ARTIFACT_TOKEN=$TOKEN \
+        SEMAPHORE_JOB_ID=rc-win-hub ARTIFACT_RETRY_ATTEMPTS=1 wine "$WIN" push job hub.bin -d refused.bin
+}
+
+# macOS cannot run here: what can be proven is the format, the size and
+# that only libraries every macOS has in /usr/lib are loaded: libSystem, and
+# libiconv with libcharset (Rust's std links iconv on Apple targets) — no
+# framework, nothing from Homebrew.
+mac_ok() { # BINARY ARCH
+    format_ok "$1" "Mach-O 64-bit $2 executable" || return 1
+    llvm-objdump --macho --dylibs-used "$1" >"$work/dylibs" || return 1
+    cat "$work/dylibs"
+    libs=$(tail -n +2 "$work/dylibs" | awk '{print $1}')
+    [ -n "$libs" ] || return 1
+    for lib in $libs; do
+        case $lib in
+        /usr/lib/libSystem.B.dylib | /usr/lib/libiconv.2.dylib | /usr/lib/libcharset.1.dylib) ;;
+        *)
+            echo "loads $lib"
+            return 1
+            ;;
+        esac
+    done
+}
+
+check "Windows binary is PE32+ x86-64 (console), at most 3 MiB" format_ok "$WIN" "PE32+ executable (console) x86-64"
+check "Windows --version under Wine: version, commit, target" version_ok x86_64-pc-windows-gnu wine "$WIN"
+check "Windows under Wine: local backend push (backslash paths) -> pull -> no-clobber, --force -> yank" win_local
+check "Windows under Wine: reserved names and case-only twins refused; a path past 260 characters pulled" win_names
+check "Windows under Wine: Hub over TLS (private CA in SSL_CERT_FILE): push -> pull -> yank" win_hub
+check "Windows under Wine: Hub over TLS without the CA is refused (certificate error, exit 1)" win_hub_refused
+check "macOS x86_64 binary: Mach-O x86_64, at most 3 MiB, loads only /usr/lib's libSystem, libiconv, libcharset" mac_ok "$MAC_X86" x86_64
+check "macOS arm64 binary: Mach-O arm64, at most 3 MiB, loads only /usr/lib's libSystem, libiconv, libcharset" mac_ok "$MAC_ARM" arm64
+
+# The test suite for macOS: the unit tests compile and link; the integration
+# tests compile but cannot link here, since the test S3 server (s3s, through
+# chrono's iana-time-zone) links CoreFoundation, a framework only Apple's SDK
+# has, and no package registry ships that SDK.
+mac_tests_build() {
+    cargo-zigbuild test --target aarch64-apple-darwin --bin artifact --no-run || return 1
+    cargo-zigbuild check --target aarch64-apple-darwin --test integration
+}
+check "macOS arm64: unit tests compile and link, integration tests compile (zig as linker)" mac_tests_build
+
 # ---------------------------------------------------------------- 5: release files and install.sh
 
 dist_ok() {
     (cd "$DIST" && ls) >"$work/dist.ls"
-    printf '%s\n' artifact_Linux_arm64.tar.gz artifact_Linux_x86_64.tar.gz artifact_checksums.txt \
+    printf '%s\n' artifact_Darwin_arm64.tar.gz artifact_Darwin_x86_64.tar.gz artifact_Linux_arm64.tar.gz \
+        artifact_Linux_x86_64.tar.gz artifact_Windows_x86_64.tar.gz artifact_checksums.txt \
         install.sh >"$work/dist.want"
     cmp -s "$work/dist.ls" "$work/dist.want" || {
         echo "dist/ holds:"
@@ -348,19 +502,23 @@ dist_ok() {
     }
     (cd "$DIST" && sha256sum -c artifact_checksums.txt) || return 1
     same install.sh "$DIST/install.sh" || return 1
-    for pair in x86_64:"$X86" arm64:"$ARM"; do
-        arch=${pair%%:*}
-        d=$work/unpack-$arch
+    for pair in Linux_x86_64:artifact:"$X86" Linux_arm64:artifact:"$ARM" \
+        Darwin_x86_64:artifact:"$MAC_X86" Darwin_arm64:artifact:"$MAC_ARM" \
+        Windows_x86_64:artifact.exe:"$WIN"; do
+        name=${pair%%:*}
+        rest=${pair#*:}
+        exe=${rest%%:*}
+        d=$work/unpack-$name
         mkdir -p "$d"
-        tar -xzf "$DIST/artifact_Linux_$arch.tar.gz" -C "$d" || return 1
+        tar -xzf "$DIST/artifact_$name.tar.gz" -C "$d" || return 1
         found=$(cd "$d" && find . -mindepth 1 | sort | tr '\n' ' ')
-        [ "$found" = "./LICENSE ./README.md ./artifact " ] || {
-            echo "artifact_Linux_$arch.tar.gz holds: $found"
+        [ "$found" = "./LICENSE ./README.md ./$exe " ] || {
+            echo "artifact_$name.tar.gz holds: $found"
             return 1
         }
-        same "$d/artifact" "${pair#*:}" || return 1
-        [ -x "$d/artifact" ] || {
-            echo "the binary in artifact_Linux_$arch.tar.gz is not executable"
+        same "$d/$exe" "${rest#*:}" || return 1
+        [ -x "$d/$exe" ] || {
+            echo "the binary in artifact_$name.tar.gz is not executable"
             return 1
         }
     done
@@ -384,7 +542,7 @@ dockerfile_ok() {
     [ -f "$TARGET_DIR/x86_64-unknown-linux-musl/release/artifact" ]
 }
 
-check "dist/: two archives (artifact, LICENSE, README.md), their checksums, install.sh" dist_ok
+check "dist/: five archives (artifact or artifact.exe, LICENSE, README.md), their checksums, install.sh" dist_ok
 check "shellcheck: install.sh and the release scripts" lint
 check "Dockerfile: FROM scratch, the static binary, ENTRYPOINT [\"/artifact\"]" dockerfile_ok
 
@@ -517,14 +675,14 @@ inst_404() {
 }
 
 inst_unsupported() {
-    fake_uname "$work/u-darwin" Darwin arm64
-    run 1 env PATH="$work/u-darwin:$PATH" ARTIFACT_BASE_URL="$DIST" dash install.sh -b "$work/i-darwin" || return 1
-    has "operating system 'Darwin'" || return 1
+    fake_uname "$work/u-freebsd" FreeBSD amd64
+    run 1 env PATH="$work/u-freebsd:$PATH" ARTIFACT_BASE_URL="$DIST" dash install.sh -b "$work/i-freebsd" || return 1
+    has "operating system 'FreeBSD'" || return 1
     has "Linux x86_64 (amd64) and Linux arm64 (aarch64)" || return 1
     has "cargo install --git https://github.com/" || return 1
     has "artifact-cli" || return 1
     has "cargo install --path ." || return 1
-    nothing_installed "$work/i-darwin" || return 1
+    nothing_installed "$work/i-freebsd" || return 1
     fake_uname "$work/u-riscv" Linux riscv64
     run 1 env PATH="$work/u-riscv:$PATH" ARTIFACT_BASE_URL="$DIST" dash install.sh -b "$work/i-riscv" || return 1
     has "architecture 'riscv64'" || return 1
@@ -541,6 +699,20 @@ inst_arch_names() {
         run 0 env PATH="$work/u-$m:$PATH" ARTIFACT_BASE_URL="$MIRROR/release" dash install.sh -b "$work/i-$m" || return 1
         has "verified artifact_Linux_arm64.tar.gz" || return 1
         installed "$work/i-$m" "$ARM" aarch64-unknown-linux-musl "$QEMU" || return 1
+    done
+}
+
+# macOS: uname says Darwin and x86_64 or arm64; the binary cannot run here,
+# so it is compared with what was built.
+inst_darwin() {
+    for pair in x86_64:"$MAC_X86" arm64:"$MAC_ARM"; do
+        m=${pair%%:*}
+        fake_uname "$work/u-darwin-$m" Darwin "$m"
+        run 0 env PATH="$work/u-darwin-$m:$PATH" ARTIFACT_BASE_URL="$MIRROR/release" dash install.sh \
+            -b "$work/i-darwin-$m" || return 1
+        has "verified artifact_Darwin_$m.tar.gz" || return 1
+        same "$work/i-darwin-$m/artifact" "${pair#*:}" || return 1
+        [ -x "$work/i-darwin-$m/artifact" ] || return 1
     done
 }
 
@@ -566,6 +738,7 @@ check "install.sh fails clearly when the release is not there" inst_404
 check "install.sh on an unsupported OS or architecture names the supported ones and cargo install" inst_unsupported
 check "install.sh maps amd64 to x86_64 and aarch64/arm64 to arm64" inst_arch_names
 check "install.sh installs into \$HOME/.local/bin when not root" inst_default_dir
+check "install.sh on macOS (uname faked: Darwin x86_64, Darwin arm64) installs the Darwin binary" inst_darwin
 
 # ---------------------------------------------------------------- summary
 

@@ -1,7 +1,10 @@
 #!/bin/sh
 # `make release`: the release files, named as the Go CLI's releases are, in dist/:
-#   artifact_Linux_x86_64.tar.gz  artifact_Linux_arm64.tar.gz  artifact_checksums.txt
-# Each archive holds the static binary `artifact`, LICENSE and README.md; the
+#   artifact_Linux_x86_64.tar.gz   artifact_Linux_arm64.tar.gz
+#   artifact_Darwin_x86_64.tar.gz  artifact_Darwin_arm64.tar.gz
+#   artifact_Windows_x86_64.tar.gz artifact_checksums.txt
+# Each archive holds the binary `artifact` (`artifact.exe` for Windows, as
+# the Go CLI's does), LICENSE and README.md; the
 # checksums file has one "<sha256>  <archive>" line per archive. install.sh
 # goes beside them, so a copy of dist/ installs itself on an air-gapped
 # machine (ARTIFACT_BASE_URL=. sh install.sh). `make static`
@@ -27,20 +30,29 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 
 archives=""
-for pair in x86_64-unknown-linux-musl:x86_64 aarch64-unknown-linux-musl:arm64; do
-    triple=${pair%%:*}
-    arch=${pair#*:}
-    bin=$TARGET_DIR/$triple/release/artifact
+# triple, OS and architecture as the Go CLI names them, executable.
+for build in x86_64-unknown-linux-musl/Linux/x86_64/artifact \
+    aarch64-unknown-linux-musl/Linux/arm64/artifact \
+    x86_64-apple-darwin/Darwin/x86_64/artifact \
+    aarch64-apple-darwin/Darwin/arm64/artifact \
+    x86_64-pc-windows-gnu/Windows/x86_64/artifact.exe; do
+    triple=${build%%/*}
+    exe=${build##*/}
+    rest=${build#*/}
+    rest=${rest%/*}
+    os=${rest%/*}
+    arch=${rest#*/}
+    bin=$TARGET_DIR/$triple/release/$exe
     [ -f "$bin" ] || die "$bin is missing: run 'make static' first"
-    name=artifact_Linux_$arch.tar.gz
-    rm -rf "${stage:?}/$arch"
-    mkdir "$stage/$arch"
-    cp "$bin" "$stage/$arch/artifact"
-    cp LICENSE README.md "$stage/$arch/"
-    chmod 755 "$stage/$arch/artifact"
-    chmod 644 "$stage/$arch/LICENSE" "$stage/$arch/README.md"
+    name=artifact_${os}_$arch.tar.gz
+    dir=$stage/${os}_$arch
+    mkdir "$dir"
+    cp "$bin" "$dir/$exe"
+    cp LICENSE README.md "$dir/"
+    chmod 755 "$dir/$exe"
+    chmod 644 "$dir/LICENSE" "$dir/README.md"
     tar --create --format=ustar --sort=name --owner=0 --group=0 --numeric-owner \
-        --mtime="@$epoch" --directory="$stage/$arch" artifact LICENSE README.md |
+        --mtime="@$epoch" --directory="$dir" "$exe" LICENSE README.md |
         gzip -9 -n >"$DIST/$name"
     archives="$archives $name"
 done

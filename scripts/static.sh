@@ -1,7 +1,9 @@
 #!/bin/sh
 # `make static`: fully static, stripped executables for Linux x86_64 and
-# arm64 (musl), at target/<triple>/release/artifact. Installs the Rust
-# targets and the C compilers that ring's C and assembly need when missing.
+# arm64 (musl), at target/<triple>/release/artifact, and the macOS (x86_64,
+# arm64) and Windows (x86_64, artifact.exe) executables beside them. Installs
+# the Rust targets and the C compilers that ring's C and assembly need when
+# missing.
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -28,9 +30,28 @@ set --
 for t in $TRIPLES; do set -- "$@" --target "$t"; done
 $CARGO build --release "$@"
 
+# Windows: Debian's mingw-w64 compiles ring and links (Rust finds
+# x86_64-w64-mingw32-gcc by itself); the C runtime is linked in, so the
+# executable needs only DLLs every Windows has.
+$CARGO build --release --target x86_64-pc-windows-gnu
+
+# macOS: zig (PyPI's ziglang), through cargo-zigbuild, compiles ring and
+# links Mach-O without Apple's SDK; the executables load only /usr/lib's
+# libSystem, libiconv and libcharset.
+$CARGO zigbuild --release --target x86_64-apple-darwin --target aarch64-apple-darwin
+
 status=0
-for t in $TRIPLES; do
-    bin=$TARGET_DIR/$t/release/artifact
+# triple/executable/what `file` must say (a glob)
+for build in "x86_64-unknown-linux-musl/artifact/*statically linked*" \
+    "aarch64-unknown-linux-musl/artifact/*statically linked*" \
+    "x86_64-pc-windows-gnu/artifact.exe/PE32+ executable (console) x86-64*" \
+    "x86_64-apple-darwin/artifact/Mach-O 64-bit x86_64 executable*" \
+    "aarch64-apple-darwin/artifact/Mach-O 64-bit arm64 executable*"; do
+    t=${build%%/*}
+    rest=${build#*/}
+    exe=${rest%%/*}
+    want=${rest#*/}
+    bin=$TARGET_DIR/$t/release/$exe
     if [ ! -f "$bin" ]; then
         echo "static: $bin was not built" >&2
         status=1
@@ -39,10 +60,11 @@ for t in $TRIPLES; do
     size=$(wc -c <"$bin" | tr -d ' ')
     kind=$(file -b "$bin")
     echo "static: $bin: $size bytes: $kind"
+    # shellcheck disable=SC2254 # $want is a glob
     case $kind in
-    *"statically linked"*) ;;
+    $want) ;;
     *)
-        echo "static: $bin is not statically linked" >&2
+        echo "static: $bin is not what was built for: file says '$kind', not '$want'" >&2
         status=1
         ;;
     esac

@@ -27,7 +27,9 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX)
 }
 
-/// This machine's name, as temporary files record it.
+/// This machine's name, as temporary files record it: Linux's, else the
+/// environment's (HOSTNAME; COMPUTERNAME, which Windows always sets), else
+/// what the `hostname` command prints (macOS, and Windows has one too).
 fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
@@ -35,6 +37,15 @@ fn host() -> &'static str {
             .or_else(|_| fs::read_to_string("/etc/hostname"))
             .ok()
             .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| std::env::var("COMPUTERNAME").ok())
+            .or_else(|| {
+                let out = std::process::Command::new("hostname")
+                    .stdin(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .output()
+                    .ok()?;
+                String::from_utf8(out.stdout).ok()
+            })
             .unwrap_or_default();
         let clean: String = name
             .trim()
@@ -283,6 +294,9 @@ pub fn remove_stale(dir: &Path) {
 }
 
 /// True when the name records this host and a PID that no longer runs.
+/// Only Linux's /proc answers that without asking the OS through unsafe
+/// code; elsewhere (macOS, Windows) every owner counts as alive, and its
+/// file is removed once a day old.
 fn owner_is_gone(name: &str) -> bool {
     let mut fields = name[TEMP_PREFIX.len()..].splitn(4, '~');
     let (Some(owner_host), Some(pid)) = (fields.next(), fields.next()) else {

@@ -15,13 +15,12 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
 
 pub use crate::error::Signal;
 
 /// What remains of the five seconds once clean-up has had its chance.
-#[cfg(unix)]
-const GRACE: Duration = Duration::from_millis(4500);
+#[cfg(any(unix, windows))]
+const GRACE: std::time::Duration = std::time::Duration::from_millis(4500);
 
 /// 0 while no signal has arrived, else the exit code it asks for.
 static EXIT_CODE: AtomicU8 = AtomicU8::new(0);
@@ -70,38 +69,53 @@ pub fn install() {
         .stack_size(64 * 1024)
         .spawn(move || {
             for number in signals.forever() {
-                let signal = if number == SIGINT {
+                deliver(if number == SIGINT {
                     Signal::Interrupt
                 } else {
                     Signal::Terminate
-                };
-                let first = EXIT_CODE
-                    .compare_exchange(0, signal.exit_code(), Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok();
-                if !first {
-                    exit_now(signal);
-                }
-                let _ = std::thread::Builder::new()
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        std::thread::sleep(GRACE);
-                        exit_now(signal);
-                    });
-                if let Ok(cleanup) = CLEANUP.lock() {
-                    if let Some(cleanup) = cleanup.as_ref() {
-                        cleanup();
-                    }
-                }
+                });
             }
         });
     drop(spawned);
 }
 
-#[cfg(not(unix))]
+/// Windows: Ctrl-C and Ctrl-Break in the console count as SIGINT (the
+/// handler runs on a thread of the `ctrlc` crate). Closing the console
+/// window or a job object's termination is not caught: that ends the
+/// process at once, as SIGKILL does.
+#[cfg(windows)]
+pub fn install() {
+    let _ = ctrlc::set_handler(|| deliver(Signal::Interrupt));
+}
+
+#[cfg(not(any(unix, windows)))]
 pub fn install() {}
 
+/// The first signal: the run starts stopping and the watchdog starts; a
+/// second one exits at once.
+#[cfg(any(unix, windows))]
+fn deliver(signal: Signal) {
+    let first = EXIT_CODE
+        .compare_exchange(0, signal.exit_code(), Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok();
+    if !first {
+        exit_now(signal);
+    }
+    let _ = std::thread::Builder::new()
+        .stack_size(64 * 1024)
+        .spawn(move || {
+            std::thread::sleep(GRACE);
+            exit_now(signal);
+        });
+    if let Ok(cleanup) = CLEANUP.lock() {
+        if let Some(cleanup) = cleanup.as_ref() {
+            cleanup();
+        }
+    }
+}
+
 /// Removes the temporary files still open and ends the process.
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 fn exit_now(signal: Signal) -> ! {
     crate::atomic::remove_open_temp_files();
     crate::log::info(&format!(

@@ -144,8 +144,17 @@ impl Resolver {
 }
 
 fn to_slash(p: &str) -> String {
-    // Go's filepath.ToSlash is the identity on Unix.
-    p.to_string()
+    to_slash_on(p, cfg!(windows))
+}
+
+/// Go's `filepath.ToSlash`: the identity on Unix; on Windows `\` is a
+/// separator, and keys use `/`.
+fn to_slash_on(p: &str, windows: bool) -> String {
+    if windows {
+        p.replace('\\', "/")
+    } else {
+        p.to_string()
+    }
 }
 
 /// Go's `path.Clean`: the shortest path with the same meaning, lexically.
@@ -218,8 +227,18 @@ pub fn to_relative(path: &str) -> String {
 /// when pulling `root` to `local_root`. `None` when the key is not under
 /// `root` at all (a sibling such as `dirx/` when pulling `dir`). An error when
 /// the key would escape `local_root`: `..` segments, an absolute part, a
-/// backslash or a control character.
+/// backslash or a control character; on Windows also a name that Windows
+/// cannot hold (`windows_name_problem`).
 pub fn local_path_for(root: &str, key: &str, local_root: &Path) -> Result<Option<PathBuf>> {
+    local_path_on(root, key, local_root, cfg!(windows))
+}
+
+fn local_path_on(
+    root: &str,
+    key: &str,
+    local_root: &Path,
+    windows: bool,
+) -> Result<Option<PathBuf>> {
     let rest = if key == root {
         ""
     } else if let Some(rest) = key.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
@@ -247,15 +266,136 @@ pub fn local_path_for(root: &str, key: &str, local_root: &Path) -> Result<Option
                 }
             }
             "." | ".." => return Err(unsafe_key()),
-            s => path.push(s),
+            s => {
+                if let Some(problem) = windows.then(|| windows_name_problem(s)).flatten() {
+                    return Err(Error::Protocol(format!(
+                        "refusing remote object '{}': Windows cannot hold the name '{}' ({problem}); pull it on Linux or macOS, or rename the object",
+                        key.escape_debug(),
+                        s.escape_debug()
+                    )));
+                }
+                path.push(s)
+            }
         }
     }
     Ok(Some(path))
 }
 
+/// Why `name` (one path segment) cannot be a file name on Windows, if it
+/// cannot: `:` would be a drive letter or an NTFS stream (`a:b`), the
+/// characters `<>"|?*` are forbidden, Windows drops a trailing dot or space
+/// (two keys would land on one file), and device names such as `CON`,
+/// `NUL` or `COM1` are reserved with any extension (`nul.txt`).
+pub fn windows_name_problem(name: &str) -> Option<&'static str> {
+    const RESERVED: [&str; 6] = ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"];
+    if name.contains(':') {
+        return Some("a ':' names a drive or an NTFS stream");
+    }
+    if name.contains(['<', '>', '"', '|', '?', '*']) {
+        return Some("the characters < > \" | ? * are not allowed");
+    }
+    if name.ends_with(['.', ' ']) {
+        return Some("a name cannot end with a dot or a space");
+    }
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    let upper = stem.to_ascii_uppercase();
+    let numbered = ["COM", "LPT"].iter().any(|device| {
+        upper.strip_prefix(device).is_some_and(|n| {
+            matches!(
+                n,
+                "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³"
+            )
+        })
+    });
+    if numbered || RESERVED.contains(&upper.as_str()) {
+        return Some("it is a device name Windows reserves, with any extension");
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_names_that_cannot_be_files() {
+        for bad in [
+            "C:",
+            "a:b",
+            "file.txt:stream",
+            "a<b",
+            "a>b",
+            "a\"b",
+            "a|b",
+            "a?b",
+            "a*b",
+            "trailing.",
+            "trailing ",
+            "...",
+            "CON",
+            "con",
+            "Nul.txt",
+            "nul .txt",
+            "aux.tar.gz",
+            "PRN",
+            "COM1",
+            "com9.log",
+            "LPT1",
+            "lpt0",
+            "COM²",
+            "CONIN$",
+            "conout$.x",
+        ] {
+            assert!(windows_name_problem(bad).is_some(), "{bad:?} passed");
+        }
+        for good in [
+            "a.txt",
+            "CONSOLE",
+            "con-fig",
+            "COM10",
+            "LPT",
+            "nul_",
+            ".hidden",
+            "a b",
+            "ünïcode",
+            "x.con",
+        ] {
+            assert_eq!(windows_name_problem(good), None, "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn keys_windows_cannot_hold_are_refused_there_only() {
+        let root = Path::new("dest");
+        for key in [
+            "r/CON",
+            "r/d/nul.txt",
+            "r/a:b",
+            "r/x/C:",
+            "r/what?",
+            "r/dot./f",
+        ] {
+            let err = local_path_on("r", key, root, true).unwrap_err();
+            assert!(
+                err.to_string().contains("Windows cannot hold"),
+                "{key}: {err}"
+            );
+            assert!(
+                local_path_on("r", key, root, false).unwrap().is_some(),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            local_path_on("r", "r/d/f.txt", root, true).unwrap(),
+            Some(root.join("d").join("f.txt"))
+        );
+    }
+
+    #[test]
+    fn backslashes_are_separators_on_windows_only() {
+        assert_eq!(to_slash_on(r"dist\app\x.tar", true), "dist/app/x.tar");
+        assert_eq!(to_slash_on(r"dist\x", false), r"dist\x");
+    }
 
     #[test]
     fn clean_matches_go() {

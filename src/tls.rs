@@ -1,7 +1,7 @@
 //! Which certificate authorities HTTPS connections trust.
 //!
-//! The base is the machine's CA store when it has one, else the Mozilla
-//! roots compiled into the binary (`webpki-root-certs`), so the program works
+//! The base is the machine's CA store when it has one (Linux), else the
+//! Mozilla roots compiled into the binary (always on macOS and Windows) (`webpki-root-certs`), so the program works
 //! in `FROM scratch` images. `SSL_CERT_FILE` and `SSL_CERT_DIR` add their
 //! certificates to that base for every connection; `AWS_CA_BUNDLE` adds its
 //! own for S3 and the AWS credential endpoints. A private CA therefore works
@@ -20,6 +20,7 @@ use crate::log;
 
 /// Where the machine's CA bundle lives on common Linux distributions (the
 /// list Go's crypto/x509 uses).
+#[cfg(not(any(windows, target_os = "macos")))]
 const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -28,6 +29,12 @@ const SYSTEM_BUNDLES: &[&str] = &[
     "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
     "/etc/ssl/cert.pem",
 ];
+
+/// macOS and Windows keep their roots in the Keychain and the certificate
+/// store, which only Security.framework and crypt32 read: the base there is
+/// always the compiled-in roots (plus SSL_CERT_FILE and SSL_CERT_DIR).
+#[cfg(any(windows, target_os = "macos"))]
+const SYSTEM_BUNDLES: &[&str] = &[];
 
 /// The user's additions to the trusted roots, from the environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]

@@ -18,8 +18,8 @@ die() {
     exit 1
 }
 
-# Rust's standard library for both static targets.
-TARGETS="x86_64-unknown-linux-musl aarch64-unknown-linux-musl"
+# Rust's standard library for every released target.
+TARGETS="x86_64-unknown-linux-musl aarch64-unknown-linux-musl x86_64-pc-windows-gnu x86_64-apple-darwin aarch64-apple-darwin"
 if command -v rustup >/dev/null 2>&1; then
     installed=$(rustup target list --installed)
     for t in $TARGETS; do
@@ -41,6 +41,9 @@ fi
 #   aarch64-linux-gnu-gcc            compiles ring for aarch64 musl, and links
 #   libc6-dev-arm64-cross            the C headers that cross compiler needs
 #   file                             tells whether an executable is statically linked
+#   x86_64-w64-mingw32-gcc           compiles ring for Windows, and links
+#   wine64, wine                     run the Windows executable
+#   llvm-objdump (llvm)              lists the libraries a macOS executable loads
 #   qemu-aarch64-static              runs the aarch64 binary on an x86_64 machine
 #   openssl                          makes the private CA and the server certificate
 #   the linter of the same name      lints install.sh and these scripts
@@ -61,7 +64,10 @@ need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
 # package gcc-aarch64-linux-gnu only recommends).
 need_file /usr/aarch64-linux-gnu/include/string.h libc6-dev-arm64-cross
 need file file
+need x86_64-w64-mingw32-gcc gcc-mingw-w64-x86-64
 if [ "$what" = check ]; then
+    need wine "wine64 wine"
+    need llvm-objdump llvm
     need qemu-aarch64-static qemu-user-static
     need openssl openssl
     need shellcheck shellcheck
@@ -90,14 +96,29 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-for cmd in musl-gcc aarch64-linux-gnu-gcc file; do
+for cmd in musl-gcc aarch64-linux-gnu-gcc file x86_64-w64-mingw32-gcc; do
     command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still missing after installing"
 done
 [ -e /usr/aarch64-linux-gnu/include/string.h ] ||
     die "the aarch64 C headers (libc6-dev-arm64-cross) are still missing after installing"
+
+# zig links Mach-O without Apple's SDK; cargo-zigbuild drives it. Pinned as
+# a pair that works together (both from PyPI).
+ZIG_VERSION=0.14.1
+ZIGBUILD_VERSION=0.24.1
+if ! python3 -c "import ziglang" 2>/dev/null ||
+    [ "$(python3 -m ziglang version 2>/dev/null)" != "$ZIG_VERSION" ] ||
+    [ "$(cargo-zigbuild --version 2>/dev/null)" != "cargo-zigbuild $ZIGBUILD_VERSION" ]; then
+    echo "install: pip install ziglang==$ZIG_VERSION cargo-zigbuild==$ZIGBUILD_VERSION"
+    python3 -m pip install --quiet --disable-pip-version-check \
+        "ziglang==$ZIG_VERSION" "cargo-zigbuild==$ZIGBUILD_VERSION" ||
+        die "pip install ziglang cargo-zigbuild failed"
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+fi
+command -v cargo-zigbuild >/dev/null 2>&1 || die "cargo-zigbuild is not on PATH after installing"
 [ "$what" = build ] && exit 0
 
-for cmd in qemu-aarch64-static openssl shellcheck dash curl wget shasum chroot python3; do
+for cmd in qemu-aarch64-static openssl shellcheck dash curl wget shasum chroot python3 wine llvm-objdump; do
     command -v "$cmd" >/dev/null 2>&1 || die "$cmd is still missing after installing"
 done
 python3 -c 'import ssl' 2>/dev/null || die "python3 has no ssl module"

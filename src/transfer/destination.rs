@@ -4,7 +4,9 @@
 //! object is downloaded: a key that would land outside the destination, a
 //! symlink inside the destination on the way to a file (it could point
 //! anywhere), two objects where one would need the other's name as a
-//! directory (`a` and `a/b`), and — without --force — a file that is
+//! directory (`a` and `a/b`), two keys that differ only in case where the
+//! file system folds case (Windows, and macOS by default: `A.txt` and
+//! `a.txt` are one file there), and — without --force — a file that is
 //! already there. Folder markers — keys ending in `/`, which the AWS
 //! console's "Create folder", s3fs, rclone and Cyberduck store — are not
 //! files: they are skipped here, so they create nothing, and a remote path
@@ -12,6 +14,7 @@
 //! deletes them with the rest). Checks run one object at a time so that
 //! downloads can start while a long listing is still coming in.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,19 +27,30 @@ pub struct Destination<'a> {
     remote: &'a str,
     root: &'a Path,
     force: bool,
-    /// Every file planned so far.
+    /// Whether names that differ only in case are one file here.
+    fold_case: bool,
+    /// Every file planned so far (case-folded when `fold_case`).
     files: HashSet<PathBuf>,
-    /// Every directory those files need, already checked.
+    /// Every directory those files need, already checked (the same).
     dirs: HashSet<PathBuf>,
 }
+
+/// Whether this OS's usual file system folds case: NTFS, and APFS as macOS
+/// formats it.
+const FOLDS_CASE: bool = cfg!(any(windows, target_os = "macos"));
 
 impl<'a> Destination<'a> {
     /// Pulling the remote path `remote` to `root`.
     pub fn new(remote: &'a str, root: &'a Path, force: bool) -> Destination<'a> {
+        Destination::with_case(remote, root, force, FOLDS_CASE)
+    }
+
+    fn with_case(remote: &'a str, root: &'a Path, force: bool, fold_case: bool) -> Destination<'a> {
         Destination {
             remote,
             root,
             force,
+            fold_case,
             files: HashSet::new(),
             dirs: HashSet::new(),
         }
@@ -60,19 +74,23 @@ impl<'a> Destination<'a> {
             crate::log::debug(|| format!("skipping '{key}': not under '{}'", self.remote));
             return Ok(None);
         };
-        if self.dirs.contains(&path) || !self.files.insert(path.clone()) {
-            return Err(collision(&path));
+        let id = self.identity(&path).into_owned();
+        if self.dirs.contains(&id) || !self.files.insert(id.clone()) {
+            return Err(self.collision(&path));
         }
         let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
         let parent = parent.unwrap_or(Path::new("."));
-        if let Some(file) = parent.ancestors().find(|a| self.files.contains(*a)) {
-            return Err(collision(file));
+        if let Some(file) = parent
+            .ancestors()
+            .find(|a| self.files.contains(self.identity(a).as_ref()))
+        {
+            return Err(self.collision(file));
         }
         // Directories count as checked only once the whole way up is: a
         // refused key leaves nothing that would let a later one through.
         let mut unchecked = Vec::new();
         for dir in parent.ancestors() {
-            if self.dirs.contains(dir) {
+            if self.dirs.contains(self.identity(dir).as_ref()) {
                 break; // Checked with an earlier file, and so are its parents.
             }
             if dir != self.root && dir.starts_with(self.root) && is_symlink(dir) {
@@ -87,7 +105,11 @@ impl<'a> Destination<'a> {
         if unchecked.first().is_some_and(|dir| dir == parent) {
             atomic::remove_stale(parent);
         }
-        self.dirs.extend(unchecked);
+        let ids: Vec<PathBuf> = unchecked
+            .iter()
+            .map(|dir| self.identity(dir).into_owned())
+            .collect();
+        self.dirs.extend(ids);
         if !self.force && fs::symlink_metadata(&path).is_ok() {
             return Err(Error::AlreadyExists {
                 side: Side::Local,
@@ -96,17 +118,31 @@ impl<'a> Destination<'a> {
         }
         Ok(Some(path))
     }
+
+    /// The path as the file system tells paths apart.
+    fn identity<'p>(&self, path: &'p Path) -> Cow<'p, Path> {
+        if self.fold_case {
+            Cow::Owned(PathBuf::from(path.to_string_lossy().to_lowercase()))
+        } else {
+            Cow::Borrowed(path)
+        }
+    }
+
+    fn collision(&self, path: &Path) -> Error {
+        let case = if self.fold_case {
+            " (names that differ only in case are one file on this system)"
+        } else {
+            ""
+        };
+        Error::Protocol(format!(
+            "more than one remote object would be pulled to '{}': as a file and as a directory, or twice{case}; pull the objects one at a time",
+            path.display()
+        ))
+    }
 }
 
 fn is_symlink(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
-}
-
-fn collision(path: &Path) -> Error {
-    Error::Protocol(format!(
-        "more than one remote object would be pulled to '{}': as a file and as a directory, or twice; pull the objects one at a time",
-        path.display()
-    ))
 }
 
 #[cfg(test)]
@@ -153,6 +189,20 @@ mod tests {
         let mut d = Destination::new("dir", &root, true);
         d.admit("dir/x/y/z").unwrap();
         assert!(matches!(d.admit("dir/x"), Err(Error::Protocol(_))));
+    }
+
+    #[test]
+    fn names_that_differ_in_case_collide_where_case_folds() {
+        let root = temp_root("case");
+        let mut folding = Destination::with_case("dir", &root, false, true);
+        assert!(folding.admit("dir/Sub/A.txt").unwrap().is_some());
+        let err = folding.admit("dir/sub/a.txt").unwrap_err();
+        assert!(err.to_string().contains("differ only in case"), "{err}");
+        assert!(folding.admit("dir/SUB/a.txt/x").is_err());
+        assert!(folding.admit("dir/sub/b.txt").unwrap().is_some());
+        let mut exact = Destination::with_case("dir", &root, false, false);
+        assert!(exact.admit("dir/Sub/A.txt").unwrap().is_some());
+        assert!(exact.admit("dir/sub/a.txt").unwrap().is_some());
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //!   skipped with a warning: they are never artifacts.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::atomic;
@@ -62,7 +61,7 @@ pub fn walk(source: &Path, remote: &str) -> Result<Vec<Item>> {
         ));
     }
     let mut items = Vec::new();
-    let mut ancestors = vec![(meta.dev(), meta.ino())];
+    let mut ancestors = vec![dir_id(source, &meta)];
     walk_dir(source, remote, &mut ancestors, &mut items)?;
     Ok(items)
 }
@@ -70,7 +69,7 @@ pub fn walk(source: &Path, remote: &str) -> Result<Vec<Item>> {
 fn walk_dir(
     dir: &Path,
     key: &str,
-    ancestors: &mut Vec<(u64, u64)>,
+    ancestors: &mut Vec<DirId>,
     items: &mut Vec<Item>,
 ) -> Result<()> {
     let mut names: Vec<(String, PathBuf)> = Vec::new();
@@ -117,7 +116,7 @@ fn walk_dir(
                 mode: atomic::permission_bits(&meta),
             });
         } else if meta.is_dir() {
-            let id = (meta.dev(), meta.ino());
+            let id = dir_id(&path, &meta);
             if ancestors.contains(&id) {
                 log::info(&format!(
                     "Warning: skipping '{}': the symlink loops back to a directory being pushed.",
@@ -138,6 +137,26 @@ fn walk_dir(
     Ok(())
 }
 
+/// What tells a directory from every other, to see a symlink that loops
+/// back to a directory being walked: device and inode on Unix; elsewhere
+/// (Windows: std has no stable file index) the canonical path, which
+/// resolves every symlink and junction on the way.
+#[cfg(unix)]
+type DirId = (u64, u64);
+#[cfg(not(unix))]
+type DirId = PathBuf;
+
+#[cfg(unix)]
+fn dir_id(_path: &Path, meta: &fs::Metadata) -> DirId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
+#[cfg(not(unix))]
+fn dir_id(path: &Path, _meta: &fs::Metadata) -> DirId {
+    fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 fn is_link(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
@@ -145,7 +164,6 @@ fn is_link(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
 
     fn keys(items: &[Item]) -> Vec<&str> {
         items.iter().map(|i| i.key.as_str()).collect()
@@ -184,8 +202,10 @@ mod tests {
         assert_eq!(items[2].size, 0);
     }
 
+    #[cfg(unix)]
     #[test]
     fn symlinks_files_dirs_loops_and_dangling() {
+        use std::os::unix::fs::symlink;
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("root");
         fs::create_dir_all(d.join("real")).unwrap();
@@ -207,6 +227,11 @@ mod tests {
         let err = walk(&dir.path().join("missing"), "r").unwrap_err();
         assert_eq!(err.exit_code(), 8);
         assert!(err.to_string().contains("does not exist locally"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_device_is_an_error() {
         let err = walk(Path::new("/dev/null"), "r").unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
     }

@@ -1,7 +1,7 @@
 //! `credential_process`: a profile names a command that prints credentials.
 //!
-//! The command line is run with `sh -c`, as the SDK does on Unix, with our
-//! stdin and environment; it must print the JSON the AWS spec defines
+//! The command line is run with `sh -c`, as the SDK does on Unix (`cmd /C`
+//! on Windows, as the SDK does there), with our stdin and environment; it must print the JSON the AWS spec defines
 //! (`Version` 1, `AccessKeyId`, `SecretAccessKey`, optional `SessionToken`
 //! and ISO-8601 `Expiration`). A command that fails is reported with its
 //! exit status and the first line of its stderr; its stdout is never quoted
@@ -36,14 +36,12 @@ impl Process {
 
     fn execute(&self, timeout: Duration) -> Result<Credentials> {
         let what = format!("credential_process of {}", self.context);
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(&self.command)
+        let mut child = shell(&self.command)
             .stdin(Stdio::inherit())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| Error::Config(format!("{what}: cannot start 'sh -c …': {e}")))?;
+            .map_err(|e| Error::Config(format!("{what}: cannot start '{SHELL} …': {e}")))?;
         let (tx, rx) = mpsc::channel();
         let mut readers = 0;
         if let Some(out) = child.stdout.take() {
@@ -94,6 +92,28 @@ impl Process {
         }
         parse(&stdout, &what)
     }
+}
+
+#[cfg(not(windows))]
+const SHELL: &str = "sh -c";
+#[cfg(windows)]
+const SHELL: &str = "cmd /C";
+
+#[cfg(not(windows))]
+fn shell(command: &str) -> Command {
+    let mut shell = Command::new("sh");
+    shell.arg("-c").arg(command);
+    shell
+}
+
+/// cmd parses its own command line: the command goes in as it is written,
+/// not quoted again as one argument.
+#[cfg(windows)]
+fn shell(command: &str) -> Command {
+    use std::os::windows::process::CommandExt;
+    let mut shell = Command::new("cmd");
+    shell.arg("/C").raw_arg(command);
+    shell
 }
 
 fn read_limited(stream: impl Read) -> Vec<u8> {

@@ -62,7 +62,7 @@ impl SharedFiles {
     /// AWS_SHARED_CREDENTIALS_FILE (else $HOME/.aws/credentials). A missing
     /// file is empty; an unreadable or malformed one is an error.
     pub fn load(env: &Env) -> Result<SharedFiles> {
-        let home = env.get("HOME").map(PathBuf::from);
+        let home = home_dir(env, cfg!(windows));
         let locate = |var: &str, default: &str| -> Option<PathBuf> {
             match env.get(var) {
                 Some(path) => Some(expand_home(path, home.as_deref())),
@@ -209,6 +209,14 @@ fn is_partial(section: &Section) -> bool {
     has(ACCESS_KEY) != has(SECRET_KEY)
 }
 
+/// The home directory, as the AWS SDKs find it: HOME, and on Windows
+/// (where HOME is seldom set) USERPROFILE.
+fn home_dir(env: &Env, windows: bool) -> Option<PathBuf> {
+    env.get("HOME")
+        .or_else(|| windows.then(|| env.get("USERPROFILE")).flatten())
+        .map(PathBuf::from)
+}
+
 fn expand_home(path: &str, home: Option<&Path>) -> PathBuf {
     match (path.strip_prefix("~/"), home) {
         (Some(rest), Some(home)) => home.join(rest),
@@ -304,6 +312,19 @@ fn split_property(line: &str) -> Option<(String, String)> {
 mod tests {
     use super::*;
     use crate::aws::credentials::fake_endpoints::{env_in, write};
+
+    #[test]
+    fn home_is_home_then_userprofile_on_windows() {
+        let both = Env::from_pairs([("HOME", "/h"), ("USERPROFILE", r"C:\Users\u")]);
+        let profile_only = Env::from_pairs([("USERPROFILE", r"C:\Users\u")]);
+        assert_eq!(home_dir(&both, true), Some(PathBuf::from("/h")));
+        assert_eq!(
+            home_dir(&profile_only, true),
+            Some(PathBuf::from(r"C:\Users\u"))
+        );
+        assert_eq!(home_dir(&profile_only, false), None);
+        assert_eq!(home_dir(&Env::from_pairs([("HOME", "")]), true), None);
+    }
 
     #[test]
     fn ini_syntax() {
