@@ -28,9 +28,11 @@ mod transfer;
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use backend::Backend;
 use cli::{Invocation, Op, Parsed};
-use config::{Env, Settings};
+use config::{BackendKind, Env, Settings};
 use error::{Error, Result};
 use paths::Resolver;
 use transfer::{Budget, Options, PushSource};
@@ -67,6 +69,15 @@ fn version() -> String {
     )
 }
 
+/// The backend that ARTIFACT_BACKEND names, configured from the environment.
+fn backend_for(settings: &Settings, env: &Env) -> Result<Arc<dyn Backend>> {
+    Ok(match settings.backend {
+        BackendKind::Hub => Arc::new(backend::hub::Hub::from_env(env, settings)?),
+        BackendKind::Local => Arc::new(backend::local::Local::from_env(env)?),
+        BackendKind::S3 => Arc::new(backend::s3::S3::from_env(env, settings)?),
+    })
+}
+
 /// Runs one parsed command.
 fn run_command(inv: &Invocation) -> Result<()> {
     log::set_verbose(inv.verbose);
@@ -88,8 +99,8 @@ fn run_command(inv: &Invocation) -> Result<()> {
         .ok_or_else(|| level.missing_id())?;
     let resolver = Resolver::new(level, id);
     let settings = Settings::from_env(&env, inv.parallel)?;
-    let backend = backend::from_settings(&settings, &env)?;
-    let cancel = std::sync::Arc::clone(&backend);
+    let backend = backend_for(&settings, &env)?;
+    let cancel = Arc::clone(&backend);
     interrupt::on_signal(Box::new(move || cancel.cancel()));
     let options = Options {
         force: inv.force,

@@ -21,9 +21,6 @@ pub use object::{
     Attempt, Body, ByteRange, Download, Intent, Multipart, Page, Part, RemoteObject, Stated, Upload,
 };
 
-use std::sync::Arc;
-
-use crate::config::{BackendKind, Env, Settings};
 use crate::error::{Error, Result, Side};
 
 pub trait Backend: Send + Sync {
@@ -125,13 +122,4 @@ pub trait Backend: Send + Sync {
     fn delete_many(&self, _objects: &[RemoteObject]) -> Result<Option<Vec<(String, Error)>>> {
         Ok(None)
     }
-}
-
-/// The backend that ARTIFACT_BACKEND names, configured from the environment.
-pub fn from_settings(settings: &Settings, env: &Env) -> Result<Arc<dyn Backend>> {
-    Ok(match settings.backend {
-        BackendKind::Hub => Arc::new(hub::Hub::from_env(env, settings)?),
-        BackendKind::Local => Arc::new(local::Local::from_env(env)?),
-        BackendKind::S3 => Arc::new(s3::S3::from_env(env, settings)?),
-    })
 }

@@ -7,6 +7,7 @@
 //! - `push` builds every upload body, splits large files into parts and
 //!   reads standard input; `receive` lands every download in a temporary
 //!   file, counting, hashing, checking and resuming;
+//! - `outcome` keeps what became of each object and sums a run up;
 //! - `scheduler` runs every request — files, parts, ranges, deletes (in
 //!   batches where the store has them) — under
 //!   one `budget` of requests in flight, and is the one place requests are
@@ -21,6 +22,7 @@
 
 mod budget;
 mod destination;
+mod outcome;
 mod push;
 mod receive;
 mod scheduler;
@@ -28,46 +30,18 @@ pub mod walk;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 pub use budget::Budget;
+pub use outcome::{Options, Totals};
 pub use push::{push, PushSource};
 
 use crate::backend::{Backend, Intent, RemoteObject};
 use crate::error::{Error, Result};
-use crate::{interrupt, log, progress, retry};
+use crate::progress;
 use destination::Destination;
+use outcome::{conclude, finish, Slot};
 use scheduler::Ctx;
-
-/// How a transfer runs.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Replace what is there (push), or overwrite local files (pull).
-    pub force: bool,
-    /// Requests in flight: fixed by --parallel, else adaptive.
-    pub budget: Budget,
-    pub retry: retry::Policy,
-}
-
-/// What a finished transfer moved.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Totals {
-    pub files: usize,
-    pub bytes: u64,
-}
-
-/// What became of one object: bytes moved, or why not. Empty when it was
-/// never started because an earlier one failed.
-type Slot = OnceLock<Result<u64>>;
-
-/// Fills `slot`; a failure stops the run from starting anything new.
-fn finish(ctx: &Ctx<'_, '_, '_>, slot: &Slot, result: Result<u64>) {
-    match &result {
-        Ok(_) => progress::file_done(),
-        Err(_) => ctx.stop(),
-    }
-    let _ = slot.set(result);
-}
 
 /// Downloads everything at `remote` to `local`. Downloads start while the
 /// listing is still coming in, unless a file could already be in the way:
@@ -190,24 +164,6 @@ fn delete_batch<'env>(
     }
 }
 
-/// The end of a pull or a yank: nothing found is not found (unless the
-/// listing failed, or a signal stopped it), else the summary.
-fn conclude(
-    remote: &str,
-    listed: Result<()>,
-    budget: &Budget,
-    fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>>,
-) -> Result<Totals> {
-    log_budget(budget);
-    let fed = fed.into_inner().unwrap_or_default();
-    if fed.is_empty() {
-        listed?;
-        interrupt::check()?;
-        return Err(Error::NotFound(remote.to_string()));
-    }
-    summarize(listed, fed)
-}
-
 /// Lists what is at `key` page by page, each page retried on its own,
 /// until `page` answers false or the listing ends.
 fn list(
@@ -230,68 +186,6 @@ fn list(
             None => return Ok(()),
         }
     }
-}
-
-/// With -v: how many requests the budget allowed in flight.
-fn log_budget(budget: &Budget) {
-    log::debug(|| {
-        if budget.is_adaptive() {
-            format!(
-                "requests in flight: settled at {} (highest {}, adaptive up to {})",
-                budget.limit(),
-                budget.highest(),
-                budget.ceiling()
-            )
-        } else {
-            format!("requests in flight: {} (fixed)", budget.limit())
-        }
-    });
-}
-
-/// Totals of a run, or its first error with what did and did not complete.
-/// `produced` is what finding the objects came to: a listing that broke off
-/// after some files were transferred leaves the total unknown.
-fn summarize(
-    produced: Result<()>,
-    outcomes: impl IntoIterator<Item = (String, Arc<Slot>)>,
-) -> Result<Totals> {
-    let mut totals = Totals::default();
-    let mut failed = Vec::new();
-    let mut first = None;
-    let mut fed = 0;
-    for (key, slot) in outcomes {
-        fed += 1;
-        // Every task has ended, so each slot has one owner left.
-        match Arc::into_inner(slot).and_then(OnceLock::into_inner) {
-            Some(Ok(bytes)) => {
-                totals.files += 1;
-                totals.bytes += bytes;
-            }
-            Some(Err(e)) => {
-                failed.push(key);
-                first.get_or_insert(e);
-            }
-            None => failed.push(key),
-        }
-    }
-    let total = if produced.is_ok() { Some(fed) } else { None };
-    let first = match (first, produced) {
-        (None, Ok(())) if failed.is_empty() => return Ok(totals),
-        // A signal stopped the run: that is the reason for what is missing.
-        _ if interrupt::received().is_some() => interrupt::check().err(),
-        (Some(e), _) | (None, Err(e)) => Some(e),
-        (None, Ok(())) => None,
-    };
-    let first = first.unwrap_or_else(|| Error::Protocol("the transfer stopped early".into()));
-    if fed == 1 && total.is_some() {
-        return Err(first);
-    }
-    Err(Error::Partial {
-        done: totals.files,
-        total,
-        failed,
-        first: Box::new(first),
-    })
 }
 
 #[cfg(test)]

@@ -15,9 +15,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
+use super::budget::Budget;
+use super::outcome::{finish, log_budget, summarize, Options, Slot, Totals};
 use super::scheduler::{self, Ctx};
 use super::walk::{self, Item};
-use super::{finish, summarize, Options, Slot, Totals};
 use crate::backend::{Attempt, Backend, Body, Multipart, Part, Upload};
 use crate::error::{Error, Result, Side};
 use crate::{interrupt, log, progress, retry};
@@ -70,7 +71,7 @@ pub fn push(
             }));
         }
     });
-    super::log_budget(&budget);
+    log_budget(&budget);
     summarize(Ok(()), uploads.into_iter().map(|u| u.key).zip(slots))
 }
 
@@ -80,7 +81,7 @@ fn prepare(
     backend: &dyn Backend,
     keys: &[String],
     opts: &Options,
-) -> Result<(Vec<Upload>, super::Budget)> {
+) -> Result<(Vec<Upload>, Budget)> {
     let uploads = retry::call(&opts.retry, "preparing the push", |_| {
         backend.prepare_push(keys, opts.force)
     })?;
@@ -475,7 +476,7 @@ fn push_stdin(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Tot
             }
         }
     };
-    super::log_budget(&budget);
+    log_budget(&budget);
     let bytes = result?;
     if bytes.is_some() {
         progress::file_done();

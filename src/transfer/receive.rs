@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+use super::outcome::{finish, Slot};
 use super::scheduler::Ctx;
-use super::{finish, Slot};
 use crate::atomic::{Mode, TempFile};
 use crate::backend::object::read_at;
 use crate::backend::{Backend, ByteRange, Download, RemoteObject};

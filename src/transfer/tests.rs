@@ -14,6 +14,7 @@ use crate::backend::{
     Attempt, Body, ByteRange, Download, Multipart, Page, Part, RemoteObject, Stated, Upload,
 };
 use crate::checksum::{self, Expected};
+use crate::retry;
 
 /// One request as the store sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
