@@ -328,4 +328,22 @@ mod tests {
         assert_eq!(calls.load(Ordering::Relaxed), 3);
         assert!(budget.limit() < 4);
     }
+
+    #[test]
+    fn control_requests_do_not_set_the_baseline() {
+        // A Hub answers its API in a millisecond; its storage takes 10 ms.
+        // Were the API call a sample, every storage request would look
+        // like queueing and the budget would shrink.
+        let (_, budget) = run(Budget::adaptive(64), policy(), |ctx| {
+            ctx.request("api", None, |_| Ok(())).unwrap();
+            for _ in 0..40 {
+                ctx.request("get", Some(4096), |_| {
+                    thread::sleep(Duration::from_millis(10));
+                    Ok(())
+                })
+                .unwrap();
+            }
+        });
+        assert!(budget.limit() > 8, "{}", budget.limit());
+    }
 }
