@@ -4,10 +4,19 @@
 //! Uploads sign `x-amz-checksum-sha256` into the request, so the digest must
 //! be known before the first byte goes out (`backend::Body` hashes a part
 //! once, then sends it). Downloads hash while they stream, through
-//! `StreamHasher`, the way the stated value was computed.
+//! `StreamHasher`, the way the stated value was computed. `file_parts`
+//! reads a file once for the MD5 and SHA-256 of each part, which is what
+//! an S3 ETag and a composite checksum are made of.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::interrupt;
 
 pub fn base64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -87,6 +96,61 @@ pub fn composite(parts: &[[u8; 32]]) -> String {
     format!("{}-{}", base64(&outer.finalize()), parts.len())
 }
 
+/// The digests of one part of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartDigests {
+    pub md5: [u8; 16],
+    pub sha256: [u8; 32],
+}
+
+/// The MD5 and SHA-256 of each `part_size` part of the `size` bytes of the
+/// file at `path` (one part when it is no larger; an empty file is one
+/// empty part), in one read. A file that is not `size` bytes long is an
+/// error.
+pub fn file_parts(path: &Path, size: u64, part_size: u64) -> Result<Vec<PartDigests>> {
+    let read_error = |e| Error::local_io("read", path, e);
+    let mut file = File::open(path).map_err(read_error)?.take(size + 1);
+    let part_size = part_size.max(1);
+    let mut parts = Vec::with_capacity(usize::try_from(size / part_size + 1).unwrap_or(1));
+    let mut buf = vec![0u8; 256 * 1024];
+    let (mut md5, mut sha) = (md5::Context::new(), Sha256::new());
+    let (mut in_part, mut total) = (0u64, 0u64);
+    loop {
+        interrupt::check()?;
+        let room = usize::try_from(part_size - in_part).unwrap_or(usize::MAX);
+        let want = buf.len().min(room);
+        let n = file.read(&mut buf[..want]).map_err(read_error)?;
+        if n == 0 {
+            break;
+        }
+        md5.consume(&buf[..n]);
+        sha.update(&buf[..n]);
+        in_part += n as u64;
+        total += n as u64;
+        if in_part == part_size {
+            parts.push(PartDigests {
+                md5: std::mem::replace(&mut md5, md5::Context::new())
+                    .finalize()
+                    .0,
+                sha256: sha.finalize_reset().into(),
+            });
+            in_part = 0;
+        }
+    }
+    if total != size {
+        return Err(read_error(std::io::Error::other(format!(
+            "the file changed size while being read ({size} -> {total} bytes)"
+        ))));
+    }
+    if in_part > 0 || parts.is_empty() {
+        parts.push(PartDigests {
+            md5: md5.finalize().0,
+            sha256: sha.finalize().into(),
+        });
+    }
+    Ok(parts)
+}
+
 impl Expected {
     /// Whether `actual` (from `StreamHasher::finish`) is this value. A
     /// composite stated without its `-N` (moto's HEAD does that) matches
@@ -136,6 +200,32 @@ mod tests {
             whole.update(chunk);
         }
         assert_eq!(whole.finish(), base64(&sha256(&data)));
+    }
+
+    #[test]
+    fn file_parts_are_read_once_per_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..25u32).map(|i| i as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let parts = file_parts(&path, 25, 10).unwrap();
+        assert_eq!(parts.len(), 3);
+        for (part, bytes) in parts.iter().zip(data.chunks(10)) {
+            assert_eq!(part.md5, md5::compute(bytes).0);
+            assert_eq!(part.sha256, sha256(bytes));
+        }
+        let whole = file_parts(&path, 25, 25).unwrap();
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].sha256, sha256(&data));
+        let empty = dir.path().join("e");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(
+            file_parts(&empty, 0, 10).unwrap()[0].md5,
+            md5::compute(b"").0
+        );
+        // A file of another size than planned is an error.
+        assert!(file_parts(&path, 24, 10).is_err());
+        assert!(file_parts(&path, 26, 10).is_err());
     }
 
     #[test]

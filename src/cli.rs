@@ -57,6 +57,9 @@ pub struct Invocation {
     pub path: String,
     pub destination: Option<String>,
     pub force: bool,
+    /// --skip-unchanged, when given (true or false): it wins over
+    /// ARTIFACT_SKIP_UNCHANGED.
+    pub skip_unchanged: Option<bool>,
     pub expire_in: Option<String>,
     pub job_id: Option<String>,
     pub workflow_id: Option<String>,
@@ -124,6 +127,9 @@ where
             Short('f') if matches!(inv.op, Some(Op::Push | Op::Pull)) => inv.force = true,
             Long("force") if matches!(inv.op, Some(Op::Push | Op::Pull)) => {
                 inv.force = bool_value(&mut parser, "force", inv.op)?
+            }
+            Long("skip-unchanged") if matches!(inv.op, Some(Op::Push | Op::Pull)) => {
+                inv.skip_unchanged = Some(bool_value(&mut parser, "skip-unchanged", inv.op)?)
             }
             Short('e') | Long("expire-in") if inv.op == Some(Op::Push) => {
                 inv.expire_in = Some(string(&mut parser, inv.op)?)
@@ -305,6 +311,9 @@ Usage:
 Flags:
   -d, --destination NAME   remote name (default: the base name of PATH)
   -f, --force              overwrite what is already stored
+      --skip-unchanged     with -f: send nothing for a file the store already
+                           holds unchanged, mode included (ARTIFACT_SKIP_UNCHANGED;
+                           S3 and local backends; the Hub sends everything)
   -e, --expire-in TIME     obsolete, has no effect (use retention policies)
       --parallel N         requests in flight, fixed (ARTIFACT_PARALLELISM; default: adapts, 1-128)
   -j, --job-id ID          instead of SEMAPHORE_JOB_ID
@@ -323,6 +332,8 @@ Usage:
 Flags:
   -d, --destination PATH   local path (default: the base name of PATH)
   -f, --force              overwrite local files that already exist
+      --skip-unchanged     with -f: leave local files that already match
+                           (ARTIFACT_SKIP_UNCHANGED; S3 and local backends)
       --parallel N         requests in flight, fixed (ARTIFACT_PARALLELISM; default: adapts, 1-128)
   -j, --job-id ID          instead of SEMAPHORE_JOB_ID
   -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
@@ -415,6 +426,22 @@ mod tests {
             run(&["pull", "job", "a", "--job-id=9"]).job_id.as_deref(),
             Some("9")
         );
+        // --skip-unchanged: push and pull, bare or with a value.
+        assert_eq!(run(&["push", "job", "a"]).skip_unchanged, None);
+        let skip = |args: &[&str]| run(args).skip_unchanged;
+        assert_eq!(
+            skip(&["push", "job", "a", "-f", "--skip-unchanged"]),
+            Some(true)
+        );
+        assert_eq!(skip(&["pull", "--skip-unchanged", "job", "a"]), Some(true));
+        assert_eq!(
+            skip(&["pull", "job", "a", "--skip-unchanged=false"]),
+            Some(false)
+        );
+        assert!(
+            usage_err(&["push", "job", "a", "--skip-unchanged=maybe"]).contains("--skip-unchanged")
+        );
+        usage_err(&["yank", "job", "a", "--skip-unchanged"]);
         // -e is push-only, -d and -f are not for yank.
         usage_err(&["pull", "job", "a", "-e", "1d"]);
         usage_err(&["yank", "job", "a", "-d", "x"]);

@@ -158,6 +158,15 @@ impl Network {
     }
 }
 
+/// Whether unchanged files are skipped: --skip-unchanged (or
+/// --skip-unchanged=false) when given, else ARTIFACT_SKIP_UNCHANGED.
+pub fn skip_unchanged(env: &Env, flag: Option<bool>) -> Result<bool> {
+    match flag {
+        Some(given) => Ok(given),
+        None => env.flag("ARTIFACT_SKIP_UNCHANGED", false),
+    }
+}
+
 /// Everything the environment says, before any backend is built.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -278,6 +287,18 @@ mod tests {
         assert!(!e.flag("B", true).unwrap());
         assert!(e.flag("C", true).is_err());
         assert!(e.flag("D", true).unwrap());
+    }
+
+    #[test]
+    fn skip_unchanged_flag_wins_over_variable() {
+        let on = env(&[("ARTIFACT_SKIP_UNCHANGED", "true")]);
+        assert!(skip_unchanged(&on, None).unwrap());
+        assert!(!skip_unchanged(&on, Some(false)).unwrap());
+        assert!(skip_unchanged(&env(&[]), Some(true)).unwrap());
+        assert!(!skip_unchanged(&env(&[]), None).unwrap());
+        let bad = env(&[("ARTIFACT_SKIP_UNCHANGED", "sometimes")]);
+        assert!(skip_unchanged(&bad, None).is_err());
+        assert!(skip_unchanged(&bad, Some(true)).unwrap());
     }
 
     #[test]

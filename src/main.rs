@@ -102,8 +102,14 @@ fn run_command(inv: &Invocation) -> Result<()> {
     let backend = backend_for(&settings, &env)?;
     let cancel = Arc::clone(&backend);
     interrupt::on_signal(Box::new(move || cancel.cancel()));
+    let mut skip_unchanged = config::skip_unchanged(&env, inv.skip_unchanged)?;
+    if skip_unchanged && settings.backend == BackendKind::Hub && op != Op::Yank {
+        log::info("Warning: --skip-unchanged is not offered with the Hub backend: the Hub hands out only signed upload and download URLs, which state nothing to compare a file with, so every file is sent as without it.");
+        skip_unchanged = false;
+    }
     let options = Options {
         force: inv.force,
+        skip_unchanged,
         budget: match settings.parallelism {
             Some(n) => Budget::fixed(n),
             None => Budget::adaptive(config::MAX_IN_FLIGHT),
@@ -121,8 +127,8 @@ fn run_command(inv: &Invocation) -> Result<()> {
             };
             log::debug(|| {
                 format!(
-                    "pushing '{}' to '{}' (force: {})",
-                    paths.local, paths.remote, inv.force
+                    "pushing '{}' to '{}' (force: {}, skip unchanged: {})",
+                    paths.local, paths.remote, inv.force, options.skip_unchanged
                 )
             });
             let totals = transfer::push(backend.as_ref(), source, &paths.remote, &options)?;
@@ -132,8 +138,8 @@ fn run_command(inv: &Invocation) -> Result<()> {
             let paths = resolver.pull(&inv.path, inv.destination.as_deref());
             log::debug(|| {
                 format!(
-                    "pulling '{}' to '{}' (force: {})",
-                    paths.remote, paths.local, inv.force
+                    "pulling '{}' to '{}' (force: {}, skip unchanged: {})",
+                    paths.remote, paths.local, inv.force, options.skip_unchanged
                 )
             });
             let totals = transfer::pull(

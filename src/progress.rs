@@ -42,6 +42,15 @@ pub fn file_done() {
     FILES.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Counts one file finished without moving its `size` bytes (found
+/// unchanged): they leave the plan.
+pub fn skipped(size: u64) {
+    file_done();
+    let _ = PLANNED_BYTES.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+        Some(n.saturating_sub(size))
+    });
+}
+
 const FIRST_REPORT: Duration = Duration::from_secs(2);
 const TERMINAL_EVERY: Duration = Duration::from_millis(250);
 const LOG_EVERY: Duration = Duration::from_secs(10);

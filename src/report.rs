@@ -5,7 +5,8 @@
 //! are written here: the success summaries of push, pull and yank, the
 //! failure line (`Error pushing artifact: …`, or `error: …` for usage and
 //! configuration errors), the notices about `--config` and `--expire-in`,
-//! and `format_bytes`. Warnings met on the way are printed where they arise,
+//! and `format_bytes`. With --skip-unchanged, a line of our own follows the
+//! summary: `Skipped 3 unchanged files.`, counted apart from what moved. Warnings met on the way are printed where they arise,
 //! through `log`: a skipped file or symlink (`transfer::walk`), an empty
 //! directory or an upload that could not be aborted (`transfer::push`), a
 //! store that refuses checksum headers (`backend::s3::upload`), an SSO token
@@ -36,6 +37,7 @@ pub fn pushed(level: Level, local: &str, remote: &str, totals: Totals) {
     log::info(&format!("* Local source: {local}."));
     log::info(&format!("* Remote destination: {remote}."));
     log::info(&format!("Pushed {}", count(totals)));
+    skipped(totals);
 }
 
 pub fn pulled(level: Level, remote: &str, local: &str, totals: Totals) {
@@ -46,6 +48,15 @@ pub fn pulled(level: Level, remote: &str, local: &str, totals: Totals) {
     log::info(&format!("* Remote source: '{remote}'."));
     log::info(&format!("* Local destination: '{local}'."));
     log::info(&format!("Pulled {}", count(totals)));
+    skipped(totals);
+}
+
+/// `Skipped M unchanged files.`, when any were.
+fn skipped(totals: Totals) {
+    if totals.skipped > 0 {
+        let noun = if totals.skipped == 1 { "file" } else { "files" };
+        log::info(&format!("Skipped {} unchanged {noun}.", totals.skipped));
+    }
 }
 
 pub fn yanked(level: Level, remote: &str) {
@@ -94,17 +105,13 @@ mod tests {
 
     #[test]
     fn counts_are_pluralised() {
-        assert_eq!(count(Totals { files: 1, bytes: 5 }), "1 file. Total of 5 B");
-        assert_eq!(
-            count(Totals {
-                files: 3,
-                bytes: 1229
-            }),
-            "3 files. Total of 1.2 KB"
-        );
-        assert_eq!(
-            count(Totals { files: 0, bytes: 0 }),
-            "0 files. Total of 0 B"
-        );
+        let totals = |files, bytes| Totals {
+            files,
+            bytes,
+            skipped: 0,
+        };
+        assert_eq!(count(totals(1, 5)), "1 file. Total of 5 B");
+        assert_eq!(count(totals(3, 1229)), "3 files. Total of 1.2 KB");
+        assert_eq!(count(totals(0, 0)), "0 files. Total of 0 B");
     }
 }

@@ -20,8 +20,17 @@ pub struct Part {
 
 /// One ListObjectsV2 page: the objects and the token for the next page.
 pub struct ListPage {
-    pub objects: Vec<(String, u64)>,
+    pub objects: Vec<Listed>,
     pub next: Option<String>,
+}
+
+/// One object of a list page: its bucket key, size and ETag (when the
+/// store lists one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    pub etag: Option<String>,
 }
 
 pub fn list_page(text: &str) -> Result<ListPage> {
@@ -40,7 +49,11 @@ pub fn list_page(text: &str) -> Result<ListPage> {
         objects: parsed
             .contents
             .into_iter()
-            .map(|o| (o.key, o.size))
+            .map(|o| Listed {
+                key: o.key,
+                size: o.size,
+                etag: o.e_tag.filter(|e| !e.is_empty()),
+            })
             .collect(),
         next,
     })
@@ -168,14 +181,34 @@ mod tests {
 <Contents><Key>p/a &amp; b.txt</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>"x"</ETag><Size>5</Size><StorageClass>STANDARD</StorageClass></Contents>
 <Contents><Key>p/c</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>"y"</ETag><Size>0</Size></Contents></ListBucketResult>"#;
         let page = list_page(text).unwrap();
-        assert_eq!(
-            page.objects,
-            vec![("p/a & b.txt".to_string(), 5), ("p/c".to_string(), 0)]
-        );
+        let keys: Vec<(&str, u64)> = page
+            .objects
+            .iter()
+            .map(|o| (o.key.as_str(), o.size))
+            .collect();
+        assert_eq!(keys, vec![("p/a & b.txt", 5), ("p/c", 0)]);
         assert_eq!(page.next.as_deref(), Some("tok+/="));
         let last = r#"<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated></ListBucketResult>"#;
         let page = list_page(last).unwrap();
         assert!(page.objects.is_empty() && page.next.is_none());
+    }
+
+    #[test]
+    fn list_pages_carry_etags() {
+        let text = r#"<ListBucketResult><Name>b</Name><IsTruncated>false</IsTruncated>
+<Contents><Key>a</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>&quot;9e10-2&quot;</ETag><Size>5</Size></Contents>
+<Contents><Key>b</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>"c4ca"</ETag><Size>1</Size></Contents>
+<Contents><Key>c</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><Size>0</Size></Contents></ListBucketResult>"#;
+        let etags: Vec<Option<String>> = list_page(text)
+            .unwrap()
+            .objects
+            .into_iter()
+            .map(|o| o.etag)
+            .collect();
+        assert_eq!(
+            etags,
+            vec![Some("\"9e10-2\"".into()), Some("\"c4ca\"".into()), None]
+        );
     }
 
     #[test]
@@ -301,7 +334,7 @@ mod hostile {
             let parsed = list_page(&page(&keys, true, &token));
             prop_assert!(parsed.is_ok(), "{parsed:?}", parsed = parsed.as_ref().err());
             let parsed = parsed.unwrap_or(ListPage { objects: Vec::new(), next: None });
-            let listed: Vec<String> = parsed.objects.into_iter().map(|(k, _)| k).collect();
+            let listed: Vec<String> = parsed.objects.into_iter().map(|o| o.key).collect();
             prop_assert_eq!(listed, keys);
             prop_assert_eq!(parsed.next, Some(token));
         }

@@ -306,6 +306,7 @@ impl Backend for Hub {
                     key: object_key,
                     size: None,
                     locator: u.url,
+                    etag: None,
                 })
             })
             .collect::<Result<_>>()?;

@@ -6,13 +6,19 @@
 //! server and no account, which makes it what `make demo` runs and the
 //! fastest real backend for testing the transfer engine. A stored file keeps
 //! the pushed file's permission bits, and gives them back on pull.
+//! `stat` states a stored file's permission bits as its mode, and its MD5 as
+//! a quoted hex ETag, as S3 states a single PUT's: computed when asked, by
+//! reading the file (what `--skip-unchanged` compares with).
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use super::{Attempt, Backend, Body, ByteRange, Download, Intent, Page, RemoteObject, Upload};
+use super::{
+    Attempt, Backend, Body, ByteRange, Download, Intent, Page, RemoteObject, Stated, Upload,
+};
 use crate::atomic::{self, Mode, TempFile};
+use crate::checksum;
 use crate::config::Env;
 use crate::error::{Error, Result, Side};
 
@@ -70,6 +76,7 @@ impl Local {
                     locator: child_key.clone(),
                     key: child_key,
                     size: Some(meta.len()),
+                    etag: None,
                 });
             }
         }
@@ -99,6 +106,7 @@ impl Backend for Local {
                 key: key.to_string(),
                 size: Some(m.len()),
                 locator: key.to_string(),
+                etag: None,
             }),
             Ok(m) if m.is_dir() => self.walk(&path, key, &mut out)?,
             _ => {}
@@ -106,6 +114,24 @@ impl Backend for Local {
         Ok(Page {
             objects: out,
             next: None,
+        })
+    }
+
+    fn stat(&self, object: &RemoteObject) -> Result<Stated> {
+        let path = self.path_of(&object.locator);
+        let meta = match fs::metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(object.key.clone()))
+            }
+            Err(e) => return Err(Error::local_io("read", &path, e)),
+        };
+        let parts = checksum::file_parts(&path, meta.len(), meta.len())?;
+        let md5 = parts.first().map(|p| crate::aws::sigv4::hex(&p.md5));
+        Ok(Stated {
+            etag: md5.map(|hex| format!("\"{hex}\"")),
+            mode: atomic::permission_bits(&meta),
+            ..Stated::default()
         })
     }
 

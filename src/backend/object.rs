@@ -42,6 +42,8 @@ pub struct RemoteObject {
     pub size: Option<u64>,
     /// Backend-specific address: a signed URL, or the store's key.
     pub locator: String,
+    /// The ETag the listing states (S3's; quoted as S3 sends it).
+    pub etag: Option<String>,
 }
 
 /// One page of a listing, and where the next one starts.
@@ -92,6 +94,15 @@ impl<'a> Body<'a> {
             len: bytes.len() as u64,
             sha256: OnceCell::new(),
         }
+    }
+
+    /// The same body, with its SHA-256 already known (computed while the
+    /// file was read for another reason), so it is not read again to hash.
+    pub fn with_sha256(self, digest: Option<[u8; 32]>) -> Body<'a> {
+        if let Some(digest) = digest {
+            let _ = self.sha256.set(digest);
+        }
+        self
     }
 
     pub fn len(&self) -> u64 {

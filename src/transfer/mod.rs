@@ -8,6 +8,8 @@
 //!   reads standard input; `receive` lands every download in a temporary
 //!   file, counting, hashing, checking and resuming;
 //! - `outcome` keeps what became of each object and sums a run up;
+//! - `unchanged` decides, for --skip-unchanged, whether a local file and a
+//!   stored object are proven identical;
 //! - `scheduler` runs every request — files, parts, ranges, deletes (in
 //!   batches where the store has them) — under
 //!   one `budget` of requests in flight, and is the one place requests are
@@ -26,6 +28,7 @@ mod outcome;
 mod push;
 mod receive;
 mod scheduler;
+mod unchanged;
 pub mod walk;
 
 use std::collections::HashMap;
@@ -40,12 +43,13 @@ use crate::backend::{Backend, Intent, RemoteObject};
 use crate::error::{Error, Result};
 use crate::progress;
 use destination::Destination;
-use outcome::{conclude, finish, Slot};
+use outcome::{conclude, finish, skip, Slot};
 use scheduler::Ctx;
 
 /// Downloads everything at `remote` to `local`. Downloads start while the
 /// listing is still coming in, unless a file could already be in the way:
-/// then every object is checked before any is written.
+/// then every object is checked before any is written. With --force
+/// --skip-unchanged, a local file proven identical is left as it is.
 pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -> Result<Totals> {
     let mut destination = Destination::new(remote, local, opts.force);
     let hold = destination.may_conflict();
@@ -58,7 +62,11 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
                 fed.push((object.key.clone(), Arc::clone(&slot)));
             }
             let force = opts.force;
+            let compare = opts.force && opts.skip_unchanged;
             ctx.feed(Box::new(move |ctx| {
+                if compare && unchanged::check_pull(ctx, backend, &object, &path) {
+                    return skip(&slot, &object.key, object.size.unwrap_or(0));
+                }
                 receive::fetch(ctx, backend, object, path, force, slot)
             }));
         };

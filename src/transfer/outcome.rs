@@ -1,8 +1,9 @@
 //! What a transfer is asked to do, and what became of it.
 //!
-//! Each object a run takes on gets a `Slot` that its last request fills;
-//! `summarize` turns the slots into the totals of the Go CLI's summary line,
-//! or into the first error with the files that did and did not make it.
+//! Each object a run takes on gets a `Slot` that its last request fills
+//! (or `skip`, for an object --skip-unchanged found identical); `summarize`
+//! turns the slots into the totals of the Go CLI's summary line, or into the
+//! first error with the files that did and did not make it.
 
 use std::sync::{Arc, OnceLock};
 
@@ -19,18 +20,28 @@ pub struct Options {
     /// Requests in flight: fixed by --parallel, else adaptive.
     pub budget: Budget,
     pub retry: retry::Policy,
+    /// With `force`: leave alone what is proven identical (`unchanged`).
+    pub skip_unchanged: bool,
 }
 
-/// What a finished transfer moved.
+/// What a finished transfer moved, and what it found already in place.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Totals {
     pub files: usize,
     pub bytes: u64,
+    pub skipped: usize,
 }
 
-/// What became of one object: bytes moved, or why not. Empty when it was
-/// never started because an earlier one failed.
-pub type Slot = OnceLock<Result<u64>>;
+/// What became of one object: bytes moved, skipped as unchanged, or why
+/// not. Empty when it was never started because an earlier one failed.
+pub type Slot = OnceLock<Result<Moved>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    Bytes(u64),
+    /// Identical on both sides: nothing was sent.
+    Skipped,
+}
 
 /// Fills `slot`; a failure stops the run from starting anything new.
 pub fn finish(ctx: &Ctx<'_, '_, '_>, slot: &Slot, result: Result<u64>) {
@@ -38,7 +49,15 @@ pub fn finish(ctx: &Ctx<'_, '_, '_>, slot: &Slot, result: Result<u64>) {
         Ok(_) => progress::file_done(),
         Err(_) => ctx.stop(),
     }
-    let _ = slot.set(result);
+    let _ = slot.set(result.map(Moved::Bytes));
+}
+
+/// Fills `slot` for the object at `key` (of `size` bytes), found
+/// identical: with -v, says so.
+pub fn skip(slot: &Slot, key: &str, size: u64) {
+    log::debug(|| format!("skipped '{key}': unchanged"));
+    progress::skipped(size);
+    let _ = slot.set(Ok(Moved::Skipped));
 }
 
 /// The end of a pull or a yank: nothing found is not found (unless the
@@ -90,10 +109,11 @@ pub fn summarize(
         fed += 1;
         // Every task has ended, so each slot has one owner left.
         match Arc::into_inner(slot).and_then(OnceLock::into_inner) {
-            Some(Ok(bytes)) => {
+            Some(Ok(Moved::Bytes(bytes))) => {
                 totals.files += 1;
                 totals.bytes += bytes;
             }
+            Some(Ok(Moved::Skipped)) => totals.skipped += 1,
             Some(Err(e)) => {
                 failed.push(key);
                 first.get_or_insert(e);
@@ -114,7 +134,7 @@ pub fn summarize(
         return Err(first);
     }
     Err(Error::Partial {
-        done: totals.files,
+        done: totals.files + totals.skipped,
         total,
         failed,
         first: Box::new(first),

@@ -7,7 +7,8 @@
 //! here — in parts held in memory where the store has multipart uploads,
 //! else spooled to a temporary file, since a signed PUT needs the length
 //! first. A file that changes size while it is pushed is an error, checked
-//! here and only here.
+//! here and only here. With --force --skip-unchanged, each file is first
+//! compared with the object listed at its key (`unchanged`).
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -16,10 +17,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use super::budget::Budget;
-use super::outcome::{finish, log_budget, summarize, Options, Slot, Totals};
+use super::outcome::{finish, log_budget, skip, summarize, Moved, Options, Slot, Totals};
 use super::scheduler::{self, Ctx};
+use super::unchanged::{self, Digests};
 use super::walk::{self, Item};
-use crate::backend::{Attempt, Backend, Body, Multipart, Part, Upload};
+use crate::backend::{Attempt, Backend, Body, Multipart, Part, RemoteObject, Upload};
 use crate::error::{Error, Result, Side};
 use crate::{interrupt, log, progress, retry};
 
@@ -57,6 +59,10 @@ pub fn push(
     for (upload, item) in uploads.iter_mut().zip(&items) {
         upload.mode = item.mode;
     }
+    let (stored, budget) = match opts.force && opts.skip_unchanged {
+        true => unchanged::listing(backend, remote, budget, opts.retry),
+        false => (Default::default(), budget),
+    };
     let _progress = progress::Reporter::start("Pushing");
     items.iter().for_each(|i| progress::planned(Some(i.size)));
     let slots: Vec<Arc<Slot>> = items.iter().map(|_| Arc::default()).collect();
@@ -66,8 +72,9 @@ pub fn push(
                 break;
             }
             let slot = Arc::clone(slot);
+            let stored = stored.get(&item.key);
             ctx.feed(Box::new(move |ctx| {
-                put_file(ctx, backend, item, upload, slot)
+                put_file(ctx, backend, item, upload, stored, slot)
             }));
         }
     });
@@ -134,41 +141,59 @@ fn prepare(
     Ok((uploads, budget))
 }
 
+/// The part size a file of `size` bytes goes up in, when it goes up in
+/// parts rather than one PUT.
+pub(super) fn parts_for(backend: &dyn Backend, size: u64) -> Option<u64> {
+    let part_size = backend.multipart()?.part_size(size);
+    (size > part_size).then_some(part_size)
+}
+
+/// Sends one file, unless it is the same as `stored`, the object listed
+/// at its key when unchanged files are skipped.
 fn put_file<'env>(
     ctx: &Ctx<'_, '_, 'env>,
     backend: &'env dyn Backend,
     item: &'env Item,
     upload: &'env Upload,
+    stored: Option<&RemoteObject>,
     slot: Arc<Slot>,
 ) {
     if ctx.stopping() {
         return;
     }
+    let known = match stored.map(|s| unchanged::check_push(ctx, backend, item, s)) {
+        None => None,
+        Some(Ok(unchanged::Push::Unchanged)) => return skip(&slot, &item.key, item.size),
+        Some(Ok(unchanged::Push::Changed(known))) => known,
+        Some(Err(e)) => return finish(ctx, &slot, Err(e)),
+    };
     let file = match File::open(&item.local) {
         Ok(file) => file,
         Err(e) => return finish(ctx, &slot, Err(Error::local_io("open", &item.local, e))),
     };
-    if let Some(multipart) = backend.multipart() {
-        let part_size = multipart.part_size(item.size);
-        if item.size > part_size {
-            let source = PartSource::File {
-                file,
-                path: &item.local,
-                size: item.size,
-            };
-            return Multi::start(ctx, multipart, upload, source, part_size, slot);
-        }
+    if let (Some(multipart), Some(part_size)) = (backend.multipart(), parts_for(backend, item.size))
+    {
+        let source = PartSource::File {
+            file,
+            path: &item.local,
+            size: item.size,
+            known,
+        };
+        return Multi::start(ctx, multipart, upload, source, part_size, slot);
     }
-    let result = put_whole(ctx, backend, item, upload, &file);
+    let sha256 = known.and_then(|k| k.whole_sha256());
+    let result = put_whole(ctx, backend, item, upload, &file, sha256);
     finish(ctx, &slot, result);
 }
 
+/// One PUT of a whole file; `sha256` when its digest is already known.
 fn put_whole(
     ctx: &Ctx<'_, '_, '_>,
     backend: &dyn Backend,
     item: &Item,
     upload: &Upload,
     file: &File,
+    sha256: Option<[u8; 32]>,
 ) -> Result<u64> {
     let path = &item.local;
     let bytes;
@@ -184,7 +209,8 @@ fn put_whole(
         Body::bytes(&bytes)
     } else {
         Body::slice(file, path, 0, item.size)
-    };
+    }
+    .with_sha256(sha256);
     let sent = send(ctx, backend, upload, &body, Some((path, item.size)));
     check_unchanged(path, item.size)?;
     sent.map(|()| item.size)
@@ -235,11 +261,12 @@ fn changed_size(path: &Path, planned: u64, now: u64) -> Error {
 
 /// Where a multipart upload's parts come from.
 enum PartSource<'env> {
-    /// Slices of an open file.
+    /// Slices of an open file; their digests, when already read.
     File {
         file: File,
         path: &'env Path,
         size: u64,
+        known: Option<Digests>,
     },
     /// Standard input: each part task owns its bytes.
     Stdin,
@@ -306,10 +333,15 @@ impl<'env> Multi<'env> {
             let offset = index * part_size;
             let len = part_size.min(size - offset);
             multi.queue_part(ctx, index as u32 + 1, &slot, move |multi, ctx, number| {
-                let PartSource::File { file, path, .. } = &multi.source else {
+                let PartSource::File {
+                    file, path, known, ..
+                } = &multi.source
+                else {
                     return Err(Error::Protocol("a file part without its file".into()));
                 };
-                multi.send_part(ctx, number, &Body::slice(file, path, offset, len))
+                let sha256 = known.as_ref().and_then(|k| k.part_sha256(index as usize));
+                let body = Body::slice(file, path, offset, len).with_sha256(sha256);
+                multi.send_part(ctx, number, &body)
             });
         }
         multi.release(ctx, &slot);
@@ -482,12 +514,17 @@ fn push_stdin(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Tot
         progress::file_done();
     }
     match bytes
-        .map(Ok)
+        .map(|bytes| Ok(Moved::Bytes(bytes)))
         .or_else(|| Arc::into_inner(slot).and_then(Slot::into_inner))
     {
-        Some(Ok(bytes)) => Ok(Totals { files: 1, bytes }),
+        Some(Ok(Moved::Bytes(bytes))) => Ok(Totals {
+            files: 1,
+            bytes,
+            skipped: 0,
+        }),
         Some(Err(e)) => Err(e),
-        None => {
+        // Standard input is never compared, so never skipped.
+        Some(Ok(Moved::Skipped)) | None => {
             interrupt::check()?;
             Err(Error::Protocol("the upload stopped before it ended".into()))
         }

@@ -147,6 +147,7 @@ impl Backend for Memory {
                     key: k.clone(),
                     size: Some(v.len() as u64),
                     locator: k.clone(),
+                    etag: None,
                 })
                 .collect(),
             next: None,
@@ -259,6 +260,7 @@ impl Read for Broken {
 fn options(budget: Budget) -> Options {
     Options {
         force: false,
+        skip_unchanged: false,
         budget,
         retry: retry::Policy {
             attempts: 4,
@@ -299,7 +301,8 @@ fn a_tree_goes_up_whole_within_the_fixed_budget() {
         totals,
         Totals {
             files: 40,
-            bytes: 4000
+            bytes: 4000,
+            skipped: 0
         }
     );
     for i in 0..40 {

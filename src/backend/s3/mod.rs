@@ -100,12 +100,12 @@ impl S3 {
     /// LIST of a single key, as the exact key sorts before every longer
     /// key that starts with it (a HEAD would need s3:GetObject, and 403s
     /// for missing keys without s3:ListBucket).
-    fn exists_exactly(&self, full: &str) -> Result<Option<(String, u64)>> {
+    fn exists_exactly(&self, full: &str) -> Result<Option<xml::Listed>> {
         let page = self.list_prefix(full, Some(1), None)?;
-        Ok(page.objects.into_iter().next().filter(|(k, _)| k == full))
+        Ok(page.objects.into_iter().next().filter(|o| o.key == full))
     }
 
-    /// One ListObjectsV2 page of `prefix`, as (key, size), from `token`.
+    /// One ListObjectsV2 page of `prefix`, from `token`.
     /// `max_keys` sizes the page (the server's default is 1000).
     fn list_prefix(
         &self,
@@ -277,7 +277,7 @@ impl Backend for S3 {
                 let found = page
                     .objects
                     .iter()
-                    .find_map(|(k, _)| ours.get(k.as_str()).map(|key| key.to_string()));
+                    .find_map(|o| ours.get(o.key.as_str()).map(|key| key.to_string()));
                 match (found, page.next) {
                     (Some(key), _) => break Some(key),
                     (None, Some(next)) => token = Some(next),
@@ -311,11 +311,12 @@ impl Backend for S3 {
     /// first page asks for the exact key first.
     fn list_page(&self, key: &str, _intent: Intent, token: Option<&str>) -> Result<Page> {
         let full = self.full_key(key);
-        let to_object = |(k, size): (String, u64)| {
-            self.artifact_key(&k).map(|artifact| RemoteObject {
+        let to_object = |listed: xml::Listed| {
+            self.artifact_key(&listed.key).map(|artifact| RemoteObject {
                 key: artifact.to_string(),
-                size: Some(size),
-                locator: k.clone(),
+                size: Some(listed.size),
+                locator: listed.key.clone(),
+                etag: listed.etag,
             })
         };
         if token.is_none() {

@@ -1,0 +1,318 @@
+//! --skip-unchanged: whether a local file and a stored object are proven
+//! identical, so that a forced push or pull can leave both alone.
+//!
+//! Proof is content, then mode. A store states an object's content as an
+//! ETag — S3's is the MD5 of a single PUT, or the MD5 of the part MD5s with
+//! `-N` for a multipart upload (not under SSE-KMS, where it is no MD5 at
+//! all), and the local backend's is the MD5 — and, where our upload recorded
+//! one, a SHA-256 (`checksum::Expected`). The file is read once, for its
+//! MD5s and SHA-256s together; a push that must send after all hands the
+//! SHA-256s to its bodies, so the file is not hashed again. Anything unsure
+//! counts as changed: no ETag, an ETag of another form than our upload
+//! would give (another tool's part size), a HEAD that fails.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use super::budget::Budget;
+use super::push::parts_for;
+use super::scheduler::{self, Ctx};
+use super::walk::Item;
+use crate::atomic::{self, Mode, TempFile};
+use crate::aws::sigv4::hex;
+use crate::backend::{Backend, Intent, RemoteObject, Stated};
+use crate::checksum::{self, Expected, PartDigests};
+use crate::error::Result;
+use crate::{log, retry};
+
+/// A file's digests, part by part as a push would send it.
+pub struct Digests {
+    parts: Vec<PartDigests>,
+    /// Whether the parts are a multipart upload's, else one PUT's.
+    multipart: bool,
+}
+
+impl Digests {
+    /// Reads the `size` bytes at `path` once: in `part_size` parts, else
+    /// as one.
+    fn read(path: &Path, size: u64, part_size: Option<u64>) -> Result<Digests> {
+        Ok(Digests {
+            parts: checksum::file_parts(path, size, part_size.unwrap_or(size))?,
+            multipart: part_size.is_some(),
+        })
+    }
+
+    /// The ETag S3 gives these bytes sent this way, unquoted: the MD5 in
+    /// hex for one PUT, the MD5 of the part MD5s and `-N` for parts.
+    fn etag(&self) -> String {
+        match (self.multipart, self.parts.as_slice()) {
+            (false, [one]) => hex(&one.md5),
+            _ => {
+                let joined: Vec<u8> = self.parts.iter().flat_map(|p| p.md5).collect();
+                format!("{}-{}", hex(&md5::compute(joined).0), self.parts.len())
+            }
+        }
+    }
+
+    /// The SHA-256 of the whole file, when it goes up in one PUT.
+    pub fn whole_sha256(&self) -> Option<[u8; 32]> {
+        (!self.multipart).then(|| self.parts.first().map(|p| p.sha256))?
+    }
+
+    /// The SHA-256 of part `index` (from 0), when it goes up in parts.
+    pub fn part_sha256(&self, index: usize) -> Option<[u8; 32]> {
+        self.multipart
+            .then(|| self.parts.get(index).map(|p| p.sha256))?
+    }
+}
+
+/// An ETag's value without its quotes (or a weak `W/`).
+fn bare(etag: &str) -> &str {
+    etag.trim().trim_start_matches("W/").trim_matches('"')
+}
+
+/// Whether `etag` has the form an upload in `parts` parts gives (`None`:
+/// one PUT): no `-N` for one PUT, `-N` with our N for parts.
+fn same_form(etag: &str, parts: Option<u64>) -> bool {
+    match (bare(etag).split_once('-'), parts) {
+        (None, None) => true,
+        (Some((_, n)), Some(parts)) => n.parse::<u64>().is_ok_and(|n| n == parts),
+        _ => false,
+    }
+}
+
+/// What the store states about `object`, as one request in the budget;
+/// `None` when it cannot say (then nothing is proven).
+fn stat(ctx: &Ctx<'_, '_, '_>, backend: &dyn Backend, object: &RemoteObject) -> Option<Stated> {
+    let what = format!("HEAD '{}'", object.key);
+    match ctx.request(&what, None, |_| backend.stat(object)) {
+        Ok(stated) => Some(stated),
+        Err(e) => {
+            log::debug(|| format!("cannot compare '{}' ({e}); sending it", object.key));
+            None
+        }
+    }
+}
+
+/// Every object at `remote`, by key, for a push to compare with: one
+/// listing. A listing that fails leaves nothing to compare, with a
+/// warning: every file is then sent.
+pub fn listing(
+    backend: &dyn Backend,
+    remote: &str,
+    budget: Budget,
+    policy: retry::Policy,
+) -> (HashMap<String, RemoteObject>, Budget) {
+    let mut stored = HashMap::new();
+    let (listed, budget) = scheduler::run(budget, policy, |ctx| {
+        super::list(ctx, backend, remote, Intent::Pull, |page| {
+            stored.extend(page.into_iter().map(|o| (o.key.clone(), o)));
+            Ok(!ctx.stopping())
+        })
+    });
+    if let Err(e) = listed {
+        log::info(&format!(
+            "Warning: cannot list '{remote}' to find unchanged files ({e}); sending every file."
+        ));
+        stored.clear();
+    }
+    (stored, budget)
+}
+
+/// What a push learns by comparing a file with the object at its key.
+pub enum Push {
+    Unchanged,
+    /// Send it; with its digests when the file was read to compare.
+    Changed(Option<Digests>),
+}
+
+/// Compares `item` with `stored`, the object listed at its key: size,
+/// then the ETag (the listing's, else the store's `stat`), then the
+/// recorded mode (a HEAD, where the system has modes).
+pub fn check_push(
+    ctx: &Ctx<'_, '_, '_>,
+    backend: &dyn Backend,
+    item: &Item,
+    stored: &RemoteObject,
+) -> Result<Push> {
+    if stored.size != Some(item.size) {
+        return Ok(Push::Changed(None));
+    }
+    let mut stated = None;
+    let etag = match &stored.etag {
+        Some(etag) => etag.clone(),
+        None => {
+            stated = stat(ctx, backend, stored);
+            match stated.as_ref().and_then(|s| s.etag.clone()) {
+                Some(etag) => etag,
+                None => return Ok(Push::Changed(None)),
+            }
+        }
+    };
+    let part_size = parts_for(backend, item.size);
+    if !same_form(&etag, part_size.map(|p| item.size.div_ceil(p))) {
+        return Ok(Push::Changed(None));
+    }
+    let digests = Digests::read(&item.local, item.size, part_size)?;
+    if digests.etag() != bare(&etag) {
+        return Ok(Push::Changed(Some(digests)));
+    }
+    if item.mode.is_some() {
+        let stated = stated.or_else(|| stat(ctx, backend, stored));
+        // A HEAD that states another ETag met a newer object.
+        let same = stated
+            .is_some_and(|s| s.mode == item.mode && s.etag.is_none_or(|e| bare(&e) == bare(&etag)));
+        if !same {
+            return Ok(Push::Changed(Some(digests)));
+        }
+    }
+    Ok(Push::Unchanged)
+}
+
+/// Whether the file at `path` already holds `object`: the listed size,
+/// then the SHA-256 the store states (whole, or S3's composite of parts),
+/// else the MD5 of a single PUT's ETag. When it does, a recorded mode that
+/// differs is set in place. Anything unsure, a local file that cannot be
+/// read included, is fetched.
+pub fn check_pull(
+    ctx: &Ctx<'_, '_, '_>,
+    backend: &dyn Backend,
+    object: &RemoteObject,
+    path: &Path,
+) -> bool {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return false;
+    };
+    if ctx.stopping() || !meta.is_file() || object.size != Some(meta.len()) {
+        return false;
+    }
+    let Some(stated) = stat(ctx, backend, object) else {
+        return false;
+    };
+    let size = meta.len();
+    let same = match (&stated.sha256, stated.etag.as_deref()) {
+        (Some(expected), _) => {
+            let part_size = match expected {
+                Expected::Whole(_) => None,
+                Expected::Composite { part_size, .. } => Some(*part_size),
+            };
+            Digests::read(path, size, part_size).map(|d| {
+                let sums: Vec<[u8; 32]> = d.parts.iter().map(|p| p.sha256).collect();
+                let actual = match (part_size, sums.as_slice()) {
+                    (None, [whole]) => checksum::base64(whole),
+                    _ => checksum::composite(&sums),
+                };
+                expected.matches(&actual)
+            })
+        }
+        (None, Some(etag)) if same_form(etag, None) => {
+            Digests::read(path, size, None).map(|d| d.etag() == bare(etag))
+        }
+        (None, _) => Ok(false),
+    };
+    let settled = match same {
+        Ok(true) => settle_mode(path, &meta, stated.mode),
+        Ok(false) => return false,
+        Err(e) => Err(e),
+    };
+    match settled {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug(|| format!("cannot compare '{}' ({e}); fetching it", path.display()));
+            false
+        }
+    }
+}
+
+/// Gives the file at `path` the `recorded` permission bits as a pull
+/// creates a file with them — less the umask, never setuid, setgid or
+/// sticky — where its own differ. No recorded mode keeps the file's, as a
+/// forced pull does.
+fn settle_mode(path: &Path, meta: &fs::Metadata, recorded: Option<u32>) -> Result<()> {
+    let (Some(recorded), Some(local)) = (recorded, atomic::permission_bits(meta)) else {
+        return Ok(());
+    };
+    let recorded = recorded & 0o777;
+    if local == recorded {
+        return Ok(());
+    }
+    // A new file with those bits shows what the umask leaves of them.
+    let mut probe = TempFile::create(path, Mode::New(recorded))?;
+    let wanted = probe
+        .file()
+        .metadata()
+        .ok()
+        .and_then(|m| atomic::permission_bits(&m))
+        .unwrap_or(recorded);
+    drop(probe);
+    if local != wanted {
+        log::debug(|| format!("'{}': mode {local:o} -> {wanted:o}", path.display()));
+        set_mode(path, wanted).map_err(|e| crate::error::Error::local_io("chmod", path, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, bits: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(bits))
+}
+
+/// Never called: without permission bits there is no mode to differ.
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _bits: u32) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, bytes).unwrap();
+        (dir, path)
+    }
+
+    #[test]
+    fn a_single_put_etag_is_the_md5() {
+        let (_dir, path) = file(b"hello");
+        let d = Digests::read(&path, 5, None).unwrap();
+        assert_eq!(d.etag(), "5d41402abc4b2a76b9719d911017c592");
+        assert_eq!(d.whole_sha256(), Some(checksum::sha256(b"hello")));
+        assert_eq!(d.part_sha256(0), None);
+        let (_dir, empty) = file(b"");
+        let d = Digests::read(&empty, 0, None).unwrap();
+        assert_eq!(d.etag(), "d41d8cd98f00b204e9800998ecf8427e");
+    }
+
+    #[test]
+    fn a_multipart_etag_is_the_md5_of_the_part_md5s() {
+        let data: Vec<u8> = (0..25u32).map(|i| i as u8).collect();
+        let (_dir, path) = file(&data);
+        let d = Digests::read(&path, 25, Some(10)).unwrap();
+        let joined: Vec<u8> = data.chunks(10).flat_map(|c| md5::compute(c).0).collect();
+        assert_eq!(d.etag(), format!("{}-3", hex(&md5::compute(joined).0)));
+        assert_eq!(d.part_sha256(2), Some(checksum::sha256(&data[20..])));
+        assert_eq!(d.whole_sha256(), None);
+        // Parts of a multipart upload, even when there is only one.
+        let d = Digests::read(&path, 25, Some(25)).unwrap();
+        assert!(d.etag().ends_with("-1"));
+    }
+
+    #[test]
+    fn etag_forms() {
+        assert_eq!(bare("\"abc\""), "abc");
+        assert_eq!(bare("W/\"abc-2\""), "abc-2");
+        assert!(same_form("\"abc\"", None));
+        assert!(!same_form("\"abc-2\"", None));
+        assert!(same_form("\"abc-2\"", Some(2)));
+        // Another part size, or a single PUT where we would send parts.
+        assert!(!same_form("\"abc-3\"", Some(2)));
+        assert!(!same_form("\"abc\"", Some(2)));
+        assert!(!same_form("\"abc-x\"", Some(2)));
+    }
+}
