@@ -48,3 +48,6 @@ mod local;
 
 /// SIGINT and SIGTERM: clean exits with 130 and 143.
 mod signals;
+
+/// --skip-unchanged: what a forced push or pull leaves alone, per backend.
+mod unchanged;

@@ -163,6 +163,7 @@ impl Backend for Memory {
             version: Some("\"v1\"".into()),
             sha256: Some(Expected::Whole(checksum::base64(&checksum::sha256(&data)))),
             mode: None,
+            part_size: None,
         })
     }
 

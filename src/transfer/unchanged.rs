@@ -173,7 +173,8 @@ pub fn check_push(
 
 /// Whether the file at `path` already holds `object`: the listed size,
 /// then the SHA-256 the store states (whole, or S3's composite of parts),
-/// else the MD5 of a single PUT's ETag. When it does, a recorded mode that
+/// else the ETag: a single PUT's MD5, or the MD5 of the part MD5s at the
+/// part size our upload recorded. When it does, a recorded mode that
 /// differs is set in place. Anything unsure, a local file that cannot be
 /// read included, is fetched.
 pub fn check_pull(
@@ -207,10 +208,15 @@ pub fn check_pull(
                 expected.matches(&actual)
             })
         }
-        (None, Some(etag)) if same_form(etag, None) => {
-            Digests::read(path, size, None).map(|d| d.etag() == bare(etag))
+        (None, Some(etag)) => {
+            // Parts are computed at the part size our upload recorded.
+            let part_size = stated.part_size.filter(|_| bare(etag).contains('-'));
+            match same_form(etag, part_size.map(|p| size.div_ceil(p.max(1)))) {
+                true => Digests::read(path, size, part_size).map(|d| d.etag() == bare(etag)),
+                false => Ok(false),
+            }
         }
-        (None, _) => Ok(false),
+        (None, None) => Ok(false),
     };
     let settled = match same {
         Ok(true) => settle_mode(path, &meta, stated.mode),

@@ -36,6 +36,7 @@ impl S3 {
             version: version_of(headers),
             sha256: expected_sha256(headers),
             mode: recorded_mode(headers),
+            part_size: recorded_part_size(headers),
         })
     }
 
@@ -84,6 +85,15 @@ fn recorded_mode(headers: &HeaderMap) -> Option<u32> {
     u32::from_str_radix(value.trim(), 8).ok().map(|m| m & 0o777)
 }
 
+/// The part size our multipart upload recorded.
+fn recorded_part_size(headers: &HeaderMap) -> Option<u64> {
+    let value = headers
+        .get("x-amz-meta-artifact-part-size")?
+        .to_str()
+        .ok()?;
+    value.trim().parse().ok()
+}
+
 /// The SHA-256 the object's bytes must have, when the store states one we
 /// can check: a full-object value (not beside a multipart ETag, which
 /// s3s-fs 0.14 leaves stale after an overwrite), a composite `…-N` when our
@@ -99,7 +109,7 @@ fn expected_sha256(headers: &HeaderMap) -> Option<Expected> {
     let full_object = kind.is_none_or(|t| t.eq_ignore_ascii_case("FULL_OBJECT"));
     let composite = kind.is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE"))
         || (kind.is_none() && etag_multipart && get("x-amz-checksum-algorithm").is_some());
-    let part_size = get("x-amz-meta-artifact-part-size").and_then(|v| v.parse::<u64>().ok());
+    let part_size = recorded_part_size(headers);
     match (get("x-amz-checksum-sha256"), part_size) {
         (Some(v), _) if !v.contains('-') && !etag_multipart && full_object => {
             Some(Expected::Whole(v.to_string()))
