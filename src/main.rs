@@ -104,7 +104,7 @@ fn run_command(inv: &Invocation) -> Result<()> {
     interrupt::on_signal(Box::new(move || cancel.cancel()));
     let mut skip_unchanged = config::skip_unchanged(&env, inv.skip_unchanged)?;
     if skip_unchanged && settings.backend == BackendKind::Hub && op != Op::Yank {
-        log::info("Warning: --skip-unchanged is not offered with the Hub backend: the Hub hands out only signed upload and download URLs, which state nothing to compare a file with, so every file is sent as without it.");
+        log::info("Warning: --skip-unchanged is not offered with the Hub backend: the Hub hands out only signed URLs to send or fetch files, nothing to compare them with, so every file is transferred.");
         skip_unchanged = false;
     }
     let options = Options {

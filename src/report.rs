@@ -6,12 +6,14 @@
 //! failure line (`Error pushing artifact: …`, or `error: …` for usage and
 //! configuration errors), the notices about `--config` and `--expire-in`,
 //! and `format_bytes`. With --skip-unchanged, a line of our own follows the
-//! summary: `Skipped 3 unchanged files.`, counted apart from what moved. Warnings met on the way are printed where they arise,
-//! through `log`: a skipped file or symlink (`transfer::walk`), an empty
+//! summary: `Skipped 3 unchanged files.`, counted apart from what moved.
+//! Warnings met on the way are printed where they arise, through `log`: a
+//! skipped file or symlink (`transfer::walk`), an empty
 //! directory or an upload that could not be aborted (`transfer::push`), a
 //! store that refuses checksum headers (`backend::s3::upload`), an SSO token
-//! cache that cannot be rewritten (`aws::credentials::sso`), and the exit on
-//! a second signal (`interrupt`).
+//! cache that cannot be rewritten (`aws::credentials::sso`), the exit on a
+//! second signal (`interrupt`), --skip-unchanged with the Hub and a listing
+//! that failed it (`main`, `transfer::unchanged`).
 
 use crate::cli::Op;
 use crate::error::Error;
