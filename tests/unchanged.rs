@@ -123,6 +123,27 @@ s3_case!(an_unchanged_multipart_object_sends_nothing, |env| {
     assert_eq!(env.object(&format!("{JOB}/big.bin")).unwrap(), big);
 });
 
+// A file sent from disk after all goes up with the SHA-256 read to
+// compare: the store checks it, and so does a pull.
+s3_case!(
+    a_changed_file_is_sent_with_the_digests_read_to_compare,
+    |env| {
+        let mut bytes = data(300 * 1024, 5);
+        env.write("mid.bin", &bytes);
+        env.run(&["push", "job", "mid.bin"]).success();
+        let proxy = env.fault_proxy(Quirks::default());
+        bytes[1000] ^= 1;
+        env.write("mid.bin", &bytes);
+        env.run(&["push", "job", "mid.bin", "-f", "--skip-unchanged"])
+            .success()
+            .stderr_has("Pushed 1 file.");
+        assert_eq!(puts(&proxy), 1);
+        env.run(&["pull", "job", "mid.bin", "-d", "back.bin"])
+            .success();
+        assert_eq!(env.read("back.bin"), bytes);
+    }
+);
+
 s3_case!(a_forced_pull_fetches_only_what_changed, |env| {
     env.write("d/a.txt", &data(300, 1));
     env.write("d/b.txt", &data(400, 2));

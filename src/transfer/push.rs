@@ -186,7 +186,8 @@ fn put_file<'env>(
     finish(ctx, &slot, result);
 }
 
-/// One PUT of a whole file; `sha256` when its digest is already known.
+/// One PUT of a whole file; `sha256` when its digest is already known
+/// (used for a file sent from disk, which would otherwise be read twice).
 fn put_whole(
     ctx: &Ctx<'_, '_, '_>,
     backend: &dyn Backend,
@@ -206,11 +207,11 @@ fn put_whole(
             return Err(changed_size(path, item.size, buf.len() as u64));
         }
         bytes = buf;
+        // Hashed from the bytes in memory, the very bytes sent.
         Body::bytes(&bytes)
     } else {
-        Body::slice(file, path, 0, item.size)
-    }
-    .with_sha256(sha256);
+        Body::slice(file, path, 0, item.size).with_sha256(sha256)
+    };
     let sent = send(ctx, backend, upload, &body, Some((path, item.size)));
     check_unchanged(path, item.size)?;
     sent.map(|()| item.size)
