@@ -230,4 +230,9 @@ fn the_hub_offers_no_skipping_and_sends_everything() {
         .stderr_has("Warning: --skip-unchanged is not offered with the Hub backend")
         .stderr_has("Pushed 2 files.");
     assert_eq!(puts(&proxy), 2);
+    env.run(&["pull", "job", "d", "-d", "back"]).success();
+    env.run(&["pull", "job", "d", "-d", "back", "-f", "--skip-unchanged"])
+        .success()
+        .stderr_has("Warning: --skip-unchanged is not offered with the Hub backend")
+        .stderr_has("Pulled 2 files.");
 }
