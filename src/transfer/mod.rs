@@ -6,7 +6,8 @@
 //!   as the listing arrives;
 //! - `push` builds every upload body, splits large files into parts and
 //!   reads standard input; `receive` lands every download in a temporary
-//!   file, counting, hashing, checking and resuming;
+//!   file, counting, hashing, checking and resuming — across runs too,
+//!   from the `journal` it keeps beside the file;
 //! - `outcome` keeps what became of each object and sums a run up;
 //! - `scheduler` runs every request — files, parts, ranges, deletes (in
 //!   batches where the store has them) — under
@@ -22,6 +23,7 @@
 
 mod budget;
 mod destination;
+mod journal;
 mod outcome;
 mod push;
 mod receive;
