@@ -48,3 +48,7 @@ mod local;
 
 /// SIGINT and SIGTERM: clean exits with 130 and 143.
 mod signals;
+
+/// Broken downloads continue: within a run from the bytes written, across
+/// runs from the journal a killed run left.
+mod resume;
