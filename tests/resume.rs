@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -61,10 +61,9 @@ fn journalled(dir: &Path) -> u64 {
 }
 
 /// Starts `pull job big.bin` with its `parallel` object GETs (8 ranges, or
-/// the Hub's one stream) each held half way, waits until the journal
-/// records about half the object (each stream records every 256 KiB), and
-/// kills the run (SIGKILL: it runs no code of its own).
-fn kill_9_half_way(f: &Faulty, parallel: &str) {
+/// the Hub's one stream) each held half way, and waits until the journal
+/// records about half the object (each stream records every 256 KiB).
+fn half_way(f: &Faulty, parallel: &str) -> Child {
     let streams: u64 = parallel.parse().unwrap();
     f.proxy.inject(
         Rule::any()
@@ -83,15 +82,20 @@ fn kill_9_half_way(f: &Faulty, parallel: &str) {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while journalled(f.env.work.path()) < SIZE as u64 / 2 - streams * 256 * 1024 {
-        let dir = f.env.work.path();
-        assert!(
-            Instant::now() < deadline,
-            "the journal never reached half: {} in {:?}",
-            journalled(dir),
-            temp_files(dir)
-        );
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            let dir = f.env.work.path();
+            let (bytes, files) = (journalled(dir), temp_files(dir));
+            panic!("the journal never reached half: {bytes} in {files:?}");
+        }
         thread::sleep(Duration::from_millis(20));
     }
+    child
+}
+
+/// Kills a pull half way (SIGKILL: it runs no code of its own).
+fn kill_9_half_way(f: &Faulty, parallel: &str) {
+    let mut child = half_way(f, parallel);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(
@@ -251,4 +255,53 @@ fn a_reset_at_90_percent_fetches_only_the_rest() {
     assert_eq!(retry.status, Some(206));
     assert!(retry.header("if-match").is_some());
     assert!(fetched(retry, SIZE as u64) <= SIZE as u64 / 10 + 1);
+}
+
+/// A dead run's bytes that fail the final check (damaged after the kill)
+/// are not trusted: the pull fetches the missing half, fails the check,
+/// starts over, and ends with the right bytes.
+fn damaged_leftover(f: Faulty, parallel: &str, want: &[u8]) {
+    kill_9_half_way(&f, parallel);
+    let temp = temp_files(f.env.work.path())
+        .into_iter()
+        .find(|p| !p.to_string_lossy().contains("j~big.bin"))
+        .unwrap();
+    let mut bytes = fs::read(&temp).unwrap();
+    bytes[1000] ^= 0xFF;
+    fs::write(&temp, bytes).unwrap();
+    let again = pull_again(&f);
+    assert!(
+        again >= SIZE as u64 * 145 / 100,
+        "fetched {again} of {SIZE} bytes"
+    );
+    assert!(f.env.read("big.bin") == want, "not byte-identical");
+}
+
+#[test]
+fn a_damaged_leftover_fails_the_check_and_the_ranged_pull_starts_over() {
+    damaged_leftover(pushed(Kind::S3, "128MiB"), "8", &data(SIZE, 41));
+}
+
+#[test]
+fn a_damaged_leftover_fails_the_check_and_the_hub_pull_starts_over() {
+    let f = faulty(Kind::Hub);
+    f.env.hub_server().set_goog_md5(Some(true));
+    f.env.put_object(&format!("{JOB}/big.bin"), &data(SIZE, 46));
+    damaged_leftover(f, "1", &data(SIZE, 46));
+}
+
+/// A cancelled pull removes its journal with its temporary file: only a
+/// run that dies without running any code leaves one.
+#[test]
+fn sigterm_during_a_journalled_pull_leaves_nothing() {
+    let f = faulty(Kind::Hub);
+    f.env.hub_server().set_goog_md5(Some(true));
+    f.env.put_object(&format!("{JOB}/big.bin"), &data(SIZE, 45));
+    let mut child = half_way(&f, "1");
+    let mut term = Command::new("kill");
+    term.arg("-TERM").arg(child.id().to_string());
+    assert!(term.status().unwrap().success());
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    let left: Vec<_> = fs::read_dir(f.env.work.path()).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }

@@ -267,8 +267,10 @@ impl<'k> Landing<'k> {
                 _ => None,
             };
             self.check = stated.as_ref().map(Check::new);
-            // Only a file the final check can verify is worth continuing.
-            if let (Some(check), Some(etag), Some(size)) = (stated, &self.etag, expected_end) {
+            // Only a file the final check can verify is worth continuing,
+            // and only one larger than a record.
+            let size = expected_end.filter(|&size| size > RECORD_EVERY);
+            if let (Some(check), Some(etag), Some(size)) = (stated, &self.etag, size) {
                 let header = Header {
                     key: self.key.to_string(),
                     etag: etag.clone(),
