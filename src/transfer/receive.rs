@@ -81,7 +81,6 @@ fn whole(
     // Adopted, or created at the first answer, which says what mode the
     // file gets.
     let mut temp = leftover.and_then(|l| landing.adopt(l, object.size, path));
-    let adopted = temp.is_some();
     let what = format!("GET '{}'", object.key);
     ctx.request(&what, Some(object.size.unwrap_or(0)), |_| {
         let from = landing.written;
@@ -116,7 +115,7 @@ fn whole(
     let Some(temp) = temp else {
         return Err(Error::Protocol(format!("no answer for '{}'", object.key)));
     };
-    let written = landing.written;
+    let (written, adopted) = (landing.written, landing.adopted);
     match landing.verify() {
         Err(e) if adopted => {
             log::debug(|| format!("{e}: the bytes a dead run left were bad; starting over"));
@@ -143,6 +142,8 @@ struct Landing<'k> {
     journal: Option<Journal>,
     /// Bytes up to here are in the journal.
     recorded: u64,
+    /// Whether the bytes from the start are a dead run's.
+    adopted: bool,
 }
 
 enum Check {
@@ -177,6 +178,7 @@ impl<'k> Landing<'k> {
             answered: false,
             journal: None,
             recorded: 0,
+            adopted: false,
         }
     }
 
@@ -210,6 +212,7 @@ impl<'k> Landing<'k> {
             answered: true,
             journal: Some(journal),
             recorded: from,
+            adopted: true,
         };
         log::debug(|| format!("'{}': continuing from byte {from}", self.key));
         Some(temp)
