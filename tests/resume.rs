@@ -129,12 +129,13 @@ fn pull_again(f: &Faulty) -> u64 {
     total
 }
 
-/// A large S3 object comes down in 8 ranges of 8 MiB, all in flight and
-/// each held half way: half the object is on disk when the run is killed,
-/// and the next run fetches the other half and verifies the whole.
-fn continued_in_ranges(kind: Kind, part_size: &str) {
+/// A large S3 object comes down in 8 ranges of 8 MiB, all in flight with
+/// `--parallel 8` (one stream with `--parallel 1`), each held half way:
+/// half the object is on disk when the run is killed, and the next run
+/// fetches the other half in ranges and verifies the whole.
+fn continued_in_ranges(kind: Kind, part_size: &str, parallel: &str) {
     let f = pushed(kind, part_size);
-    kill_9_half_way(&f, "8");
+    kill_9_half_way(&f, parallel);
     let again = pull_again(&f);
     assert!(
         again <= SIZE as u64 * 55 / 100,
@@ -149,13 +150,20 @@ fn continued_in_ranges(kind: Kind, part_size: &str) {
 #[test]
 fn a_killed_ranged_pull_continues_on_s3s_fs() {
     // One PUT: the whole object's SHA-256, hashed in order.
-    continued_in_ranges(Kind::S3, "128MiB");
+    continued_in_ranges(Kind::S3, "128MiB", "8");
+}
+
+/// With `--parallel 1` the first run fetches one stream; the next, in
+/// ranges, takes its prefix over all the same.
+#[test]
+fn a_killed_single_stream_s3_pull_continues_in_ranges() {
+    continued_in_ranges(Kind::S3, "128MiB", "1");
 }
 
 #[test]
 fn a_killed_ranged_pull_continues_on_moto() {
     // Multipart: the composite checksum, part by part.
-    continued_in_ranges(Kind::Moto, "8MiB");
+    continued_in_ranges(Kind::Moto, "8MiB", "8");
 }
 
 /// The Hub's download is one stream: the next run asks for the rest with
