@@ -7,11 +7,20 @@
 //! (`.artifact-tmp~HOST~PID~NONCE~NAME`), so a later run can remove the
 //! leftovers of dead runs — only its own host's whose process is gone, or
 //! any older than a day — and never a live run's, even on a shared volume.
+//!
+//! A download may keep a journal beside its temporary file (the NONCE field
+//! marked `j`: `.artifact-tmp~HOST~PID~7j~NAME`, never a user file's
+//! temporary name). A dead run's temporary file that has one is not removed
+//! with the rest but offered (`take_leftover`) to the download of the same
+//! destination, which adopts it by renaming both to its own names, or
+//! drops it; whatever was offered and not taken is removed when the pull
+//! ends (`remove_leftovers`). A cancelled or failed run removes its journals
+//! with its temporary files.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -21,6 +30,8 @@ use crate::log;
 
 const TEMP_PREFIX: &str = ".artifact-tmp~";
 const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// Marks the NONCE field of a journal's name.
+const JOURNAL_MARK: char = 'j';
 
 /// Whether a name is one of our temporary files.
 pub fn is_temp_name(name: &str) -> bool {
@@ -77,6 +88,35 @@ pub fn temp_path_for(dest: &Path) -> PathBuf {
         std::process::id()
     );
     dest.with_file_name(temp)
+}
+
+/// The fields of a temporary name: host, PID, nonce, name.
+fn fields(name: &str) -> Option<[&str; 4]> {
+    let mut fields = name.strip_prefix(TEMP_PREFIX)?.splitn(4, '~');
+    Some([
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+        fields.next()?,
+    ])
+}
+
+/// The journal's path for the temporary file at `temp`.
+fn journal_path_for(temp: &Path) -> PathBuf {
+    let name = temp
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match fields(&name) {
+        Some([host, pid, nonce, rest]) => temp.with_file_name(format!(
+            "{TEMP_PREFIX}{host}~{pid}~{nonce}{JOURNAL_MARK}~{rest}"
+        )),
+        None => temp.with_file_name(format!("{name}{JOURNAL_MARK}")),
+    }
+}
+
+fn is_journal_name(name: &str) -> bool {
+    fields(name).is_some_and(|[_, _, nonce, _]| nonce.ends_with(JOURNAL_MARK))
 }
 
 /// The temporary files this run has open, so that a run ended by a signal
@@ -178,6 +218,8 @@ pub struct TempFile {
     path: PathBuf,
     file: File,
     committed: bool,
+    /// Whether a journal may be beside it (removed with it).
+    journaled: bool,
 }
 
 impl TempFile {
@@ -208,7 +250,50 @@ impl TempFile {
             path,
             file,
             committed: false,
+            journaled: false,
         })
+    }
+
+    /// Takes over a dead run's temporary file for `dest`, renaming it and
+    /// its journal to this run's names; `None` when that fails (another run
+    /// took it first: then it is left to that run).
+    pub fn adopt(mut leftover: Leftover, dest: &Path) -> Option<TempFile> {
+        let old_journal = leftover.journal.take()?;
+        let old = leftover.temp.take()?;
+        let path = temp_path_for(dest);
+        fs::rename(&old, &path).ok()?;
+        track(&path, true);
+        let file = OpenOptions::new().read(true).write(true).open(&path);
+        let Ok(file) = file else {
+            let _ = fs::remove_file(&path);
+            track(&path, false);
+            return None;
+        };
+        let mut temp = TempFile {
+            path,
+            file,
+            committed: false,
+            journaled: false,
+        };
+        // Dropping `temp` from here on removes both.
+        let journal = temp.journal();
+        fs::rename(&old_journal, journal).ok()?;
+        log::debug(|| format!("adopted '{}' of a run that died", old.display()));
+        Some(temp)
+    }
+
+    /// Where this file's journal goes; from now on it is removed with the
+    /// file (on a commit, a drop or a signal).
+    pub fn journal(&mut self) -> PathBuf {
+        if !self.journaled {
+            self.journaled = true;
+            track(&self.journal_path(), true);
+        }
+        self.journal_path()
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        journal_path_for(&self.path)
     }
 
     pub fn file(&mut self) -> &mut File {
@@ -246,6 +331,61 @@ impl Drop for TempFile {
             let _ = fs::remove_file(&self.path);
         }
         track(&self.path, false);
+        if self.journaled {
+            let journal = self.journal_path();
+            let _ = fs::remove_file(&journal);
+            track(&journal, false);
+        }
+    }
+}
+
+/// A dead run's temporary file and its journal, offered for adoption;
+/// removed when dropped unless adopted.
+pub struct Leftover {
+    temp: Option<PathBuf>,
+    journal: Option<PathBuf>,
+}
+
+impl Leftover {
+    pub fn journal(&self) -> Option<&Path> {
+        self.journal.as_deref()
+    }
+}
+
+impl Drop for Leftover {
+    fn drop(&mut self) {
+        for path in [self.temp.take(), self.journal.take()]
+            .into_iter()
+            .flatten()
+        {
+            if fs::remove_file(&path).is_ok() {
+                log::debug(|| format!("removed a stale temporary file '{}'", path.display()));
+            }
+        }
+    }
+}
+
+/// The leftovers offered, by the destination they were a download of.
+static OFFERED: Mutex<Option<HashMap<PathBuf, Leftover>>> = Mutex::new(None);
+
+/// `path` without `.` components: `./f` and `f` are one destination.
+fn offer_key(path: &Path) -> PathBuf {
+    let here = |c: &Component| matches!(c, Component::CurDir);
+    path.components().filter(|c| !here(c)).collect()
+}
+
+/// The leftover a dead run left for `dest`, if any was offered.
+pub fn take_leftover(dest: &Path) -> Option<Leftover> {
+    OFFERED.lock().ok()?.as_mut()?.remove(&offer_key(dest))
+}
+
+/// Removes every leftover offered from `dir` (`remove_stale`) and not taken.
+pub fn remove_leftovers(dir: &Path) {
+    if let Ok(mut offered) = OFFERED.lock() {
+        if let Some(offered) = offered.as_mut() {
+            let dir = offer_key(dir);
+            offered.retain(|dest, _| dest.parent() != Some(&dir));
+        }
     }
 }
 
@@ -266,12 +406,15 @@ fn make_parents(dest: &Path) -> Result<()> {
     })
 }
 
-/// Removes the temporary files that dead runs left in `dir`.
+/// Removes the temporary files that dead runs left in `dir`, except that
+/// a temporary file with a journal, less than a day old, is offered for
+/// adoption (`take_leftover`) instead.
 pub fn remove_stale(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     let now = SystemTime::now();
+    let mut stale = Vec::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -285,12 +428,47 @@ pub fn remove_stale(dir: &Path) {
             .and_then(|t| now.duration_since(t).ok())
             .is_some_and(|age| age > STALE_AFTER);
         if old || owner_is_gone(name) {
-            let path = entry.path();
-            if fs::remove_file(&path).is_ok() {
-                log::debug(|| format!("removed a stale temporary file '{}'", path.display()));
-            }
+            stale.push((entry.path(), old, is_journal_name(name)));
         }
     }
+    let mut journals: HashSet<PathBuf> = stale
+        .iter()
+        .filter(|(_, old, journal)| *journal && !old)
+        .map(|(path, ..)| path.clone())
+        .collect();
+    let remove = |path| {
+        drop(Leftover {
+            temp: Some(path),
+            journal: None,
+        })
+    };
+    for (path, old, journal) in stale {
+        if journal {
+            if old {
+                remove(path);
+            }
+            continue;
+        }
+        let dest = path
+            .file_name()
+            .and_then(|n| fields(n.to_str()?))
+            .map(|f| offer_key(&dir.join(f[3])));
+        let journal = journal_path_for(&path);
+        match (dest, OFFERED.lock()) {
+            (Some(dest), Ok(mut offered)) if !old && journals.remove(&journal) => {
+                let leftover = Leftover {
+                    temp: Some(path),
+                    journal: Some(journal),
+                };
+                offered
+                    .get_or_insert_with(HashMap::new)
+                    .insert(dest, leftover);
+            }
+            _ => remove(path),
+        }
+    }
+    // Journals whose temporary file is gone.
+    journals.into_iter().for_each(remove);
 }
 
 /// True when the name records this host and a PID that no longer runs.
@@ -298,8 +476,7 @@ pub fn remove_stale(dir: &Path) {
 /// code; elsewhere (macOS, Windows) every owner counts as alive, and its
 /// file is removed once a day old.
 fn owner_is_gone(name: &str) -> bool {
-    let mut fields = name[TEMP_PREFIX.len()..].splitn(4, '~');
-    let (Some(owner_host), Some(pid)) = (fields.next(), fields.next()) else {
+    let Some([owner_host, pid, ..]) = fields(name) else {
         return false;
     };
     if owner_host != host() {
@@ -362,5 +539,48 @@ mod tests {
         remove_stale(dir.path());
         assert!(!dead.exists());
         assert!(live.exists() && other_host.exists() && user_file.exists());
+    }
+
+    /// A dead run's file with a journal is offered, taken over by renaming
+    /// both, and whatever is not taken goes when the pull ends; journals
+    /// without their file, and files without a journal, go at once.
+    #[test]
+    fn a_dead_runs_journalled_file_is_offered_then_adopted_or_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = |nonce: &str, name: &str| {
+            let path = dir
+                .path()
+                .join(format!("{TEMP_PREFIX}{}~999999999~{nonce}~{name}", host()));
+            fs::write(&path, b"x").unwrap();
+            path
+        };
+        let (kept, kept_journal) = (dead("0", "kept"), dead("0j", "kept"));
+        assert_eq!(journal_path_for(&kept), kept_journal);
+        let (unclaimed, unclaimed_journal) = (dead("1", "unclaimed"), dead("1j", "unclaimed"));
+        let orphan_journal = dead("2j", "orphan");
+        let bare = dead("3", "bare");
+        remove_stale(dir.path());
+        assert!(!orphan_journal.exists() && !bare.exists());
+        assert!(kept.exists() && unclaimed.exists() && unclaimed_journal.exists());
+
+        let dest = dir.path().join("kept");
+        let leftover = take_leftover(&dest).unwrap();
+        assert!(take_leftover(&dest).is_none(), "offered once");
+        let mut temp = TempFile::adopt(leftover, &dest).unwrap();
+        assert!(!kept.exists() && !kept_journal.exists(), "renamed to ours");
+        let journal = temp.journal();
+        assert!(
+            journal.exists() && is_journal_name(&journal.file_name().unwrap().to_string_lossy())
+        );
+        temp.commit(&dest, false, "kept", Side::Local).unwrap();
+        assert!(!journal.exists(), "the journal goes with the commit");
+
+        remove_leftovers(dir.path());
+        assert!(!unclaimed.exists() && !unclaimed_journal.exists());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("kept")]);
     }
 }

@@ -231,7 +231,7 @@ fault_case!(pull_survives_503s, |f| {
 
 fault_case!(pull_survives_a_reset_during_the_download, |f| {
     f.env.put_object(&format!("{JOB}/p.bin"), &data(400_000, 8));
-    f.inject(object_gets().times(1), Fault::ResetDuringDownload);
+    f.inject(object_gets().times(1), Fault::ResetDuringDownload(50));
     f.env.run(&["pull", "job", "p.bin"]).success();
     assert_eq!(f.env.read("p.bin"), data(400_000, 8));
     f.work_dir_holds(&["p.bin"]);
@@ -274,7 +274,7 @@ fault_case!(pull_fails_cleanly_on_a_stalled_store, |f| {
 fault_case!(pull_keeps_the_previous_file_when_it_fails, |f| {
     f.env.put_object(&format!("{JOB}/p.bin"), &data(50_000, 12));
     f.env.write("p.bin", b"previous complete version");
-    f.inject(object_gets().times(FOREVER), Fault::ResetDuringDownload);
+    f.inject(object_gets().times(FOREVER), Fault::ResetDuringDownload(50));
     let run = f.env.run(&["pull", "job", "p.bin", "-f"]);
     failed(&run);
     assert_eq!(f.env.read("p.bin"), b"previous complete version");
@@ -286,7 +286,10 @@ fault_case!(directory_pull_survives_scattered_faults, |f| {
         f.env
             .put_object(&format!("{JOB}/d/f{i}"), &data(3000 + i, i as u8));
     }
-    f.inject(object_gets().skip(1).times(1), Fault::ResetDuringDownload);
+    f.inject(
+        object_gets().skip(1).times(1),
+        Fault::ResetDuringDownload(50),
+    );
     f.inject(object_gets().skip(4).times(1), Fault::ShortBody);
     f.inject(object_gets().skip(6).times(1), Fault::Status(500));
     f.env

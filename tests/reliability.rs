@@ -44,6 +44,9 @@ pub fn wait_for_temp(dir: &Path) -> PathBuf {
 
 // ---- killed mid-way ---------------------------------------------------
 
+/// Whatever the next run does with the dead run's temporary file — removes
+/// it, or adopts and completes it when a journal names the same object
+/// (`tests/resume.rs`) — nothing of it is left afterwards.
 #[test]
 fn kill_9_during_a_pull_leaves_no_partial_file_and_the_next_run_cleans_up() {
     let f = faulty(Kind::S3);

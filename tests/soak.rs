@@ -53,7 +53,7 @@ fn faults() -> Vec<Fault> {
         Fault::SlowDown,
         Fault::ResetBeforeResponse,
         Fault::ResetDuringUpload,
-        Fault::ResetDuringDownload,
+        Fault::ResetDuringDownload(50),
         Fault::ShortBody,
     ]
 }

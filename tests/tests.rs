@@ -51,3 +51,7 @@ mod signals;
 
 /// --skip-unchanged: what a forced push or pull leaves alone, per backend.
 mod unchanged;
+
+/// Broken downloads continue: within a run from the bytes written, across
+/// runs from the journal a killed run left.
+mod resume;

@@ -33,6 +33,8 @@ pub struct Destination<'a> {
     files: HashSet<PathBuf>,
     /// Every directory those files need, already checked (the same).
     dirs: HashSet<PathBuf>,
+    /// The directories cleared of dead runs' leftovers.
+    swept: Vec<PathBuf>,
 }
 
 /// Whether this OS's usual file system folds case: NTFS, and APFS as macOS
@@ -53,6 +55,7 @@ impl<'a> Destination<'a> {
             fold_case,
             files: HashSet::new(),
             dirs: HashSet::new(),
+            swept: Vec::new(),
         }
     }
 
@@ -104,6 +107,7 @@ impl<'a> Destination<'a> {
         }
         if unchecked.first().is_some_and(|dir| dir == parent) {
             atomic::remove_stale(parent);
+            self.swept.push(parent.to_path_buf());
         }
         let ids: Vec<PathBuf> = unchecked
             .iter()
@@ -138,6 +142,16 @@ impl<'a> Destination<'a> {
             "more than one remote object would be pulled to '{}': as a file and as a directory, or twice{case}; pull the objects one at a time",
             path.display()
         ))
+    }
+}
+
+/// A pull leaves nothing it found stale: the dead runs' leftovers no
+/// download adopted go when the pull ends.
+impl Drop for Destination<'_> {
+    fn drop(&mut self) {
+        self.swept
+            .iter()
+            .for_each(|dir| atomic::remove_leftovers(dir));
     }
 }
 

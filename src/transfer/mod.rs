@@ -6,7 +6,8 @@
 //!   as the listing arrives;
 //! - `push` builds every upload body, splits large files into parts and
 //!   reads standard input; `receive` lands every download in a temporary
-//!   file, counting, hashing, checking and resuming;
+//!   file, counting, hashing, checking and resuming — across runs too,
+//!   from the `journal` it keeps beside the file;
 //! - `outcome` keeps what became of each object and sums a run up;
 //! - `unchanged` decides, for --skip-unchanged, whether a local file and a
 //!   stored object are proven identical;
@@ -24,6 +25,7 @@
 
 mod budget;
 mod destination;
+mod journal;
 mod outcome;
 mod push;
 mod receive;

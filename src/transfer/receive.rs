@@ -10,18 +10,26 @@
 //! A large object comes down as parallel ranges, each a request of its own
 //! in the budget, written at its offset, and is verified whole before the
 //! rename (`Ranged`).
+//!
+//! A download with a checksum for the whole file keeps a `journal` of the
+//! spans written, so that a run killed part way is continued by the next:
+//! a dead run's temporary file whose journal names the same object (same
+//! key, ETag and size) is adopted, and only the spans missing are fetched,
+//! with `If-Match`. An object that changed, or bytes that fail the final
+//! check, start over.
 
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+use super::journal::{self, Header, Journal, Spans, RECORD_EVERY};
 use super::outcome::{finish, Slot};
 use super::scheduler::Ctx;
-use crate::atomic::{Mode, TempFile};
+use crate::atomic::{self, Leftover, Mode, TempFile};
 use crate::backend::object::read_at;
 use crate::backend::{Backend, ByteRange, Download, RemoteObject};
 use crate::checksum::{Expected, StreamHasher};
@@ -44,31 +52,35 @@ pub fn fetch<'env>(
     if ctx.stopping() {
         return;
     }
+    let leftover = atomic::take_leftover(&path);
     let ranged = match (object.size, backend.range_size()) {
         (Some(size), Some(range)) if size > RANGED_MIN * range && ctx.ceiling() > 1 => Some(size),
         _ => None,
     };
     let result = match ranged {
-        Some(size) => match Ranged::start(ctx, backend, object, path, force, size) {
+        Some(size) => match Ranged::start(ctx, backend, object, path, force, size, leftover) {
             Ok(ranged) => return ranged.queue(ctx, &slot),
             Err(e) => Err(e),
         },
-        None => whole(ctx, backend, &object, &path, force),
+        None => whole(ctx, backend, &object, &path, force, leftover),
     };
     finish(ctx, &slot, result);
 }
 
-/// One GET, resumed where it broke, into a temporary file renamed on success.
+/// One GET, resumed where it broke, into a temporary file renamed on
+/// success; or the rest of what a dead run left.
 fn whole(
     ctx: &Ctx<'_, '_, '_>,
     backend: &dyn Backend,
     object: &RemoteObject,
     path: &Path,
     force: bool,
+    leftover: Option<Leftover>,
 ) -> Result<u64> {
-    // Created at the first answer, which says what mode the file gets.
-    let mut temp: Option<TempFile> = None;
     let mut landing = Landing::new(&object.key);
+    // Adopted, or created at the first answer, which says what mode the
+    // file gets.
+    let mut temp = leftover.and_then(|l| landing.adopt(l, object.size, path));
     let what = format!("GET '{}'", object.key);
     ctx.request(&what, Some(object.size.unwrap_or(0)), |_| {
         let from = landing.written;
@@ -86,25 +98,32 @@ fn whole(
                         object.key
                     )
                 });
-                landing.restart(temp.file())?;
+                landing.restart(temp)?;
                 backend.get(object, ByteRange::default())?
             }
             (other, _) => other?,
         };
-        let file = match &mut temp {
-            Some(temp) => temp.file(),
+        let temp = match &mut temp {
+            Some(temp) => temp,
             None => {
                 let mode = Mode::for_pull(download.mode, path, force);
-                temp.insert(TempFile::create(path, mode)?).file()
+                temp.insert(TempFile::create(path, mode)?)
             }
         };
-        landing.receive(file, download, object.size)
+        landing.receive(temp, download, object.size)
     })?;
     let Some(temp) = temp else {
         return Err(Error::Protocol(format!("no answer for '{}'", object.key)));
     };
-    let written = landing.written;
-    landing.verify()?;
+    let (written, adopted) = (landing.written, landing.adopted);
+    match landing.verify() {
+        Err(e) if adopted => {
+            log::debug(|| format!("{e}: the bytes a dead run left were bad; starting over"));
+            drop(temp);
+            return whole(ctx, backend, object, path, force, None);
+        }
+        other => other?,
+    }
     temp.commit(path, force, &path.display().to_string(), Side::Local)?;
     Ok(written)
 }
@@ -120,11 +139,32 @@ struct Landing<'k> {
     /// Set by the first answer: what the bytes must hash to.
     check: Option<Check>,
     answered: bool,
+    journal: Option<Journal>,
+    /// Bytes up to here are in the journal.
+    recorded: u64,
+    /// Whether the bytes from the start are a dead run's.
+    adopted: bool,
 }
 
 enum Check {
     Sha256(Expected, StreamHasher),
     Md5(String, md5::Context),
+}
+
+impl Check {
+    fn new(stated: &journal::Check) -> Check {
+        match stated {
+            journal::Check::Sha256(e) => Check::Sha256(e.clone(), StreamHasher::new(e)),
+            journal::Check::Md5(m) => Check::Md5(m.clone(), md5::Context::new()),
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Check::Sha256(_, h) => h.update(bytes),
+            Check::Md5(_, h) => h.consume(bytes),
+        }
+    }
 }
 
 impl<'k> Landing<'k> {
@@ -136,13 +176,56 @@ impl<'k> Landing<'k> {
             version: None,
             check: None,
             answered: false,
+            journal: None,
+            recorded: 0,
+            adopted: false,
         }
     }
 
-    fn restart(&mut self, file: &mut File) -> Result<()> {
+    /// Takes over what a dead run left when its journal names this key
+    /// (and the size listed): the bytes from the start it holds are hashed
+    /// from the file and the rest is asked for with `If-Match` on the
+    /// journal's ETag, which the store checks.
+    fn adopt(&mut self, leftover: Leftover, size: Option<u64>, dest: &Path) -> Option<TempFile> {
+        let (header, spans) = journal::read(leftover.journal()?)?;
+        if header.key != self.key || size.is_some_and(|s| s != header.size) {
+            return None;
+        }
+        let mut temp = TempFile::adopt(leftover, dest)?;
+        // Asking from the very end would be refused: the last byte comes again.
+        let from = journal::prefix(&spans, header.size).min(header.size.saturating_sub(1));
+        let mut check = Check::new(&header.check);
+        read_file_range(temp.file(), 0, from, |bytes| check.update(bytes)).ok()?;
+        let file = temp.file();
+        file.set_len(from).ok()?;
+        file.seek(SeekFrom::Start(from)).ok()?;
+        // Rewritten: it now holds exactly the bytes kept.
+        let journal = Journal::create(&temp.journal(), &header).ok()??;
+        journal.record(0, from);
+        progress::add(from);
+        *self = Landing {
+            key: self.key,
+            written: from,
+            etag: Some(header.etag),
+            version: header.version,
+            check: Some(check),
+            answered: true,
+            journal: Some(journal),
+            recorded: from,
+            adopted: true,
+        };
+        log::debug(|| format!("'{}': continuing from byte {from}", self.key));
+        Some(temp)
+    }
+
+    fn restart(&mut self, temp: &mut TempFile) -> Result<()> {
+        let file = temp.file();
         file.set_len(0)
             .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
             .map_err(|e| Error::local_io("write", Path::new(self.key), e))?;
+        if let Some(journal) = self.journal.take() {
+            journal.discard();
+        }
         *self = Landing::new(self.key);
         Ok(())
     }
@@ -150,7 +233,7 @@ impl<'k> Landing<'k> {
     /// Writes one answer's body after what is already there.
     fn receive(
         &mut self,
-        file: &mut File,
+        temp: &mut TempFile,
         download: Download<'_>,
         listed_size: Option<u64>,
     ) -> Result<()> {
@@ -160,7 +243,7 @@ impl<'k> Landing<'k> {
             // A store that ignores If-Match: the bytes so far are another
             // version's; ask for the whole of this one.
             log::debug(|| format!("'{}' changed during the download; starting over", self.key));
-            self.restart(file)?;
+            self.restart(temp)?;
             return Err(Error::Network {
                 what: format!("download of '{}'", self.key),
                 detail: "the object changed during the download; starting over".into(),
@@ -174,36 +257,52 @@ impl<'k> Landing<'k> {
                 )));
             }
             log::debug(|| format!("'{}': the store sent the whole object again", self.key));
-            self.restart(file)?;
+            self.restart(temp)?;
         }
+        let expected_end = download.length.map(|n| download.offset + n).or(listed_size);
         if !self.answered {
             self.answered = true;
             self.etag = download.etag.clone();
             self.version = download.version.clone();
-            self.check = match (download.sha256.clone(), download.md5.clone()) {
-                (Some(expected), _) => {
-                    let hasher = StreamHasher::new(&expected);
-                    Some(Check::Sha256(expected, hasher))
-                }
-                (None, Some(md5)) => Some(Check::Md5(md5, md5::Context::new())),
+            let stated = match (download.sha256.clone(), download.md5.clone()) {
+                (Some(expected), _) => Some(journal::Check::Sha256(expected)),
+                (None, Some(md5)) => Some(journal::Check::Md5(md5)),
                 _ => None,
             };
+            self.check = stated.as_ref().map(Check::new);
+            // Only a file the final check can verify is worth continuing,
+            // and only one larger than a record.
+            let size = expected_end.filter(|&size| size > RECORD_EVERY);
+            if let (Some(check), Some(etag), Some(size)) = (stated, &self.etag, size) {
+                let header = Header {
+                    key: self.key.to_string(),
+                    etag: etag.clone(),
+                    version: self.version.clone(),
+                    size,
+                    check,
+                };
+                self.journal = Journal::create(&temp.journal(), &header).ok().flatten();
+            }
         }
-        let expected_end = download.length.map(|n| download.offset + n).or(listed_size);
         let mut body = download.body;
+        let file = temp.file();
         let (check, written) = (&mut self.check, &mut self.written);
+        let (journal, recorded) = (self.journal.as_ref(), &mut self.recorded);
         // Bytes count as written as soon as they are: a body cut short
         // keeps what arrived for the next attempt.
-        copy_body(&mut body, self.key, |chunk| {
-            io::Write::write_all(file, chunk)?;
+        let copied = copy_body(&mut body, self.key, |chunk| {
+            file.write_all(chunk)?;
             *written += chunk.len() as u64;
-            match check {
-                Some(Check::Sha256(_, h)) => h.update(chunk),
-                Some(Check::Md5(_, h)) => h.consume(chunk),
-                None => {}
+            if let Some(check) = check {
+                check.update(chunk);
+            }
+            if *written - *recorded >= RECORD_EVERY {
+                record(journal, recorded, *written);
             }
             Ok(())
-        })?;
+        });
+        record(journal, recorded, *written);
+        copied?;
         check_length(self.key, expected_end, self.written)
     }
 
@@ -247,7 +346,9 @@ impl<'k> Landing<'k> {
 /// digest (the ranges are cut at the recorded part size), a whole-object
 /// SHA-256 by hashing the ranges in order — while a range streams when it
 /// is next in line, else from the file as soon as the ranges before it are
-/// done.
+/// done. A file a dead run left, whose journal names the object the HEAD
+/// states, is adopted: only its missing spans are fetched (cut at the range
+/// boundaries), and the bytes already there are hashed from the file.
 struct Ranged<'env> {
     backend: &'env dyn Backend,
     object: RemoteObject,
@@ -265,6 +366,10 @@ struct Ranged<'env> {
     file: File,
     /// Ranges written.
     done: Vec<AtomicBool>,
+    /// Per range, the spans to fetch: the whole range, unless adopted.
+    pending: Vec<Spans>,
+    adopted: bool,
+    journal: Option<Journal>,
     /// For a whole-object SHA-256: the next range to hash and the hash so far.
     ordered: Mutex<(usize, Sha256)>,
     /// For a composite checksum: each range's (part's) digest.
@@ -281,6 +386,7 @@ impl<'env> Ranged<'env> {
         path: PathBuf,
         force: bool,
         size: u64,
+        leftover: Option<Leftover>,
     ) -> Result<Arc<Ranged<'env>>> {
         let what = format!("HEAD '{}'", object.key);
         let stated = ctx.request(&what, None, |_| backend.stat(&object))?;
@@ -290,11 +396,43 @@ impl<'env> Ranged<'env> {
         }
         .max(1);
         let count = size.div_ceil(range) as usize;
-        let mode = Mode::for_pull(stated.mode, &path, force);
-        let mut temp = TempFile::create(&path, mode)?;
+        // Only a file the final check can verify is worth continuing.
+        let header = match (&stated.etag, &stated.sha256) {
+            (Some(etag), Some(expected)) => Some(Header {
+                key: object.key.clone(),
+                etag: etag.clone(),
+                version: stated.version.clone(),
+                size,
+                check: journal::Check::Sha256(expected.clone()),
+            }),
+            _ => None,
+        };
+        let adopted = leftover
+            .zip(header.as_ref())
+            .and_then(|(leftover, header)| adopt(leftover, header, &path));
+        let (mut temp, journal, missing, adopted) = match adopted {
+            Some((temp, journal, missing)) => (temp, Some(journal), missing, true),
+            None => {
+                let mode = Mode::for_pull(stated.mode, &path, force);
+                let mut temp = TempFile::create(&path, mode)?;
+                let journal = header
+                    .and_then(|header| Journal::create(&temp.journal(), &header).ok().flatten());
+                (temp, journal, vec![(0, size)], false)
+            }
+        };
         let write_error = |e| Error::local_io("write", &path, e);
         temp.file().set_len(size).map_err(write_error)?;
         let file = temp.file().try_clone().map_err(write_error)?;
+        let pending = (0..count as u64)
+            .map(|index| {
+                let (from, to) = (index * range, size.min((index + 1) * range));
+                missing
+                    .iter()
+                    .map(|&(a, b)| (a.max(from), b.min(to)))
+                    .filter(|(a, b)| a < b)
+                    .collect()
+            })
+            .collect();
         Ok(Arc::new(Ranged {
             backend,
             object,
@@ -308,6 +446,9 @@ impl<'env> Ranged<'env> {
             temp: Mutex::new(Some(temp)),
             file,
             done: (0..count).map(|_| AtomicBool::new(false)).collect(),
+            pending,
+            adopted,
+            journal,
             ordered: Mutex::new((0, Sha256::new())),
             parts: Mutex::new(vec![[0; 32]; count]),
             left: AtomicUsize::new(count),
@@ -346,16 +487,58 @@ impl<'env> Ranged<'env> {
     /// One range into place, hashed as its check needs.
     fn fetch_range(&self, ctx: &Ctx<'_, '_, 'env>, index: usize) -> Result<()> {
         let (offset, len) = self.span(index);
-        let key = &self.object.key;
         let composite = matches!(self.expected, Some(Expected::Composite { .. }));
-        // Next in line for the whole-object hash, and nobody hashing: this
-        // range hashes while it streams.
-        let mut in_line = match (&self.expected, self.ordered.try_lock()) {
-            (Some(Expected::Whole(_)), Ok(guard)) if guard.0 == index => Some(guard),
-            _ => None,
-        };
+        let lost = || Error::Protocol("a range hash was lost".into());
+        let pending = &self.pending[index];
+        if pending[..] != [(offset, offset + len)] {
+            // Partly on disk already: fetch the rest, then hash from the file.
+            for &(from, to) in pending {
+                self.fetch_span(ctx, from, to - from, None, false)?;
+            }
+            if composite {
+                let mut part = Sha256::new();
+                read_file_range(&self.file, offset, len, |bytes| part.update(bytes))
+                    .map_err(|e| Error::local_io("read", &self.path, e))?;
+                self.parts.lock().map_err(|_| lost())?[index] = part.finalize().into();
+            }
+        } else {
+            // Next in line for the whole-object hash, and nobody hashing:
+            // this range hashes while it streams.
+            let mut in_line = match (&self.expected, self.ordered.try_lock()) {
+                (Some(Expected::Whole(_)), Ok(guard)) if guard.0 == index => Some(guard),
+                _ => None,
+            };
+            let start = in_line.as_ref().map(|guard| &guard.1);
+            let (whole, part) = self.fetch_span(ctx, offset, len, start, composite)?;
+            if let (Some(guard), Some(hash)) = (&mut in_line, whole) {
+                **guard = (index + 1, hash);
+            }
+            drop(in_line);
+            if let (Some(hash), Ok(mut parts)) = (part, self.parts.lock()) {
+                parts[index] = hash.finalize().into();
+            }
+        }
+        self.done[index].store(true, Ordering::SeqCst);
+        if matches!(self.expected, Some(Expected::Whole(_))) {
+            self.hash_in_order(false)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes `offset..offset + len` into place, journalled as they land;
+    /// gives the whole-object hash continued from `whole` and, when asked
+    /// for, the span's own.
+    fn fetch_span(
+        &self,
+        ctx: &Ctx<'_, '_, 'env>,
+        offset: u64,
+        len: u64,
+        whole: Option<&Sha256>,
+        own: bool,
+    ) -> Result<(Option<Sha256>, Option<Sha256>)> {
+        let key = &self.object.key;
         let what = format!("GET '{key}' bytes {offset}-{}", offset + len - 1);
-        let (whole, part) = ctx.request(&what, Some(len), |_| {
+        ctx.request(&what, Some(len), |_| {
             let range = ByteRange {
                 from: offset,
                 len: Some(len),
@@ -379,11 +562,12 @@ impl<'env> Ranged<'env> {
                 )));
             }
             // Fresh hashers per attempt: a retried range starts over.
-            let mut whole = in_line.as_ref().map(|guard| guard.1.clone());
-            let mut part = composite.then(Sha256::new);
-            let mut at = offset;
+            let mut whole = whole.cloned();
+            let mut part = own.then(Sha256::new);
+            let (mut at, mut recorded) = (offset, offset);
+            let journal = self.journal.as_ref();
             let mut body = download.body;
-            let n = copy_body(&mut body, key, |chunk| {
+            let copied = copy_body(&mut body, key, |chunk| {
                 write_at(&self.file, chunk, at)?;
                 at += chunk.len() as u64;
                 if let Some(h) = &mut whole {
@@ -392,23 +576,15 @@ impl<'env> Ranged<'env> {
                 if let Some(h) = &mut part {
                     h.update(chunk);
                 }
+                if at - recorded >= RECORD_EVERY {
+                    record(journal, &mut recorded, at);
+                }
                 Ok(())
-            })?;
-            check_length(key, Some(len), n)?;
+            });
+            record(journal, &mut recorded, at);
+            check_length(key, Some(len), copied?)?;
             Ok((whole, part))
-        })?;
-        if let (Some(guard), Some(hash)) = (&mut in_line, whole) {
-            **guard = (index + 1, hash);
-        }
-        drop(in_line);
-        if let (Some(hash), Ok(mut parts)) = (part, self.parts.lock()) {
-            parts[index] = hash.finalize().into();
-        }
-        self.done[index].store(true, Ordering::SeqCst);
-        if matches!(self.expected, Some(Expected::Whole(_))) {
-            self.hash_in_order(false)?;
-        }
-        Ok(())
+        })
     }
 
     /// Hashes the ranges that are done and next in line, from the file.
@@ -424,7 +600,8 @@ impl<'env> Ranged<'env> {
             };
             while guard.0 < self.done.len() && self.done[guard.0].load(Ordering::SeqCst) {
                 let (offset, len) = self.span(guard.0);
-                hash_file_range(&self.file, offset, len, &mut guard.1)
+                let hasher = &mut guard.1;
+                read_file_range(&self.file, offset, len, |bytes| hasher.update(bytes))
                     .map_err(|e| Error::local_io("read", &self.path, e))?;
                 guard.0 += 1;
             }
@@ -477,7 +654,7 @@ impl<'env> Ranged<'env> {
 
     /// Counts one range done; the last one verifies the file and renames it
     /// into place (or drops it), and fills the slot.
-    fn release(&self, ctx: &Ctx<'_, '_, 'env>, slot: &Slot) {
+    fn release(&self, ctx: &Ctx<'_, '_, 'env>, slot: &Arc<Slot>) {
         if self.left.fetch_sub(1, Ordering::SeqCst) != 1 {
             return;
         }
@@ -487,22 +664,42 @@ impl<'env> Ranged<'env> {
             (_, Some(e)) => Err(e),
             (None, None) => return,
             (Some(_), None) if ctx.stopping() => return,
-            (Some(temp), None) => self.verify().and_then(|()| {
-                temp.commit(
-                    &self.path,
-                    self.force,
-                    &self.path.display().to_string(),
-                    Side::Local,
-                )
-                .map(|()| self.size)
-            }),
+            (Some(temp), None) => match self.verify() {
+                Err(e) if self.adopted => {
+                    log::debug(|| {
+                        format!("{e}: the bytes a dead run left were bad; starting over")
+                    });
+                    drop(temp);
+                    let object = self.object.clone();
+                    let (path, slot) = (self.path.clone(), Arc::clone(slot));
+                    return fetch(ctx, self.backend, object, path, self.force, slot);
+                }
+                verified => verified.and_then(|()| {
+                    let display = self.path.display().to_string();
+                    temp.commit(&self.path, self.force, &display, Side::Local)
+                        .map(|()| self.size)
+                }),
+            },
         };
         finish(ctx, slot, result);
     }
 }
 
-/// Adds `len` bytes of `file` from `offset` to `hasher`.
-fn hash_file_range(file: &File, offset: u64, len: u64, hasher: &mut Sha256) -> io::Result<()> {
+/// Records bytes `*recorded..to` as written, in the journal if one is kept.
+fn record(journal: Option<&Journal>, recorded: &mut u64, to: u64) {
+    if let Some(journal) = journal {
+        journal.record(*recorded, to);
+    }
+    *recorded = to;
+}
+
+/// Hands `len` bytes of `file` from `offset` to `each`, a buffer at a time.
+fn read_file_range(
+    file: &File,
+    offset: u64,
+    len: u64,
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<()> {
     let mut buf = [0u8; 64 * 1024];
     let mut done = 0;
     while done < len {
@@ -513,10 +710,30 @@ fn hash_file_range(file: &File, offset: u64, len: u64, hasher: &mut Sha256) -> i
         if n == 0 {
             return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
         }
-        hasher.update(&buf[..n]);
+        each(&buf[..n]);
         done += n as u64;
     }
     Ok(())
+}
+
+/// Takes over what a dead run left when its journal names the object
+/// `header` describes and the same check: the file, its journal, and the
+/// spans still missing.
+fn adopt(leftover: Leftover, header: &Header, dest: &Path) -> Option<(TempFile, Journal, Spans)> {
+    let (found, spans) = journal::read(leftover.journal()?)?;
+    let version = header.version.as_deref();
+    if !found.matches(&header.key, &header.etag, version, Some(header.size))
+        || found.check != header.check
+    {
+        return None;
+    }
+    let mut temp = TempFile::adopt(leftover, dest)?;
+    let journal = Journal::open(&temp.journal()).ok()?;
+    let missing = journal::missing(&spans, header.size);
+    let have = header.size - missing.iter().map(|(a, b)| b - a).sum::<u64>();
+    progress::add(have);
+    log::debug(|| format!("'{}': {have} bytes already here", header.key));
+    Some((temp, journal, missing))
 }
 
 /// The object was replaced while it was being fetched in ranges.

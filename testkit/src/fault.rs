@@ -34,8 +34,8 @@ pub enum Fault {
     ResetBeforeResponse,
     /// Read half the request body (at most 64 KiB), then reset.
     ResetDuringUpload,
-    /// Forward, send the head and half the body, then reset.
-    ResetDuringDownload,
+    /// Forward, send the head and this percentage of the body, then reset.
+    ResetDuringDownload(usize),
     /// Forward, send the head with the full Content-Length but only half
     /// the body, then close cleanly.
     ShortBody,
@@ -239,11 +239,7 @@ impl FaultProxy {
 
     /// How many requests so far match `filter`.
     pub fn count(&self, filter: impl Fn(&Seen) -> bool) -> usize {
-        lock(&self.layer.state)
-            .seen
-            .iter()
-            .filter(|s| filter(s))
-            .count()
+        self.seen().iter().filter(|s| filter(s)).count()
     }
 
     /// How many requests got a fault (a quirk's refusal included).
@@ -258,8 +254,7 @@ impl FaultProxy {
 
     /// The `host:port` of every CONNECT, in arrival order.
     pub fn connects(&self) -> Vec<String> {
-        let seen = lock(&self.layer.state).seen.clone();
-        seen.into_iter()
+        (self.seen().into_iter())
             .filter(|s| s.method == "CONNECT")
             .map(|s| s.request.target)
             .collect()
@@ -382,13 +377,13 @@ impl Handler for Layer {
             Err(e) => return Reply::status(502, &format!("fault proxy: {e}")),
         };
         lock(&self.state).seen[idx].status = Some(reply.status);
-        let half = reply.body.len() / 2;
+        let len = reply.body.len();
         match fault {
             Some(Fault::ShortBody) => reply.cut(Cut::Short),
-            Some(Fault::ResetDuringDownload) => reply.cut(Cut::ResetMidBody),
+            Some(Fault::ResetDuringDownload(p)) => reply.cut(Cut::ResetMidBody(len * p / 100)),
             Some(Fault::StallDuringDownload(d)) => reply.cut(Cut::StallMidBody(d)),
             Some(Fault::CorruptBody) => {
-                if let Some(b) = reply.body.get_mut(half) {
+                if let Some(b) = reply.body.get_mut(len / 2) {
                     *b ^= 0xFF;
                 }
                 reply

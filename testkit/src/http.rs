@@ -145,8 +145,8 @@ pub enum Cut {
     /// Before reading it, half the request body (at most 64 KiB) is read,
     /// then the connection is reset.
     ResetUpload,
-    /// The head and half the body, then a reset.
-    ResetMidBody,
+    /// The head and this many bytes of the body, then a reset.
+    ResetMidBody(usize),
     /// The head (full length) and half the body, then a clean close.
     Short,
     /// Nothing for this long, then a clean close.
@@ -553,8 +553,8 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 return linger(&stream, &mut reader);
             }
             Cut::Tunnel(to) => return tunnel(&stream, reader, to),
-            Cut::ResetMidBody => {
-                if w.write_all(&reply.bytes(is_head, false, half)).is_ok() {
+            Cut::ResetMidBody(at) => {
+                if w.write_all(&reply.bytes(is_head, false, at)).is_ok() {
                     thread::sleep(Duration::from_millis(50));
                 }
                 return reset_on_drop(&stream);

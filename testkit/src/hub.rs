@@ -387,11 +387,8 @@ impl Handler for Storage {
         if req.method == "PUT" && !has_length {
             return Reply::status(501, "Content-Length required").cut(Cut::Close);
         }
-        let signature = req
-            .query_pairs()
-            .into_iter()
-            .find(|(k, _)| k == "Signature")
-            .map(|(_, v)| v);
+        let signature =
+            (req.query_pairs().into_iter()).find_map(|(k, v)| (k == "Signature").then_some(v));
         if signature.as_deref() != Some(shared.sign(&req.method, &key).as_str()) {
             return Reply::status(403, "signature does not match");
         }
@@ -406,19 +403,30 @@ impl Handler for Storage {
                 }
                 _ => Reply::status(404, "no such object"),
             },
+            // As GCS: an ETag, `If-Match`, `Range: bytes=N-`, and the whole
+            // object's MD5 on every answer when asked to state one.
             "GET" => match std::fs::read(&file) {
                 Ok(bytes) => {
-                    let mut reply = Reply::with(200, "application/octet-stream", bytes);
+                    let digest = md5::compute(&bytes);
+                    let etag = format!("\"{digest:x}\"");
+                    if req.header("if-match").is_some_and(|m| m != etag) {
+                        return Reply::status(412, "precondition failed");
+                    }
+                    let len = bytes.len();
+                    let range = req
+                        .header("range")
+                        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok());
+                    let mut reply = match range.filter(|&n: &usize| n < len) {
+                        Some(n) => Reply::with(206, "application/octet-stream", &bytes[n..])
+                            .header("content-range", &format!("bytes {n}-{}/{len}", len - 1)),
+                        None => Reply::with(200, "application/octet-stream", bytes),
+                    };
                     if let Some(honest) = lock(&shared.state).goog_md5 {
-                        let digest = if honest {
-                            md5::compute(&reply.body).0
-                        } else {
-                            [0; 16]
-                        };
-                        let md5 = base64::engine::general_purpose::STANDARD.encode(digest);
+                        let md5 = if honest { digest.0 } else { [0; 16] };
+                        let md5 = base64::engine::general_purpose::STANDARD.encode(md5);
                         reply = reply.header("x-goog-hash", &format!("crc32c=AAAAAA==,md5={md5}"));
                     }
-                    reply
+                    reply.header("etag", &etag)
                 }
                 Err(_) => Reply::status(404, "no such object"),
             },

@@ -157,7 +157,7 @@ fn resets_short_and_corrupt_bodies_fail_where_injected() {
     let kind = err.unwrap_err().kind();
     assert_eq!(kind, std::io::ErrorKind::ConnectionReset, "a real reset");
 
-    proxy.inject(Rule::any(), Fault::ResetDuringDownload);
+    proxy.inject(Rule::any(), Fault::ResetDuringDownload(50));
     assert!(get(&proxy, "/bytes/200000").is_err(), "reset mid-body");
     let last = proxy.seen().pop().unwrap();
     assert_eq!(last.status, Some(200), "the head was sent");

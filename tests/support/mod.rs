@@ -253,11 +253,7 @@ impl TestEnv {
 
     pub fn run_cmd(&self, mut cmd: Command, input: Option<&[u8]>) -> Run {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-        cmd.stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
+        cmd.stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()));
         let mut child = cmd.spawn().expect("run the artifact binary");
         if let Some(bytes) = input {
             let mut stdin = child.stdin.take().expect("stdin");
