@@ -13,15 +13,19 @@
 //!   every round trip, from a few connections, so a server's short listen
 //!   queue never sees the whole budget at once);
 //! - once a round of requests shows latency well above the minimum, requests
-//!   are queueing at the store: slow start ends and the limit shrinks in
+//!   are queueing somewhere: slow start ends. If the round still completed
+//!   clearly more requests per second than the last round at half the limit,
+//!   the queueing is worth it (a store far away whose CPU is busy still
+//!   gains from more in flight) and the limit holds. Otherwise it shrinks in
 //!   proportion (the store's throughput times the minimum latency, plus a
-//!   little headroom, but not below 8), then grows slowly while latency
-//!   stays low;
+//!   little headroom), by at most half at a time and never below 8, then grows
+//!   slowly (an eighth a round) while latency stays low or the rate of
+//!   completions still rises with it;
 //! - a throttling answer (429, 503, S3's SlowDown) halves it at once.
 //!
 //! Pure logic: the scheduler feeds it samples and reads `limit`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Requests in flight when an adaptive run starts.
 const INITIAL: usize = 4;
@@ -37,12 +41,22 @@ const NEAR_MIN: f64 = 1.5;
 const QUEUEING: f64 = 2.0;
 /// Size classes: up to 64 KiB, then each four times the last.
 const CLASSES: usize = 7;
+/// A queueing round holds the limit if it completed at least this many
+/// times the requests per second of the last round at half the limit.
+const RISING: f64 = 1.15;
+/// How many past rounds' rates are kept to compare with.
+const HISTORY: usize = 64;
 
 /// What one finished request tells the budget.
 #[derive(Debug, Clone, Copy)]
 pub enum Sample {
-    /// It completed in `latency`, moving `bytes`.
-    Done { latency: Duration, bytes: u64 },
+    /// It completed at `finished`, `latency` after it was sent, moving
+    /// `bytes`.
+    Done {
+        latency: Duration,
+        bytes: u64,
+        finished: Instant,
+    },
     /// The store asked us to slow down (429, 503, SlowDown).
     Throttled,
 }
@@ -55,8 +69,13 @@ pub struct Budget {
     slow_start: bool,
     /// The lowest latency seen per size class, in seconds.
     min: [f64; CLASSES],
-    /// Latency ratios of the current round.
+    /// Latency ratios of the current round, how many it takes (the limit
+    /// when it started), and when it started.
     round: Vec<f64>,
+    round_len: usize,
+    round_started: Option<Instant>,
+    /// The latest rounds' limits and requests completed per second.
+    rates: std::collections::VecDeque<(usize, f64)>,
     /// Samples to let pass before a throttle may cut the limit again.
     calm: usize,
     highest: usize,
@@ -82,6 +101,9 @@ impl Budget {
             slow_start: true,
             min: [f64::INFINITY; CLASSES],
             round: Vec::new(),
+            round_len: 0,
+            round_started: None,
+            rates: Default::default(),
             calm: 0,
             highest: start,
         }
@@ -113,7 +135,11 @@ impl Budget {
         self.calm = self.calm.saturating_sub(1);
         match sample {
             Sample::Throttled => self.throttled(),
-            Sample::Done { latency, bytes } => self.done(latency.as_secs_f64(), bytes),
+            Sample::Done {
+                latency,
+                bytes,
+                finished,
+            } => self.done(latency.as_secs_f64(), bytes, finished),
         }
         self.highest = self.highest.max(self.limit());
     }
@@ -129,7 +155,8 @@ impl Budget {
         }
     }
 
-    fn done(&mut self, latency: f64, bytes: u64) {
+    fn done(&mut self, latency: f64, bytes: u64, finished: Instant) {
+        let started = *self.round_started.get_or_insert(finished);
         let class = size_class(bytes);
         let min = &mut self.min[class];
         if latency < *min {
@@ -139,20 +166,42 @@ impl Budget {
         if self.slow_start && ratio <= NEAR_MIN {
             self.limit = (self.limit + 1.0).min(self.ceiling as f64);
         }
+        if self.round.is_empty() {
+            self.round_len = self.limit().max(8);
+        }
         self.round.push(ratio);
-        if self.round.len() < self.limit().max(8) {
+        if self.round.len() < self.round_len {
             return;
         }
         let median = median(&mut self.round);
+        let elapsed = finished.duration_since(started).as_secs_f64();
+        let rate = (elapsed > 0.0).then(|| self.round.len() as f64 / elapsed);
         self.round.clear();
+        self.round_started = Some(finished);
+        let limit = self.limit();
+        // Against the latest round at half the limit or less.
+        let half = self.rates.iter().rev().find(|(l, _)| l * 2 <= limit);
+        let rising = matches!((rate, half), (Some(now), Some((_, then))) if now >= then * RISING);
+        if let Some(rate) = rate {
+            if self.rates.len() == HISTORY {
+                self.rates.pop_front();
+            }
+            self.rates.push_back((limit, rate));
+        }
         if median > QUEUEING {
-            // Requests wait at the store: keep what it completes in one
-            // minimum latency, plus room for a few more.
             self.slow_start = false;
+            if rising {
+                return;
+            }
+            // Requests wait and more in flight no longer buys more done:
+            // keep what the store completes in one minimum latency, plus
+            // room for a few more.
             let fitting = self.limit / median;
-            let lowest = (FLOOR as f64).min(self.limit);
+            let lowest = (FLOOR as f64).max(self.limit / 2.0).min(self.limit);
             self.limit = (fitting + fitting.sqrt().max(2.0)).clamp(lowest, self.limit);
-        } else if !self.slow_start && median <= NEAR_MIN {
+        } else if (!self.slow_start && median <= NEAR_MIN) || (median > NEAR_MIN && rising) {
+            // Latency is low again, or rising but still paying off: grow
+            // by an eighth a round.
             self.limit = (self.limit + (self.limit / 8.0).max(1.0)).min(self.ceiling as f64);
         }
     }
@@ -181,14 +230,19 @@ mod tests {
     /// Drives a budget against a model store: `serve(in_flight)` is the
     /// latency each request sees with that many in flight. Returns the
     /// limit after `rounds` round trips.
+    /// Every round trip's requests finish together, one latency after the
+    /// last round's.
     fn settle(budget: &mut Budget, rounds: usize, serve: impl Fn(usize) -> f64) -> usize {
+        let mut clock = Instant::now();
         for _ in 0..rounds {
             let n = budget.limit();
             let latency = Duration::from_secs_f64(serve(n));
+            clock += latency;
             for _ in 0..n {
                 budget.record(Sample::Done {
                     latency,
                     bytes: 4096,
+                    finished: clock,
                 });
             }
         }
@@ -235,6 +289,16 @@ mod tests {
     }
 
     #[test]
+    fn holds_while_more_in_flight_still_completes_more() {
+        // 20 ms away, and the store's CPU queues requests beyond a few
+        // thousand a second: latency doubles by 128 in flight, but 128 still
+        // complete 44 % more a second than 64 (Vegas alone would stop at 64).
+        let mut b = Budget::adaptive(128);
+        let limit = settle(&mut b, 60, |n| 0.020 + n as f64 / 5000.0);
+        assert!(limit >= 100, "{limit}");
+    }
+
+    #[test]
     fn throttling_halves_once_per_round() {
         let mut b = Budget::adaptive(128);
         settle(&mut b, 6, |_| 0.020);
@@ -253,8 +317,10 @@ mod tests {
     #[test]
     fn large_and_small_requests_keep_separate_baselines() {
         let mut b = Budget::adaptive(128);
+        let mut clock = Instant::now();
         // Small files at 1 ms, 8 MiB parts at 80 ms, both unloaded.
         for _ in 0..20 {
+            clock += Duration::from_millis(80);
             let n = b.limit();
             for i in 0..n {
                 let (latency, bytes) = if i % 2 == 0 {
@@ -265,6 +331,7 @@ mod tests {
                 b.record(Sample::Done {
                     latency: Duration::from_secs_f64(latency),
                     bytes,
+                    finished: clock,
                 });
             }
         }

@@ -178,6 +178,7 @@ impl<'s, 'e, 'env> Ctx<'s, 'e, 'env> {
                 (Ok(_), Some(bytes)) => self.record(Sample::Done {
                     latency: started.elapsed(),
                     bytes,
+                    finished: Instant::now(),
                 }),
                 (Ok(_), None) => {}
                 (Err(e), _) if e.is_throttle() => self.record(Sample::Throttled),
