@@ -34,6 +34,7 @@ Settings (environment):
   BENCH_SCALE_REPS=1    repetitions of the scale check
   BENCH_STOCK=0         skip the informational stock-s3s-fs (no TCP_NODELAY) column
   BENCH_HUB=0           skip the Hub backend bench
+  BENCH_FEATURES=0      skip the --skip-unchanged and resumed-pull rows
   BENCH_HUB_FILES=1000  files in the Hub bench
   BENCH_VERSION_RUNS=200  runs of `artifact --version` (0: skip)
   BENCH_WORKLOADS=small,mid,big   which S3 workloads (huge and scale are added by the flags)
@@ -123,6 +124,10 @@ VERSION_TARGET_MS = 2.0
 SWEEP_TARGET = 1.10
 # Peak RSS growth per file of plan, from 10,000 to 100,000 tiny files.
 BYTES_PER_FILE_TARGET = 500
+# Issue #14: `push -f --skip-unchanged` of an unchanged tree against its first
+# push, and a pull continued after a kill at half way against a full pull.
+SKIP_TARGET = 0.30
+RESUME_TARGET = 0.60
 
 CHILDREN = []  # servers we started, stopped on exit
 
@@ -566,6 +571,103 @@ def bench_hub(hub, files, results):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def bench_skip(server, results):
+    """`push -f --skip-unchanged` of the unchanged 100 × 1 MiB tree against
+    the first push of it: a listing and one HEAD per file instead of 100 MiB."""
+    src = os.path.join(ROOT, "data", "mid")
+    log(f"skip-unchanged: {WORKLOADS['mid']['title']}, {REPS} rep(s)")
+    first = results.setdefault(("feature", "mid", "first push", "up"), Samples())
+    again = results.setdefault(("feature", "mid", "push -f --skip-unchanged", "up"), Samples())
+    for rep in range(REPS):
+        SEQ[0] += 1
+        push, _, env, cwd = s3_commands("artifact", server, src, "", f"skip-{rep}-{SEQ[0]}")
+        wait_for_idle()
+        try:
+            first.add(*timed(push + ["-f"], env, cwd))
+            again.add(*timed(push + ["-f", "--skip-unchanged"], env, cwd))
+            with open(os.path.join(ROOT, "stderr.out"), errors="replace") as f:
+                said = f.read()
+            if "Skipped 100 unchanged files." not in said:
+                raise RunFailed("the second push did not skip all 100 files:\n" + said[-600:])
+            log(f"  skip   rep {rep + 1}: first push {first.times[-1]:.3f} s, "
+                f"unchanged push {again.times[-1]:.3f} s")
+        except (RunFailed, subprocess.TimeoutExpired) as e:
+            again.failures.append(str(e))
+            log(f"  skip   rep {rep + 1}: FAILED: {str(e).strip()[:600]}")
+        finally:
+            server.wipe()
+
+
+def journal_coverage(out):
+    """How many bytes the journals under `out` record as written."""
+    done = 0
+    for dirpath, _, names in os.walk(out):
+        for name in names:
+            parts = name.split("~")
+            if not (name.startswith(".artifact-tmp~") and len(parts) > 3
+                    and parts[3].endswith("j")):
+                continue
+            spans = []
+            try:
+                with open(os.path.join(dirpath, name)) as f:
+                    for line in f.read().split("\n")[:-1]:
+                        words = line.split()
+                        if len(words) == 2 and all(w.isdigit() for w in words):
+                            spans.append((int(words[0]), int(words[1])))
+            except OSError:
+                continue
+            end = 0
+            for a, b in sorted(spans):
+                a = max(a, end)
+                if b > a:
+                    done += b - a
+                    end = b
+    return done
+
+
+def bench_resume(server, results):
+    """A pull of the 256 MiB file killed (SIGKILL) once its journal records
+    half the bytes, then the pull again, against a full pull."""
+    src = os.path.join(ROOT, "data", "big")
+    size = os.path.getsize(os.path.join(src, os.listdir(src)[0]))
+    log(f"resume: {WORKLOADS['big']['title']}, {REPS} rep(s), kill -9 at half way")
+    full = results.setdefault(("feature", "big", "full pull", "down"), Samples())
+    resumed = results.setdefault(("feature", "big", "pull after a kill at 50 %", "down"),
+                                 Samples())
+    for rep in range(REPS):
+        SEQ[0] += 1
+        tag = f"resume-{rep}-{SEQ[0]}"
+        out = os.path.join(OUT, tag)
+        push, pull, env, cwd = s3_commands("artifact", server, src, out, tag)
+        wait_for_idle()
+        try:
+            timed(push, env, cwd)
+            full.add(*timed(pull, env, cwd))
+            verify(src, out)
+            clean_out(out)
+            proc = subprocess.Popen(pull, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 120
+            while journal_coverage(out) < size // 2:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    raise RunFailed("the pull ended before half of it was recorded")
+                time.sleep(0.002)
+            proc.kill()
+            proc.wait()
+            got = journal_coverage(out)
+            resumed.add(*timed(pull, env, cwd))
+            verify(src, out)
+            log(f"  resume rep {rep + 1}: full pull {full.times[-1]:.3f} s, killed at "
+                f"{100 * got / size:.0f} %, second pull {resumed.times[-1]:.3f} s, verified")
+        except (RunFailed, subprocess.TimeoutExpired) as e:
+            resumed.failures.append(str(e))
+            log(f"  resume rep {rep + 1}: FAILED: {str(e).strip()[:600]}")
+        finally:
+            clean_out(out)
+            server.wipe()
+
+
 def bench_version(runs):
     """Median wall time of `artifact --version`, in ms: hyperfine with no
     intermediate shell (-N) when it is there, else fork/exec/wait timed with
@@ -827,6 +929,22 @@ def report(results, hub_files, version, started, load_start, checks):
                 f"{max(one.noise() if one else 0, dflt.noise() if dflt else 0):.0%} |")
         add("")
 
+    features = [(k, v) for k, v in results.items() if k[0] == "feature"]
+    if features:
+        add("## Skipping and resuming (artifact alone, loopback S3 server)")
+        add("")
+        add("| workload | run | median s (min–max) | peak RSS MiB | CPU s tool / server |"
+            " other CPU |")
+        add("|---|---|---:|---:|---:|---:|")
+        for (_, wl, run, _d), v in features:
+            if v.ok:
+                add(f"| {WORKLOADS[wl]['title']} | {run} | {fmt_s(v.median())} "
+                    f"({fmt_s(min(v.times))}–{fmt_s(max(v.times))}) | {max(v.rss) / 1024:.1f} | "
+                    f"{v.cpu()} | {v.noise():.0%} |")
+            else:
+                add(f"| {WORKLOADS[wl]['title']} | {run} | failed | | | |")
+        add("")
+
     if version:
         add("## Start-up: `artifact --version`")
         add("")
@@ -957,6 +1075,23 @@ def target_checks(results, version, hub_files=1000):
             else:
                 checks.append((f"Hub, {d}: default ≥ {HUB_SPEEDUP_TARGET}× faster", "failed",
                                False))
+    for (a_key, b_key, limit, title) in (
+            (("feature", "mid", "push -f --skip-unchanged", "up"),
+             ("feature", "mid", "first push", "up"), SKIP_TARGET,
+             "`push -f --skip-unchanged` of the unchanged 100 × 1 MiB tree"),
+            (("feature", "big", "pull after a kill at 50 %", "down"),
+             ("feature", "big", "full pull", "down"), RESUME_TARGET,
+             "pull of 256 MiB after a kill at 50 %")):
+        a, b = results.get(a_key), results.get(b_key)
+        if a is None and b is None:
+            continue
+        title = f"{title} ≤ {limit} × {b_key[2]}"
+        if a and a.ok and b and b.ok and not a.failures:
+            r = a.median() / b.median()
+            checks.append((title, f"{r:.2f} ({fmt_s(a.median())} s vs {fmt_s(b.median())} s)",
+                           r <= limit))
+        else:
+            checks.append((title, "not measured (a run failed)", False))
     if version:
         checks.append((f"`artifact --version` ≤ {VERSION_TARGET_MS} ms median",
                        f"{version['median']:.2f} ms", version["median"] <= VERSION_TARGET_MS))
@@ -1015,6 +1150,7 @@ def main():
     version_runs = env_int("BENCH_VERSION_RUNS", 200)
     far = env_flag("BENCH_FAR", True)
     sweep_loopback = env_flag("BENCH_SWEEP_LOOPBACK")
+    features = env_flag("BENCH_FEATURES", True)
 
     shutil.rmtree(ROOT, ignore_errors=True)
     for d in ("data", "home", "tmp"):
@@ -1058,6 +1194,10 @@ def main():
                 read_settled(fast, wl, "s3")
             if sweep_loopback:
                 sweep(fast, workloads, results, "sweep-s3")
+            if features and "mid" in workloads:
+                bench_skip(fast, results)
+            if features and "big" in workloads:
+                bench_resume(fast, results)
         if far:
             remote = S3Server(BINS, "s3-far", nodelay=True, delay_ms=DELAY_MS)
             sweep(remote, workloads, results, "sweep-far")

@@ -99,21 +99,28 @@ pub fn composite(parts: &[[u8; 32]]) -> String {
 /// The digests of one part of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartDigests {
-    pub md5: [u8; 16],
+    /// When asked for.
+    pub md5: Option<[u8; 16]>,
     pub sha256: [u8; 32],
 }
 
-/// The MD5 and SHA-256 of each `part_size` part of the `size` bytes of the
-/// file at `path` (one part when it is no larger; an empty file is one
-/// empty part), in one read. A file that is not `size` bytes long is an
-/// error.
-pub fn file_parts(path: &Path, size: u64, part_size: u64) -> Result<Vec<PartDigests>> {
+/// The SHA-256 (and, `with_md5`, the MD5) of each `part_size` part of the
+/// `size` bytes of the file at `path` (one part when it is no larger; an
+/// empty file is one empty part), in one read. A file that is not `size`
+/// bytes long is an error.
+pub fn file_parts(
+    path: &Path,
+    size: u64,
+    part_size: u64,
+    with_md5: bool,
+) -> Result<Vec<PartDigests>> {
     let read_error = |e| Error::local_io("read", path, e);
     let mut file = File::open(path).map_err(read_error)?.take(size + 1);
     let part_size = part_size.max(1);
     let mut parts = Vec::with_capacity(usize::try_from(size / part_size + 1).unwrap_or(1));
     let mut buf = vec![0u8; 256 * 1024];
-    let (mut md5, mut sha) = (md5::Context::new(), Sha256::new());
+    let new_md5 = || with_md5.then(md5::Context::new);
+    let (mut md5, mut sha) = (new_md5(), Sha256::new());
     let (mut in_part, mut total) = (0u64, 0u64);
     loop {
         interrupt::check()?;
@@ -123,15 +130,15 @@ pub fn file_parts(path: &Path, size: u64, part_size: u64) -> Result<Vec<PartDige
         if n == 0 {
             break;
         }
-        md5.consume(&buf[..n]);
+        if let Some(md5) = &mut md5 {
+            md5.consume(&buf[..n]);
+        }
         sha.update(&buf[..n]);
         in_part += n as u64;
         total += n as u64;
         if in_part == part_size {
             parts.push(PartDigests {
-                md5: std::mem::replace(&mut md5, md5::Context::new())
-                    .finalize()
-                    .0,
+                md5: std::mem::replace(&mut md5, new_md5()).map(|m| m.finalize().0),
                 sha256: sha.finalize_reset().into(),
             });
             in_part = 0;
@@ -144,7 +151,7 @@ pub fn file_parts(path: &Path, size: u64, part_size: u64) -> Result<Vec<PartDige
     }
     if in_part > 0 || parts.is_empty() {
         parts.push(PartDigests {
-            md5: md5.finalize().0,
+            md5: md5.map(|m| m.finalize().0),
             sha256: sha.finalize().into(),
         });
     }
@@ -208,24 +215,25 @@ mod tests {
         let path = dir.path().join("f");
         let data: Vec<u8> = (0..25u32).map(|i| i as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        let parts = file_parts(&path, 25, 10).unwrap();
+        let parts = file_parts(&path, 25, 10, true).unwrap();
         assert_eq!(parts.len(), 3);
         for (part, bytes) in parts.iter().zip(data.chunks(10)) {
-            assert_eq!(part.md5, md5::compute(bytes).0);
+            assert_eq!(part.md5, Some(md5::compute(bytes).0));
             assert_eq!(part.sha256, sha256(bytes));
         }
-        let whole = file_parts(&path, 25, 25).unwrap();
+        let whole = file_parts(&path, 25, 25, false).unwrap();
         assert_eq!(whole.len(), 1);
         assert_eq!(whole[0].sha256, sha256(&data));
+        assert_eq!(whole[0].md5, None);
         let empty = dir.path().join("e");
         std::fs::write(&empty, b"").unwrap();
         assert_eq!(
-            file_parts(&empty, 0, 10).unwrap()[0].md5,
-            md5::compute(b"").0
+            file_parts(&empty, 0, 10, true).unwrap()[0].md5,
+            Some(md5::compute(b"").0)
         );
         // A file of another size than planned is an error.
-        assert!(file_parts(&path, 24, 10).is_err());
-        assert!(file_parts(&path, 26, 10).is_err());
+        assert!(file_parts(&path, 24, 10, false).is_err());
+        assert!(file_parts(&path, 26, 10, false).is_err());
     }
 
     #[test]

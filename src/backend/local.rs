@@ -126,8 +126,11 @@ impl Backend for Local {
             }
             Err(e) => return Err(Error::local_io("read", &path, e)),
         };
-        let parts = checksum::file_parts(&path, meta.len(), meta.len())?;
-        let md5 = parts.first().map(|p| crate::aws::sigv4::hex(&p.md5));
+        let parts = checksum::file_parts(&path, meta.len(), meta.len(), true)?;
+        let md5 = parts
+            .first()
+            .and_then(|p| p.md5)
+            .map(|md5| crate::aws::sigv4::hex(&md5));
         Ok(Stated {
             etag: md5.map(|hex| format!("\"{hex}\"")),
             mode: atomic::permission_bits(&meta),

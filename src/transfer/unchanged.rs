@@ -1,15 +1,17 @@
 //! --skip-unchanged: whether a local file and a stored object are proven
 //! identical, so that a forced push or pull can leave both alone.
 //!
-//! Proof is content, then mode. A store states an object's content as an
-//! ETag — S3's is the MD5 of a single PUT, or the MD5 of the part MD5s with
-//! `-N` for a multipart upload (not under SSE-KMS, where it is no MD5 at
-//! all), and the local backend's is the MD5 — and, where our upload recorded
-//! one, a SHA-256 (`checksum::Expected`). The file is read once, for its
-//! MD5s and SHA-256s together; a push that must send after all hands the
-//! SHA-256s to its bodies, so the file is not hashed again. Anything unsure
-//! counts as changed: no ETag, an ETag of another form than our upload
-//! would give (another tool's part size), a HEAD that fails.
+//! Proof is mode and content. A store states an object's content as a
+//! SHA-256 where our upload recorded one (`checksum::Expected`: the whole
+//! object's, or S3's composite of parts), and always as an ETag — S3's is
+//! the MD5 of a single PUT, or the MD5 of the part MD5s with `-N` for a
+//! multipart upload (not under SSE-KMS, where it is no MD5 at all), and
+//! the local backend's is the MD5. The SHA-256 is preferred: it is what an
+//! upload sends anyway, so the file is read and hashed once, and a push
+//! that must send after all hands those digests to its bodies; an ETag
+//! costs an MD5 in the same read. Anything unsure counts as changed: no
+//! ETag, an ETag of another form than our upload would give (another
+//! tool's part size), a HEAD that fails.
 
 use std::collections::HashMap;
 use std::fs;
@@ -36,24 +38,35 @@ pub struct Digests {
 
 impl Digests {
     /// Reads the `size` bytes at `path` once: in `part_size` parts, else
-    /// as one.
-    fn read(path: &Path, size: u64, part_size: Option<u64>) -> Result<Digests> {
+    /// as one; their SHA-256s, and their MD5s when an ETag is to be
+    /// compared.
+    fn read(path: &Path, size: u64, part_size: Option<u64>, with_md5: bool) -> Result<Digests> {
         Ok(Digests {
-            parts: checksum::file_parts(path, size, part_size.unwrap_or(size))?,
+            parts: checksum::file_parts(path, size, part_size.unwrap_or(size), with_md5)?,
             multipart: part_size.is_some(),
         })
     }
 
     /// The ETag S3 gives these bytes sent this way, unquoted: the MD5 in
-    /// hex for one PUT, the MD5 of the part MD5s and `-N` for parts.
-    fn etag(&self) -> String {
-        match (self.multipart, self.parts.as_slice()) {
-            (false, [one]) => hex(&one.md5),
-            _ => {
-                let joined: Vec<u8> = self.parts.iter().flat_map(|p| p.md5).collect();
-                format!("{}-{}", hex(&md5::compute(joined).0), self.parts.len())
-            }
-        }
+    /// hex for one PUT, the MD5 of the part MD5s and `-N` for parts. `None`
+    /// when the MD5s were not computed.
+    fn etag(&self) -> Option<String> {
+        let md5s: Vec<[u8; 16]> = self.parts.iter().map(|p| p.md5).collect::<Option<_>>()?;
+        Some(match (self.multipart, md5s.as_slice()) {
+            (false, [one]) => hex(one),
+            _ => format!("{}-{}", hex(&md5::compute(md5s.concat()).0), md5s.len()),
+        })
+    }
+
+    /// Whether these are the bytes whose SHA-256 the store states: the
+    /// whole file's, or S3's composite of its parts.
+    fn matches(&self, expected: &Expected) -> bool {
+        let sums: Vec<[u8; 32]> = self.parts.iter().map(|p| p.sha256).collect();
+        let actual = match (self.multipart, sums.as_slice()) {
+            (false, [whole]) => checksum::base64(whole),
+            _ => checksum::composite(&sums),
+        };
+        expected.matches(&actual)
     }
 
     /// The SHA-256 of the whole file, when it goes up in one PUT.
@@ -128,9 +141,12 @@ pub enum Push {
     Changed(Option<Digests>),
 }
 
-/// Compares `item` with `stored`, the object listed at its key: size,
-/// then the ETag (the listing's, else the store's `stat`), then the
-/// recorded mode (a HEAD, where the system has modes).
+/// Compares `item` with `stored`, the object listed at its key: size;
+/// then one `stat` (a HEAD on S3) for the recorded mode, where the system
+/// has modes; then the content: against the SHA-256 the store states when
+/// it has the form this upload would give (the file is hashed once, and
+/// the digests serve the upload if it must go), else against the ETag
+/// (the listing's, else the HEAD's), which costs an MD5 in the same read.
 pub fn check_push(
     ctx: &Ctx<'_, '_, '_>,
     backend: &dyn Backend,
@@ -140,35 +156,40 @@ pub fn check_push(
     if stored.size != Some(item.size) {
         return Ok(Push::Changed(None));
     }
-    let mut stated = None;
-    let etag = match &stored.etag {
-        Some(etag) => etag.clone(),
-        None => {
-            stated = stat(ctx, backend, stored);
-            match stated.as_ref().and_then(|s| s.etag.clone()) {
-                Some(etag) => etag,
-                None => return Ok(Push::Changed(None)),
-            }
-        }
+    let Some(stated) = stat(ctx, backend, stored) else {
+        return Ok(Push::Changed(None));
     };
+    if item.mode.is_some() && stated.mode != item.mode {
+        return Ok(Push::Changed(None));
+    }
     let part_size = parts_for(backend, item.size);
+    let stated_sha256 = match (&stated.sha256, part_size) {
+        (Some(whole @ Expected::Whole(_)), None) => Some(whole),
+        (Some(parts @ Expected::Composite { part_size, .. }), Some(ours)) if *part_size == ours => {
+            Some(parts)
+        }
+        _ => None,
+    };
+    if let Some(expected) = stated_sha256 {
+        let digests = Digests::read(&item.local, item.size, part_size, false)?;
+        return Ok(match digests.matches(expected) {
+            true => Push::Unchanged,
+            false => Push::Changed(Some(digests)),
+        });
+    }
+    // The HEAD's ETag is the newer, should the object have changed since
+    // the listing.
+    let Some(etag) = stated.etag.or_else(|| stored.etag.clone()) else {
+        return Ok(Push::Changed(None));
+    };
     if !same_form(&etag, part_size.map(|p| item.size.div_ceil(p))) {
         return Ok(Push::Changed(None));
     }
-    let digests = Digests::read(&item.local, item.size, part_size)?;
-    if digests.etag() != bare(&etag) {
-        return Ok(Push::Changed(Some(digests)));
-    }
-    if item.mode.is_some() {
-        let stated = stated.or_else(|| stat(ctx, backend, stored));
-        // A HEAD that states another ETag met a newer object.
-        let same = stated
-            .is_some_and(|s| s.mode == item.mode && s.etag.is_none_or(|e| bare(&e) == bare(&etag)));
-        if !same {
-            return Ok(Push::Changed(Some(digests)));
-        }
-    }
-    Ok(Push::Unchanged)
+    let digests = Digests::read(&item.local, item.size, part_size, true)?;
+    Ok(match digests.etag().as_deref() == Some(bare(&etag)) {
+        true => Push::Unchanged,
+        false => Push::Changed(Some(digests)),
+    })
 }
 
 /// Whether the file at `path` already holds `object`: the listed size,
@@ -199,20 +220,14 @@ pub fn check_pull(
                 Expected::Whole(_) => None,
                 Expected::Composite { part_size, .. } => Some(*part_size),
             };
-            Digests::read(path, size, part_size).map(|d| {
-                let sums: Vec<[u8; 32]> = d.parts.iter().map(|p| p.sha256).collect();
-                let actual = match (part_size, sums.as_slice()) {
-                    (None, [whole]) => checksum::base64(whole),
-                    _ => checksum::composite(&sums),
-                };
-                expected.matches(&actual)
-            })
+            Digests::read(path, size, part_size, false).map(|d| d.matches(expected))
         }
         (None, Some(etag)) => {
             // Parts are computed at the part size our upload recorded.
             let part_size = stated.part_size.filter(|_| bare(etag).contains('-'));
             match same_form(etag, part_size.map(|p| size.div_ceil(p.max(1)))) {
-                true => Digests::read(path, size, part_size).map(|d| d.etag() == bare(etag)),
+                true => Digests::read(path, size, part_size, true)
+                    .map(|d| d.etag().as_deref() == Some(bare(etag))),
                 false => Ok(false),
             }
         }
@@ -286,27 +301,36 @@ mod tests {
     #[test]
     fn a_single_put_etag_is_the_md5() {
         let (_dir, path) = file(b"hello");
-        let d = Digests::read(&path, 5, None).unwrap();
-        assert_eq!(d.etag(), "5d41402abc4b2a76b9719d911017c592");
+        let d = Digests::read(&path, 5, None, true).unwrap();
+        assert_eq!(d.etag().unwrap(), "5d41402abc4b2a76b9719d911017c592");
+        assert!(
+            d.matches(&Expected::Whole(checksum::base64(&checksum::sha256(
+                b"hello"
+            ))))
+        );
+        assert_eq!(Digests::read(&path, 5, None, false).unwrap().etag(), None);
         assert_eq!(d.whole_sha256(), Some(checksum::sha256(b"hello")));
         assert_eq!(d.part_sha256(0), None);
         let (_dir, empty) = file(b"");
-        let d = Digests::read(&empty, 0, None).unwrap();
-        assert_eq!(d.etag(), "d41d8cd98f00b204e9800998ecf8427e");
+        let d = Digests::read(&empty, 0, None, true).unwrap();
+        assert_eq!(d.etag().unwrap(), "d41d8cd98f00b204e9800998ecf8427e");
     }
 
     #[test]
     fn a_multipart_etag_is_the_md5_of_the_part_md5s() {
         let data: Vec<u8> = (0..25u32).map(|i| i as u8).collect();
         let (_dir, path) = file(&data);
-        let d = Digests::read(&path, 25, Some(10)).unwrap();
+        let d = Digests::read(&path, 25, Some(10), true).unwrap();
         let joined: Vec<u8> = data.chunks(10).flat_map(|c| md5::compute(c).0).collect();
-        assert_eq!(d.etag(), format!("{}-3", hex(&md5::compute(joined).0)));
+        assert_eq!(
+            d.etag().unwrap(),
+            format!("{}-3", hex(&md5::compute(joined).0))
+        );
         assert_eq!(d.part_sha256(2), Some(checksum::sha256(&data[20..])));
         assert_eq!(d.whole_sha256(), None);
         // Parts of a multipart upload, even when there is only one.
-        let d = Digests::read(&path, 25, Some(25)).unwrap();
-        assert!(d.etag().ends_with("-1"));
+        let d = Digests::read(&path, 25, Some(25), true).unwrap();
+        assert!(d.etag().unwrap().ends_with("-1"));
     }
 
     #[test]
