@@ -14,7 +14,8 @@
 //!   queue never sees the whole budget at once);
 //! - once a round of requests shows latency well above the minimum, requests
 //!   are queueing somewhere: slow start ends. If the round still completed
-//!   clearly more requests per second than the last round at half the limit,
+//!   clearly more requests per second than the last round at half the limit
+//!   (or, early on, at any lower limit),
 //!   the queueing is worth it (a store far away whose CPU is busy still
 //!   gains from more in flight) and the limit holds. Otherwise it shrinks in
 //!   proportion (the store's throughput times the minimum latency, plus a
@@ -179,8 +180,10 @@ impl Budget {
         self.round.clear();
         self.round_started = Some(finished);
         let limit = self.limit();
-        // Against the latest round at half the limit or less.
-        let half = self.rates.iter().rev().find(|(l, _)| l * 2 <= limit);
+        // Against the latest round at half the limit or less, else (when
+        // slow start outran the rounds) the latest at any lower limit.
+        let half = (self.rates.iter().rev().find(|(l, _)| l * 2 <= limit))
+            .or_else(|| self.rates.iter().rev().find(|(l, _)| *l < limit));
         let rising = matches!((rate, half), (Some(now), Some((_, then))) if now >= then * RISING);
         if let Some(rate) = rate {
             if self.rates.len() == HISTORY {
