@@ -990,7 +990,7 @@ def report(results, hub_files, version, started, load_start, checks):
         add("")
 
     if checks:
-        add("## Targets (issue #11)")
+        add("## Targets (issues #11 and #14)")
         add("")
         add("| target | measured | met |")
         add("|---|---|:---:|")
