@@ -100,7 +100,9 @@ fn same_form(etag: &str, parts: Option<u64>) -> bool {
 /// `None` when it cannot say (then nothing is proven).
 fn stat(ctx: &Ctx<'_, '_, '_>, backend: &dyn Backend, object: &RemoteObject) -> Option<Stated> {
     let what = format!("HEAD '{}'", object.key);
-    match ctx.request(&what, None, |_| backend.stat(object)) {
+    // An object's HEAD, one per file compared: it steers the budget as the
+    // transfers it replaces would.
+    match ctx.request(&what, Some(0), |_| backend.stat(object)) {
         Ok(stated) => Some(stated),
         Err(e) => {
             log::debug(|| format!("cannot compare '{}' ({e}); sending it", object.key));
