@@ -571,6 +571,11 @@ def bench_hub(hub, files, results):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def failed_feature(samples, name, rep, error):
+    samples.failures.append(str(error))
+    log(f"  {name} rep {rep + 1}: FAILED: {str(error).strip()[:600]}")
+
+
 def bench_skip(server, results):
     """`push -f --skip-unchanged` of the unchanged 100 × 1 MiB tree against
     the first push of it: a listing and one HEAD per file instead of 100 MiB."""
@@ -592,8 +597,7 @@ def bench_skip(server, results):
             log(f"  skip   rep {rep + 1}: first push {first.times[-1]:.3f} s, "
                 f"unchanged push {again.times[-1]:.3f} s")
         except (RunFailed, subprocess.TimeoutExpired) as e:
-            again.failures.append(str(e))
-            log(f"  skip   rep {rep + 1}: FAILED: {str(e).strip()[:600]}")
+            failed_feature(again, "skip  ", rep, e)
         finally:
             server.wipe()
 
@@ -663,8 +667,7 @@ def bench_resume(server, results):
             log(f"  resume rep {rep + 1}: full pull {full.times[-1]:.3f} s, killed at "
                 f"{100 * got / size:.0f} %, second pull {resumed.times[-1]:.3f} s, verified")
         except (RunFailed, subprocess.TimeoutExpired) as e:
-            resumed.failures.append(str(e))
-            log(f"  resume rep {rep + 1}: FAILED: {str(e).strip()[:600]}")
+            failed_feature(resumed, "resume", rep, e)
         finally:
             clean_out(out)
             server.wipe()
