@@ -57,6 +57,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import threading
 import sys
 import time
 
@@ -328,10 +329,20 @@ def timed(cmd, env, cwd=None):
         m0 = machine_busy_seconds()
         s0 = sum(proc_cpu_seconds(p) for p in SERVER_PIDS)
         t0 = time.perf_counter()
-        proc = subprocess.run([BINS["time"], "-o", rss_file, "-f", "%M %U %S", *cmd], env=env,
-                              cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=err, timeout=RUN_TIMEOUT)
+        proc = subprocess.Popen([BINS["time"], "-o", rss_file, "-f", "%M %U %S", *cmd],
+                                env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        # A blocking wait sees the exit at once; `wait(timeout=…)` polls,
+        # sleeping up to 50 ms between looks, which would add to every time.
+        watchdog = threading.Timer(RUN_TIMEOUT, proc.kill)
+        watchdog.start()
+        try:
+            proc.wait()
+        finally:
+            watchdog.cancel()
         wall = time.perf_counter() - t0
+        if wall >= RUN_TIMEOUT:
+            raise subprocess.TimeoutExpired(cmd, RUN_TIMEOUT)
         m1 = machine_busy_seconds()
         s1 = sum(proc_cpu_seconds(p) for p in SERVER_PIDS)
     with open(rss_file) as f:
