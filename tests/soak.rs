@@ -1,7 +1,7 @@
 //! The soak: thousands of files pushed and pulled through a proxy that
 //! injects random faults, then proof that every byte arrived exactly once
 //! and nothing extra exists. Bounded and loopback-only; run by `make soak`
-//! (these tests are `#[ignore]`d in the ordinary run). The seed is printed:
+//! (these tests are `#[ignore]`d in the ordinary run). The random seed is printed:
 //! `SOAK_SEED=<n> make soak` replays a run.
 
 use std::collections::BTreeMap;
