@@ -308,7 +308,9 @@ impl Backend for S3 {
 
     /// The object at `key` if there is one, else everything under `key/`;
     /// sibling keys that merely start with `key` are never listed. The
-    /// first page asks for the exact key first.
+    /// first page asks for the exact key and for the first page under
+    /// `key/` at the same time: one round trip, not two, before a pull or a
+    /// yank of a directory can start.
     fn list_page(&self, key: &str, _intent: Intent, token: Option<&str>) -> Result<Page> {
         let full = self.full_key(key);
         let to_object = |listed: xml::Listed| {
@@ -319,15 +321,29 @@ impl Backend for S3 {
                 etag: listed.etag,
             })
         };
-        if token.is_none() {
-            if let Some(exact) = self.exists_exactly(&full)? {
+        let under = format!("{full}/");
+        let listed = if token.is_none() {
+            let (exact, listed) = std::thread::scope(|scope| {
+                let probe =
+                    std::thread::Builder::new().spawn_scoped(scope, || self.exists_exactly(&full));
+                let listed = self.list_prefix(&under, None, None);
+                // Without a thread (the system refused one), ask in turn.
+                let exact = match probe.map(|probe| probe.join()) {
+                    Ok(Ok(exact)) => exact,
+                    _ => self.exists_exactly(&full),
+                };
+                (exact, listed)
+            });
+            if let Some(exact) = exact? {
                 return Ok(Page {
                     objects: to_object(exact).into_iter().collect(),
                     next: None,
                 });
             }
-        }
-        let listed = self.list_prefix(&format!("{full}/"), None, token)?;
+            listed?
+        } else {
+            self.list_prefix(&under, None, token)?
+        };
         Ok(Page {
             objects: listed.objects.into_iter().filter_map(to_object).collect(),
             next: listed.next,
