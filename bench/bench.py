@@ -24,7 +24,7 @@ The order of the tools rotates from one repetition to the next.
 Settings (environment):
   BENCH_REPS=5          repetitions of every measurement against the peers and of the
                         Hub bench (at least 1)
-  BENCH_SWEEP_REPS=3    repetitions of each setting of the --parallel sweep
+  BENCH_SWEEP_REPS=5    repetitions of each setting of the --parallel sweep
   BENCH_SWEEP=8,16,32,64,128   the fixed --parallel values the default is compared with
   BENCH_DELAY_MS=20     the delay of the far S3 server (and of the Hub's storage)
   BENCH_FAR=0           skip the far S3 server's sweep
@@ -81,7 +81,7 @@ def env_flag(name, default=False):
 
 
 REPS = max(1, env_int("BENCH_REPS", 5))
-SWEEP_REPS = max(1, env_int("BENCH_SWEEP_REPS", 3))
+SWEEP_REPS = max(1, env_int("BENCH_SWEEP_REPS", 5))
 DELAY_MS = env_int("BENCH_DELAY_MS", 20)
 ROOT = os.environ.get("BENCH_ROOT", "/dev/shm/artifact-bench")
 OUT = os.environ.get("BENCH_OUT", os.path.join(HERE, "work", "out"))
@@ -443,9 +443,23 @@ class Samples:
 SEQ = [0]
 
 
+KEEP_PULLS = [True]  # False when the disk is too small to keep the pulled trees
+
+
 def clean_out(out):
-    """Removes a pull's directory and writes back what is dirty, so the next
-    run neither pays for this one's writeback nor finds its inodes pending."""
+    """Writes back what a pull left dirty, so the next run does not pay for
+    its writeback, and removes the pull's directory if it holds one file.
+
+    A tree of many files stays until the end of the bench: ext4 without a
+    journal (as on this bench's machines) will not reuse an inode freed in the
+    last minute, and every create right after a mass delete scans past the
+    freed ones (`perf record -g`: ext4_new_inode → find_inode_bit →
+    recently_deleted), so removing one pull's 1000 files would charge the
+    next pull, of whichever tool, for it. A CI job pulls onto a disk where
+    nothing was just deleted."""
+    os.sync()
+    if KEEP_PULLS[0] and sum(len(files) for _, _, files in os.walk(out)) > 1:
+        return
     shutil.rmtree(out, ignore_errors=True)
     os.sync()
 
@@ -835,8 +849,13 @@ def report(results, hub_files, version, started, load_start, checks):
     add("- server: s3s-fs 0.14.1 on loopback with TCP_NODELAY on accepted sockets (`bench-s3`),"
         f" data on tmpfs; a second one holds every request {DELAY_MS} ms (`bench-s3 --delay-ms"
         f" {DELAY_MS}`, a store farther away); the bucket is emptied before every round trip")
-    add(f"- downloads on {DOWNLOADS[0]}; each pull's directory is removed and `sync` run"
-        " after it, outside the timing")
+    kept = ("the pulled trees stay until the end of the bench, so no pull creates its files"
+            " right after another's were deleted (on ext4 without a journal the kernel then"
+            " scans past every inode freed in the last minute, for every create)"
+            if KEEP_PULLS[0] else "each pull's directory is removed after it (less than"
+            f" {KEEP_MIN_FREE >> 30} GiB free to keep the pulled trees)")
+    add(f"- downloads on {DOWNLOADS[0]}; each pull goes to a new directory and `sync` runs"
+        f" after it, outside the timing; {kept}")
     add(f"- {REPS} repetition(s) against the peers and in the Hub bench, {SWEEP_REPS} of each"
         " setting of the `--parallel` sweep; artifact's settled limit from one more, untimed,"
         " `-v` run per workload and direction")
@@ -1118,6 +1137,9 @@ def target_checks(results, version, hub_files=1000):
 
 ORDER = ["small", "mid", "big", "huge", "scale10k", "scale"]
 DOWNLOADS = ["?"]  # "ext4 (/path)": the file system pulls land on
+# Free space on the download disk needed to keep the pulled trees until the
+# end (the 100 × 1 MiB pulls add up to about 7 GB in a default run).
+KEEP_MIN_FREE = 16 << 30
 
 
 def filesystem(path):
@@ -1174,6 +1196,7 @@ def main():
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(OUT)
     DOWNLOADS[0] = filesystem(OUT)
+    KEEP_PULLS[0] = shutil.disk_usage(OUT).free >= KEEP_MIN_FREE
     log(f"downloads on {DOWNLOADS[0]}")
     open(os.path.join(ROOT, "home", "rclone.conf"), "w").close()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -5,7 +5,7 @@
 #
 #   sh bench/run.sh                   the default run (~20 min on 2 cores)
 #   BENCH_REPS=3 sh bench/run.sh      fewer repetitions (default 5)
-#   BENCH_SWEEP_REPS=5 sh bench/run.sh  more repetitions of the --parallel sweep (default 3)
+#   BENCH_SWEEP_REPS=3 sh bench/run.sh  fewer repetitions of the --parallel sweep (default 5)
 #   BENCH_1GIB=1 sh bench/run.sh      add the 1 GiB workload
 #   BENCH_SCALE=1 sh bench/run.sh     add the 100,000-tiny-files scale check
 #
