@@ -19,7 +19,8 @@
 //!   the queueing is worth it (a store far away whose CPU is busy still
 //!   gains from more in flight) and the limit holds. Otherwise it shrinks in
 //!   proportion (the store's throughput times the minimum latency, plus a
-//!   little headroom), by at most half at a time and never below 8, then grows
+//!   little headroom), by at most half at a time and never below 8 (16 for
+//!   a store whose lowest latency is 10 ms or more), then grows
 //!   slowly (an eighth a round) while latency stays low or the rate of
 //!   completions still rises with it;
 //! - a throttling answer (429, 503, S3's SlowDown) halves it at once.
@@ -35,6 +36,14 @@ const INITIAL: usize = 4;
 /// machine's scheduling noise, and a handful of requests in flight keeps
 /// both ends busy.
 const FLOOR: usize = 8;
+/// The floor for a store at least `FAR` away (its lowest latency for the
+/// size class): there each request spends most of its time waiting, not
+/// working, so a few more in flight overlap the waits even while the store's
+/// CPU queues them, and 8 leaves it idle (100 × 1 MiB from a store 20 ms
+/// away: 0.92 s at 8 in flight, 0.76 s at 16, 0.75 s at 32).
+const FAR_FLOOR: usize = 16;
+/// A size class's lowest latency, in seconds, from which a store is far.
+const FAR: f64 = 0.010;
 /// Latency up to this multiple of the minimum counts as "not queueing".
 const NEAR_MIN: f64 = 1.5;
 /// A round whose median latency is above this multiple of the minimum is
@@ -84,6 +93,8 @@ pub struct Budget {
     rates: std::collections::VecDeque<(usize, f64)>,
     /// Samples to let pass before a throttle may cut the limit again.
     calm: usize,
+    /// Whether the store ever asked us to slow down.
+    throttled: bool,
     highest: usize,
 }
 
@@ -111,6 +122,7 @@ impl Budget {
             round_started: None,
             rates: Default::default(),
             calm: 0,
+            throttled: false,
             highest: start,
         }
     }
@@ -152,6 +164,7 @@ impl Budget {
 
     fn throttled(&mut self) {
         self.slow_start = false;
+        self.throttled = true;
         self.round.clear();
         if self.calm == 0 {
             self.limit = (self.limit / 2.0).max(1.0);
@@ -169,6 +182,7 @@ impl Budget {
             *min = latency.max(1e-6);
         }
         let ratio = latency / *min;
+        let min_latency = *min;
         if self.slow_start && ratio <= NEAR_MIN {
             self.limit = (self.limit + SLOW_START_STEP).min(self.ceiling as f64);
         }
@@ -205,8 +219,17 @@ impl Budget {
             // keep what the store completes in one minimum latency, plus
             // room for a few more.
             let fitting = self.limit / median;
-            let lowest = (FLOOR as f64).max(self.limit / 2.0).min(self.limit);
-            self.limit = (fitting + fitting.sqrt().max(2.0)).clamp(lowest, self.limit);
+            let floor = if min_latency >= FAR { FAR_FLOOR } else { FLOOR } as f64;
+            // Only throttling takes the limit below the floor; a slow start
+            // that ended below it (on the first requests' latencies) is
+            // raised to it.
+            let floor = if self.throttled {
+                self.limit.min(floor)
+            } else {
+                floor
+            };
+            let lowest = floor.max(self.limit / 2.0);
+            self.limit = (fitting + fitting.sqrt().max(2.0)).clamp(lowest, self.limit.max(lowest));
         } else if (!self.slow_start && median <= NEAR_MIN) || (median > NEAR_MIN && rising) {
             // Latency is low again, or rising but still paying off: grow
             // by an eighth a round.
@@ -294,6 +317,30 @@ mod tests {
         let mut b = Budget::adaptive(128);
         let limit = settle(&mut b, 40, |n| 0.016f64.max(n as f64 / 1000.0));
         assert!((12..=40).contains(&limit), "{limit}");
+    }
+
+    #[test]
+    fn a_far_store_keeps_sixteen_in_flight_unless_it_throttles() {
+        // 20 ms away, and every request in flight adds 10 ms: latency is
+        // twice the minimum (at 4) by 10 in flight, and 16 complete only
+        // a tenth more than 8.
+        let far = |n: usize| 0.020 + n as f64 * 0.010;
+        let mut b = Budget::adaptive(128);
+        assert_eq!(settle(&mut b, 40, far), FAR_FLOOR);
+        // A store close by that queues early goes down to the near floor.
+        let mut b = Budget::adaptive(128);
+        assert_eq!(settle(&mut b, 40, |n| 0.001 + n as f64 * 0.001), FLOOR);
+        // Throttling goes below it, and a round of slow answers after that
+        // does not raise it back to the floor.
+        let mut b = Budget::adaptive(128);
+        settle(&mut b, 40, far);
+        for _ in 0..100 {
+            b.record(Sample::Throttled);
+        }
+        let throttled = b.limit();
+        assert!(throttled < FAR_FLOOR, "{throttled}");
+        let slow = |n: usize| if n < FAR_FLOOR { 1.0 } else { far(n) };
+        assert!(settle(&mut b, 8, slow) <= throttled);
     }
 
     #[test]
