@@ -27,7 +27,7 @@ fn seed() -> u64 {
         })
 }
 
-/// A deterministic tree of files from the seed: name -> bytes.
+/// A deterministic tree of files from the random seed: name -> bytes.
 fn tree(seed: u64) -> BTreeMap<String, Vec<u8>> {
     let mut x = seed | 1;
     let mut next = move || {

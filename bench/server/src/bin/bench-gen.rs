@@ -1,5 +1,5 @@
 //! Deterministic workloads for `make bench`: the same arguments always give
-//! the same tree, byte for byte (splitmix64 from the seed and the file's
+//! the same tree, byte for byte (splitmix64 from `--seed` and the file's
 //! index), so every run and every tool moves the same data.
 //!
 //! File `i` lands in `depth` levels of directories, `per-dir` files to a
@@ -17,7 +17,7 @@ const USAGE: &str = "usage: bench-gen --out DIR --files N --size BYTES|MIN:MAX \
 [--per-dir P] [--fanout F] [--depth D] [--seed S]
 
 Writes N files under DIR (which must not exist). BYTES may end in K, M or G
-(powers of 1024); MIN:MAX draws each file's size from the seed.";
+(powers of 1024); MIN:MAX draws each file's size from --seed.";
 
 fn main() {
     let args = Args::parse(USAGE, &[]);
