@@ -35,23 +35,142 @@ pub enum Expected {
     Composite { value: String, part_size: u64 },
 }
 
-/// Hashes a stream the way its `Expected` value was computed.
+/// What a download's bytes must hash to, as the store stated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// SHA-256: of the whole object, or S3's composite of its parts.
+    Sha256(Expected),
+    /// The storage's MD5 of the whole object (GCS's `x-goog-hash`), base64.
+    Md5(String),
+    /// An ETag read as an MD5: a single PUT's (hex), or the MD5 of the
+    /// parts' MD5s with `-N` at the part size our upload recorded. An ETag
+    /// is not always an MD5 (encrypted objects, some stores), so a
+    /// mismatch says less than one of the others: see `rests_on_etag`.
+    Etag {
+        value: String,
+        part_size: Option<u64>,
+    },
+}
+
+/// The hash a `Check` is made of.
+#[derive(Clone)]
+pub enum Digester {
+    Sha256(Sha256),
+    Md5(md5::Context),
+}
+
+impl Digester {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Digester::Sha256(h) => h.update(bytes),
+            Digester::Md5(h) => h.consume(bytes),
+        }
+    }
+
+    pub fn finish(self) -> Vec<u8> {
+        match self {
+            Digester::Sha256(h) => h.finalize().to_vec(),
+            Digester::Md5(h) => h.finalize().0.to_vec(),
+        }
+    }
+}
+
+impl Check {
+    /// A fresh hash of the kind this check is made of.
+    pub fn digester(&self) -> Digester {
+        match self {
+            Check::Sha256(_) => Digester::Sha256(Sha256::new()),
+            Check::Md5(_) | Check::Etag { .. } => Digester::Md5(md5::Context::new()),
+        }
+    }
+
+    /// The part size the stated value was computed at: `None` for a value
+    /// of the whole object.
+    pub fn part_size(&self) -> Option<u64> {
+        match self {
+            Check::Sha256(Expected::Composite { part_size, .. }) => Some(*part_size),
+            Check::Etag { part_size, .. } => *part_size,
+            Check::Sha256(Expected::Whole(_)) | Check::Md5(_) => None,
+        }
+    }
+
+    /// Whether only an ETag vouches: it may not be an MD5 at all.
+    pub fn rests_on_etag(&self) -> bool {
+        matches!(self, Check::Etag { .. })
+    }
+
+    /// What the value is, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Check::Sha256(_) => "SHA-256",
+            Check::Md5(_) => "MD5",
+            Check::Etag { .. } => "the ETag's MD5",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            Check::Sha256(e) => e.value(),
+            Check::Md5(v) | Check::Etag { value: v, .. } => v,
+        }
+    }
+
+    /// The value these bytes have in this check's form: from the digest
+    /// of the whole, or (with a part size) from the digest of each part.
+    fn render(&self, digests: &[Vec<u8>]) -> String {
+        let combined = || {
+            let mut outer = self.digester();
+            digests.iter().for_each(|d| outer.update(d));
+            outer.finish()
+        };
+        let whole = || digests.first().cloned().unwrap_or_default();
+        match (self, self.part_size()) {
+            (Check::Sha256(_), Some(_)) => format!("{}-{}", base64(&combined()), digests.len()),
+            (Check::Etag { .. }, Some(_)) => format!("{}-{}", hex(&combined()), digests.len()),
+            (Check::Etag { .. }, None) => hex(&whole()),
+            (Check::Sha256(_) | Check::Md5(_), _) => base64(&whole()),
+        }
+    }
+
+    /// Whether bytes whose digests are `digests` (one for the whole, or
+    /// one per part at `part_size`) are what the store stated. The value
+    /// these bytes have is handed back when they are not.
+    pub fn verify(&self, digests: &[Vec<u8>]) -> std::result::Result<(), String> {
+        let actual = self.render(digests);
+        let same = match self {
+            Check::Sha256(expected) => expected.matches(&actual),
+            Check::Md5(v) => *v == actual,
+            Check::Etag { value, .. } => value.eq_ignore_ascii_case(&actual),
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(actual)
+        }
+    }
+}
+
+/// Lowercase hex, as ETags spell MD5s.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hashes a stream the way its `Check` value was computed: whole, or part
+/// by part.
 pub struct StreamHasher {
-    hasher: Sha256,
+    hasher: Digester,
+    fresh: Digester,
     part_size: Option<u64>,
     in_part: u64,
-    parts: Vec<[u8; 32]>,
+    parts: Vec<Vec<u8>>,
 }
 
 impl StreamHasher {
-    pub fn new(expected: &Expected) -> StreamHasher {
-        let part_size = match expected {
-            Expected::Whole(_) => None,
-            Expected::Composite { part_size, .. } => Some((*part_size).max(1)),
-        };
+    pub fn new(check: &Check) -> StreamHasher {
         StreamHasher {
-            hasher: Sha256::new(),
-            part_size,
+            hasher: check.digester(),
+            fresh: check.digester(),
+            part_size: check.part_size().map(|p| p.max(1)),
             in_part: 0,
             parts: Vec::new(),
         }
@@ -69,21 +188,19 @@ impl StreamHasher {
             self.in_part += take as u64;
             data = &data[take..];
             if self.in_part == part_size {
-                self.parts.push(self.hasher.finalize_reset().into());
+                let done = std::mem::replace(&mut self.hasher, self.fresh.clone());
+                self.parts.push(done.finish());
                 self.in_part = 0;
             }
         }
     }
 
-    /// The value in the form S3 states it: `b64` or `b64-N`.
-    pub fn finish(mut self) -> String {
-        if self.part_size.is_none() {
-            return base64(&self.hasher.finalize());
+    /// The digests `Check::verify` takes: the whole's, or each part's.
+    pub fn finish(mut self) -> Vec<Vec<u8>> {
+        if self.part_size.is_none() || self.in_part > 0 || self.parts.is_empty() {
+            self.parts.push(self.hasher.finish());
         }
-        if self.in_part > 0 || self.parts.is_empty() {
-            self.parts.push(self.hasher.finalize_reset().into());
-        }
-        composite(&self.parts)
+        self.parts
     }
 }
 
@@ -202,11 +319,23 @@ mod tests {
     #[test]
     fn streams_hash_as_whole_buffers_do() {
         let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
-        let mut whole = StreamHasher::new(&Expected::Whole(String::new()));
+        let check = Check::Sha256(Expected::Whole(base64(&sha256(&data))));
+        let mut whole = StreamHasher::new(&check);
         for chunk in data.chunks(7777) {
             whole.update(chunk);
         }
-        assert_eq!(whole.finish(), base64(&sha256(&data)));
+        assert_eq!(check.verify(&whole.finish()), Ok(()));
+        let md5 = Check::Etag {
+            value: hex(&md5::compute(&data).0),
+            part_size: None,
+        };
+        let mut h = StreamHasher::new(&md5);
+        data.chunks(1000).for_each(|c| h.update(c));
+        assert_eq!(md5.verify(&h.finish()), Ok(()));
+        let gcs = Check::Md5(base64(&md5::compute(&data).0));
+        let mut h = StreamHasher::new(&gcs);
+        h.update(&data[1..]);
+        assert!(gcs.verify(&h.finish()).is_err());
     }
 
     #[test]
@@ -239,17 +368,25 @@ mod tests {
     #[test]
     fn composites_are_the_digest_of_the_part_digests() {
         let data: Vec<u8> = (0..25u32).map(|i| i as u8).collect();
-        let expected = Expected::Composite {
-            value: String::new(),
+        let parts: Vec<u8> = data.chunks(10).flat_map(sha256).collect();
+        let want = format!("{}-3", base64(&sha256(&parts)));
+        let check = Check::Sha256(Expected::Composite {
+            value: want.clone(),
             part_size: 10,
-        };
-        let mut h = StreamHasher::new(&expected);
+        });
+        let mut h = StreamHasher::new(&check);
         for chunk in data.chunks(3) {
             h.update(chunk);
         }
-        let parts: Vec<u8> = data.chunks(10).flat_map(sha256).collect();
-        let want = format!("{}-3", base64(&sha256(&parts)));
-        assert_eq!(h.finish(), want);
+        assert_eq!(check.verify(&h.finish()), Ok(()));
+        let md5s: Vec<u8> = data.chunks(10).flat_map(|c| md5::compute(c).0).collect();
+        let etag = Check::Etag {
+            value: format!("{}-3", hex(&md5::compute(&md5s).0)),
+            part_size: Some(10),
+        };
+        let mut h = StreamHasher::new(&etag);
+        data.chunks(4).for_each(|c| h.update(c));
+        assert_eq!(etag.verify(&h.finish()), Ok(()));
         let stated = Expected::Composite {
             value: want.clone(),
             part_size: 10,

@@ -38,6 +38,7 @@ use paths::Resolver;
 use transfer::{Budget, Options, PushSource};
 
 fn main() -> ExitCode {
+    atomic::init();
     let parsed = cli::parse(std::env::args_os().skip(1));
     let (op, result) = match parsed {
         Ok(Parsed::Help(text)) => {

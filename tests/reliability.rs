@@ -122,9 +122,9 @@ fn a_live_run_keeps_its_temporary_file_while_another_run_cleans_up() {
         .unwrap();
     let live_temp = wait_for_temp(f.env.work.path());
     // Leftovers of another host (a shared volume) and of a day-old run.
-    let other_host = f.env.path(".artifact-tmp~other-host~1~0~x");
+    let other_host = f.env.path(".artifact-tmp~other-host~1~1~0~x");
     fs::write(&other_host, b"x").unwrap();
-    let ancient = f.env.path(".artifact-tmp~other-host~2~0~y");
+    let ancient = f.env.path(".artifact-tmp~other-host~1~2~0~y");
     fs::write(&ancient, b"y").unwrap();
     let two_days_ago = SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
     fs::File::options()

@@ -43,7 +43,7 @@ fn journalled(dir: &Path) -> u64 {
     let is_journal = |p: &Path| {
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         name.split('~')
-            .nth(3)
+            .nth(4)
             .is_some_and(|nonce| nonce.ends_with('j'))
     };
     temp_files(dir)
@@ -51,7 +51,7 @@ fn journalled(dir: &Path) -> u64 {
         .filter(|p| is_journal(p))
         .filter_map(|p| fs::read_to_string(p).ok())
         .flat_map(|text| {
-            let spans: Vec<u64> = (text.lines().skip(6))
+            let spans: Vec<u64> = (text.lines().skip(5))
                 .filter_map(|l| l.split_once(' '))
                 .filter_map(|(a, b)| Some(b.parse::<u64>().ok()? - a.parse::<u64>().ok()?))
                 .collect();

@@ -12,6 +12,7 @@
 
 use std::time::SystemTime;
 
+use crate::checksum::hex;
 use hmac::{Hmac, Mac};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use sha2::{Digest, Sha256};
@@ -195,11 +196,6 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
 /// The SHA-256 of `data` in lower-case hex, as SigV4 writes payload hashes.
 pub fn hex_sha256(data: &[u8]) -> String {
     hex(&Sha256::digest(data))
-}
-
-/// Lower-case hex, the program's one hex writer.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

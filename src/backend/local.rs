@@ -92,10 +92,10 @@ impl Backend for Local {
     fn put(&self, upload: &Upload, body: &Body<'_>, _attempt: &mut Attempt) -> Result<()> {
         let dest = self.path_of(&upload.locator);
         let mode = upload.mode.map_or(Mode::Default, Mode::Exact);
-        let mut temp = TempFile::create(&dest, mode)?;
+        let mut temp = TempFile::create(&dest)?;
         io::copy(&mut body.reader(), temp.file())
             .map_err(|e| Error::local_io("write", &dest, e))?;
-        temp.commit(&dest, upload.overwrite, &upload.key, Side::Remote)
+        temp.commit(&dest, mode, upload.overwrite, &upload.key, Side::Remote)
     }
 
     fn list_page(&self, key: &str, _intent: Intent, _token: Option<&str>) -> Result<Page> {
@@ -130,7 +130,7 @@ impl Backend for Local {
         let md5 = parts
             .first()
             .and_then(|p| p.md5)
-            .map(|md5| crate::aws::sigv4::hex(&md5));
+            .map(|md5| crate::checksum::hex(&md5));
         Ok(Stated {
             etag: md5.map(|hex| format!("\"{hex}\"")),
             mode: atomic::permission_bits(&meta),

@@ -257,6 +257,8 @@ pub struct Stated {
     pub mode: Option<u32>,
     /// The part size our multipart upload recorded with the object.
     pub part_size: Option<u64>,
+    /// The ETag, bare, where it may be an MD5 (`etag_as_md5`).
+    pub etag_md5: Option<String>,
 }
 
 /// A GET's answer: the body and what the store said about it.
@@ -277,6 +279,10 @@ pub struct Download<'a> {
     pub md5: Option<String>,
     /// The permission bits recorded with the object.
     pub mode: Option<u32>,
+    /// The ETag, bare, where it may be an MD5 (`etag_as_md5`).
+    pub etag_md5: Option<String>,
+    /// The part size our multipart upload recorded with the object.
+    pub part_size: Option<u64>,
 }
 
 impl<'a> Download<'a> {
@@ -291,6 +297,8 @@ impl<'a> Download<'a> {
             sha256: None,
             md5: None,
             mode: None,
+            etag_md5: None,
+            part_size: None,
         }
     }
 
@@ -318,6 +326,7 @@ impl<'a> Download<'a> {
         let length = response.body().content_length();
         let etag = header("etag");
         let version = version_of(response.headers());
+        let etag_md5 = etag_as_md5(response.headers());
         let body = response
             .into_body()
             .into_with_config()
@@ -326,6 +335,7 @@ impl<'a> Download<'a> {
         let mut download = Download::new(Box::new(body), offset, length);
         download.etag = etag;
         download.version = version;
+        download.etag_md5 = etag_md5;
         Ok(download)
     }
 }
@@ -340,6 +350,35 @@ pub fn version_of(headers: &ureq::http::HeaderMap) -> Option<String> {
         .filter_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()))
         .collect();
     (!parts.is_empty()).then(|| parts.join("|"))
+}
+
+/// The ETag of an answer, bare and lowercase, where it may be the MD5 of
+/// the bytes: 32 hex digits (a single PUT), or 32 hex digits and `-N` (the
+/// MD5 of the MD5s of N parts), strong (no `W/`), on an answer that names
+/// no encryption under which S3's ETags are something else (SSE-KMS,
+/// DSSE-KMS, SSE-C). It may still not be one (some stores make ETags of
+/// their own): `transfer::resume` says what follows from that.
+pub fn etag_as_md5(headers: &ureq::http::HeaderMap) -> Option<String> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let kms = get("x-amz-server-side-encryption").is_some_and(|v| v.starts_with("aws:kms"));
+    if kms || get("x-amz-server-side-encryption-customer-algorithm").is_some() {
+        return None;
+    }
+    let etag = get("etag")?.trim();
+    let bare = etag
+        .strip_prefix('"')?
+        .strip_suffix('"')?
+        .to_ascii_lowercase();
+    let (digest, parts) = match bare.split_once('-') {
+        Some((digest, parts)) => (digest, Some(parts)),
+        None => (bare.as_str(), None),
+    };
+    let hex = digest.len() == 32 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    let counted = parts.is_none_or(|n| {
+        n.parse::<u32>()
+            .is_ok_and(|count| (1..=10_000).contains(&count) && count.to_string() == n)
+    });
+    (hex && counted).then_some(bare)
 }
 
 /// The first byte of `bytes FIRST-LAST/SIZE`.
@@ -406,6 +445,46 @@ mod tests {
         assert_eq!(span.header().as_deref(), Some("bytes=10-14"));
         assert_eq!(range_start("bytes 10-14/100"), Some(10));
         assert_eq!(range_start("bytes */100"), None);
+    }
+
+    #[test]
+    fn which_etags_may_be_md5s() {
+        let md5 = "5d41402abc4b2a76b9719d911017c592";
+        let etag = |value: &str, extra: &[(&'static str, &str)]| {
+            let mut map = ureq::http::HeaderMap::new();
+            map.insert("etag", value.parse().unwrap());
+            for (k, v) in extra {
+                map.insert(*k, v.parse().unwrap());
+            }
+            etag_as_md5(&map)
+        };
+        assert_eq!(etag(&format!("\"{md5}\""), &[]).as_deref(), Some(md5));
+        let upper = format!("\"{}-3\"", md5.to_uppercase());
+        assert_eq!(etag(&upper, &[]), Some(format!("{md5}-3")));
+        let aes = [("x-amz-server-side-encryption", "AES256")];
+        assert!(etag(&format!("\"{md5}\""), &aes).is_some());
+        for (value, extra) in [
+            (format!("W/\"{md5}\""), &[][..]),
+            (md5.to_string(), &[][..]),
+            ("\"abc\"".to_string(), &[][..]),
+            (format!("\"{md5}-0\""), &[][..]),
+            (format!("\"{md5}-10001\""), &[][..]),
+            (format!("\"{md5}-x\""), &[][..]),
+            (
+                format!("\"{md5}\""),
+                &[("x-amz-server-side-encryption", "aws:kms")][..],
+            ),
+            (
+                format!("\"{md5}\""),
+                &[("x-amz-server-side-encryption", "aws:kms:dsse")][..],
+            ),
+            (
+                format!("\"{md5}\""),
+                &[("x-amz-server-side-encryption-customer-algorithm", "AES256")][..],
+            ),
+        ] {
+            assert_eq!(etag(&value, extra), None, "{value} {extra:?}");
+        }
     }
 
     #[test]

@@ -11,15 +11,15 @@
 //! console's "Create folder", s3fs, rclone and Cyberduck store — are not
 //! files: they are skipped here, so they create nothing, and a remote path
 //! that holds only markers is not found (yank, which never comes here,
-//! deletes them with the rest). Checks run one object at a time so that
-//! downloads can start while a long listing is still coming in.
+//! deletes them with the rest). The engine admits the whole listing before
+//! it writes anything, so a refused key leaves nothing behind.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::atomic;
+use super::resume::Resume;
 use crate::error::{Error, Result, Side};
 use crate::paths;
 
@@ -33,8 +33,8 @@ pub struct Destination<'a> {
     files: HashSet<PathBuf>,
     /// Every directory those files need, already checked (the same).
     dirs: HashSet<PathBuf>,
-    /// The directories cleared of dead runs' leftovers.
-    swept: Vec<PathBuf>,
+    /// Where dead runs' leftovers are kept, as each directory is swept.
+    resume: &'a Resume,
 }
 
 /// Whether this OS's usual file system folds case: NTFS, and APFS as macOS
@@ -42,12 +42,24 @@ pub struct Destination<'a> {
 const FOLDS_CASE: bool = cfg!(any(windows, target_os = "macos"));
 
 impl<'a> Destination<'a> {
-    /// Pulling the remote path `remote` to `root`.
-    pub fn new(remote: &'a str, root: &'a Path, force: bool) -> Destination<'a> {
-        Destination::with_case(remote, root, force, FOLDS_CASE)
+    /// Pulling the remote path `remote` to `root`; each directory a file
+    /// lands in is swept of dead runs' leftovers into `resume`.
+    pub fn new(
+        remote: &'a str,
+        root: &'a Path,
+        force: bool,
+        resume: &'a Resume,
+    ) -> Destination<'a> {
+        Destination::with_case(remote, root, force, resume, FOLDS_CASE)
     }
 
-    fn with_case(remote: &'a str, root: &'a Path, force: bool, fold_case: bool) -> Destination<'a> {
+    fn with_case(
+        remote: &'a str,
+        root: &'a Path,
+        force: bool,
+        resume: &'a Resume,
+        fold_case: bool,
+    ) -> Destination<'a> {
         Destination {
             remote,
             root,
@@ -55,14 +67,8 @@ impl<'a> Destination<'a> {
             fold_case,
             files: HashSet::new(),
             dirs: HashSet::new(),
-            swept: Vec::new(),
+            resume,
         }
-    }
-
-    /// Whether a file could already be in the way: without --force, every
-    /// object must then be checked before any is written.
-    pub fn may_conflict(&self) -> bool {
-        !self.force && fs::symlink_metadata(self.root).is_ok()
     }
 
     /// The local path for the object at `key`, or `None` when the key is
@@ -106,8 +112,7 @@ impl<'a> Destination<'a> {
             unchecked.push(dir.to_path_buf());
         }
         if unchecked.first().is_some_and(|dir| dir == parent) {
-            atomic::remove_stale(parent);
-            self.swept.push(parent.to_path_buf());
+            self.resume.sweep(parent);
         }
         let ids: Vec<PathBuf> = unchecked
             .iter()
@@ -145,18 +150,14 @@ impl<'a> Destination<'a> {
     }
 }
 
-/// A pull leaves nothing it found stale: the dead runs' leftovers no
-/// download adopted go when the pull ends.
-impl Drop for Destination<'_> {
-    fn drop(&mut self) {
-        self.swept
-            .iter()
-            .for_each(|dir| atomic::remove_leftovers(dir));
-    }
-}
-
 fn is_symlink(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// A pull's leftovers, for as long as a test runs.
+#[cfg(test)]
+fn resume() -> &'static Resume {
+    Box::leak(Box::default())
 }
 
 #[cfg(test)]
@@ -175,16 +176,15 @@ mod tests {
     #[test]
     fn maps_keys_and_skips_siblings() {
         let root = temp_root("maps");
-        let mut d = Destination::new("dir", &root, false);
+        let mut d = Destination::new("dir", &root, false, resume());
         assert_eq!(d.admit("dir/a/b.txt").unwrap(), Some(root.join("a/b.txt")));
         assert_eq!(d.admit("dirx/c.txt").unwrap(), None);
-        assert!(!d.may_conflict());
     }
 
     #[test]
     fn folder_markers_are_skipped() {
         let root = temp_root("markers");
-        let mut d = Destination::new("dir", &root, false);
+        let mut d = Destination::new("dir", &root, false, resume());
         assert_eq!(d.admit("dir/").unwrap(), None);
         assert_eq!(d.admit("dir/sub/").unwrap(), None);
         assert_eq!(d.admit("dir/sub/f").unwrap(), Some(root.join("sub/f")));
@@ -194,13 +194,13 @@ mod tests {
     #[test]
     fn a_file_and_a_directory_of_one_name_collide_in_either_order() {
         let root = temp_root("collide");
-        let mut d = Destination::new("dir", &root, true);
+        let mut d = Destination::new("dir", &root, true, resume());
         d.admit("dir/a").unwrap();
         assert!(matches!(d.admit("dir/a/b"), Err(Error::Protocol(_))));
-        let mut d = Destination::new("dir", &root, true);
+        let mut d = Destination::new("dir", &root, true, resume());
         d.admit("dir/a/b").unwrap();
         assert!(matches!(d.admit("dir/a"), Err(Error::Protocol(_))));
-        let mut d = Destination::new("dir", &root, true);
+        let mut d = Destination::new("dir", &root, true, resume());
         d.admit("dir/x/y/z").unwrap();
         assert!(matches!(d.admit("dir/x"), Err(Error::Protocol(_))));
     }
@@ -208,13 +208,13 @@ mod tests {
     #[test]
     fn names_that_differ_in_case_collide_where_case_folds() {
         let root = temp_root("case");
-        let mut folding = Destination::with_case("dir", &root, false, true);
+        let mut folding = Destination::with_case("dir", &root, false, resume(), true);
         assert!(folding.admit("dir/Sub/A.txt").unwrap().is_some());
         let err = folding.admit("dir/sub/a.txt").unwrap_err();
         assert!(err.to_string().contains("differ only in case"), "{err}");
         assert!(folding.admit("dir/SUB/a.txt/x").is_err());
         assert!(folding.admit("dir/sub/b.txt").unwrap().is_some());
-        let mut exact = Destination::with_case("dir", &root, false, false);
+        let mut exact = Destination::with_case("dir", &root, false, resume(), false);
         assert!(exact.admit("dir/Sub/A.txt").unwrap().is_some());
         assert!(exact.admit("dir/sub/a.txt").unwrap().is_some());
     }
@@ -222,7 +222,7 @@ mod tests {
     #[test]
     fn the_same_path_twice_collides() {
         let root = temp_root("twice");
-        let mut d = Destination::new("", &root, true);
+        let mut d = Destination::new("", &root, true, resume());
         d.admit("a/b").unwrap();
         assert!(matches!(d.admit("a/b"), Err(Error::Protocol(_))));
     }
@@ -232,8 +232,7 @@ mod tests {
         let root = temp_root("exists");
         fs::create_dir_all(&root).unwrap();
         fs::write(root.join("f"), b"x").unwrap();
-        let mut d = Destination::new("dir", &root, false);
-        assert!(d.may_conflict());
+        let mut d = Destination::new("dir", &root, false, resume());
         assert!(matches!(
             d.admit("dir/f"),
             Err(Error::AlreadyExists {
@@ -241,8 +240,7 @@ mod tests {
                 ..
             })
         ));
-        let mut forced = Destination::new("dir", &root, true);
-        assert!(!forced.may_conflict());
+        let mut forced = Destination::new("dir", &root, true, resume());
         assert!(forced.admit("dir/f").unwrap().is_some());
         fs::remove_dir_all(&root).unwrap();
     }
@@ -258,8 +256,8 @@ mod tests {
         fs::create_dir_all(&root).unwrap();
         fs::create_dir_all(outside.join("x")).unwrap();
         // A temporary file of ours, two days old: stale wherever it is.
-        let name = ".artifact-tmp~elsewhere~1~0~f";
-        assert!(atomic::is_temp_name(name));
+        let name = ".artifact-tmp~elsewhere~1~1~0~f";
+        assert!(crate::atomic::TempName::parse(name).is_some());
         let stale = outside.join("x").join(name);
         fs::write(&stale, b"not ours to delete").unwrap();
         let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 86400);
@@ -270,7 +268,7 @@ mod tests {
             .set_modified(two_days_ago)
             .unwrap();
         std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
-        let mut d = Destination::new("dir", &root, true);
+        let mut d = Destination::new("dir", &root, true, resume());
         assert!(d.admit("dir/link/x/f").is_err());
         assert!(d.admit("dir/link/x/g").is_err());
         assert!(stale.exists(), "a file behind the symlink was removed");
@@ -313,7 +311,7 @@ mod hostile {
             fs::create_dir_all(outside.join("a")).map_err(|e| TestCaseError::fail(e.to_string()))?;
             std::os::unix::fs::symlink(&outside, root.join("link"))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let mut destination = Destination::new("dir", &root, force);
+            let mut destination = Destination::new("dir", &root, force, resume());
             let mut admitted: Vec<PathBuf> = Vec::new();
             for key in &keys {
                 let Ok(Some(path)) = destination.admit(key) else { continue };

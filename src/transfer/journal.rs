@@ -4,36 +4,42 @@
 //! instead of started over.
 //!
 //! Text, one record per line. A header names the object (key, ETag,
-//! version, size) and the check that verifies the whole file; then each
-//! finished span is appended as `FROM TO`, only after its bytes were
-//! written to the temporary file. A line cut short by the kill is ignored.
-//! Nothing is synced: a killed process leaves its writes in the page cache,
-//! and after a machine crash the whole-file verify before the rename
-//! catches what was lost. A journal is kept only for downloads with such a
-//! check.
+//! version, size); then each finished span is appended as `FROM TO`, only
+//! after its bytes were written to the temporary file. A line cut short by
+//! the kill is ignored. Nothing is synced: a killed process leaves its
+//! writes in the page cache, and after a machine crash the whole-file
+//! verify before the rename catches what was lost.
+//!
+//! A journal found on disk is another run's, so it is input, never proof:
+//! it says where to look, not what the bytes must hash to — that comes
+//! from the store in the run that adopts it (`transfer::resume`). It is
+//! read from a file already opened and checked, within `MAX_BYTES` and
+//! `MAX_SPANS`. A journal is always created new, readable by its owner
+//! only, never reused by name.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::checksum::Expected;
+use crate::atomic;
 
 /// Progress is recorded about this often, per stream.
 pub const RECORD_EVERY: u64 = 256 * 1024;
 
-const MAGIC: &str = "artifact-journal 1";
+const MAGIC: &str = "artifact-journal 2";
+/// The most of a journal that is read: a record per 256 KiB of a 1 TiB
+/// object is under 100 MiB, but spans merge as they are read, and what
+/// is past this is simply not trusted to be on disk (it is fetched again).
+const MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// The most separate spans kept: each range in flight adds one, so a
+/// journal of 10,000 ranges fits, and memory stays small.
+const MAX_SPANS: usize = 20_000;
+/// A key is at most 1,024 bytes; a header line is not much more.
+const MAX_LINE: usize = 4096;
 
 /// Byte spans `from..to` of the object.
 pub type Spans = Vec<(u64, u64)>;
-
-/// What verifies the whole file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Check {
-    Sha256(Expected),
-    /// The storage's MD5, base64.
-    Md5(String),
-}
 
 /// The object the bytes are of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,15 +49,20 @@ pub struct Header {
     /// `backend::object::version_of`, when the store stated it.
     pub version: Option<String>,
     pub size: u64,
-    pub check: Check,
 }
 
 impl Header {
     /// Whether a download now stating these facts is of the same object:
-    /// same key, ETag and size, and the same version where both have one.
-    pub fn matches(&self, key: &str, etag: &str, version: Option<&str>, size: Option<u64>) -> bool {
+    /// same key, and the same ETag, size and version where both have one.
+    pub fn matches(
+        &self,
+        key: &str,
+        etag: Option<&str>,
+        version: Option<&str>,
+        size: Option<u64>,
+    ) -> bool {
         self.key == key
-            && self.etag == etag
+            && etag.is_none_or(|e| e == self.etag)
             && size.is_none_or(|s| s == self.size)
             && match (self.version.as_deref(), version) {
                 (Some(a), Some(b)) => a == b,
@@ -60,22 +71,16 @@ impl Header {
     }
 
     fn text(&self) -> Option<String> {
-        let check = match &self.check {
-            Check::Sha256(Expected::Whole(v)) => format!("sha256 {v}"),
-            Check::Sha256(Expected::Composite { value, part_size }) => {
-                format!("composite {part_size} {value}")
-            }
-            Check::Md5(v) => format!("md5 {v}"),
-        };
         let text = format!(
-            "{MAGIC}\nkey {}\netag {}\nversion {}\nsize {}\ncheck {check}\n",
+            "{MAGIC}\nkey {}\netag {}\nversion {}\nsize {}\n",
             self.key,
             self.etag,
             self.version.as_deref().unwrap_or(""),
             self.size
         );
         // One field per line: a value holding a line break has no place.
-        (!text.contains('\r') && text.lines().count() == 6).then_some(text)
+        let fits = text.lines().all(|l| l.len() < MAX_LINE);
+        (fits && !text.contains('\r') && text.lines().count() == 5).then_some(text)
     }
 }
 
@@ -87,28 +92,17 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Writes a new journal at `path` for the object `header` names, or
-    /// `None` when its facts cannot be written as one line each.
-    pub fn create(path: &Path, header: &Header) -> io::Result<Option<Journal>> {
-        let Some(text) = header.text() else {
-            return Ok(None);
-        };
-        let mut file = File::create(path)?;
-        file.write_all(text.as_bytes())?;
-        Ok(Some(Journal::with(path, file)))
-    }
-
-    /// Goes on appending to the journal at `path`.
-    pub fn open(path: &Path) -> io::Result<Journal> {
-        let file = OpenOptions::new().append(true).open(path)?;
-        Ok(Journal::with(path, file))
-    }
-
-    fn with(path: &Path, file: File) -> Journal {
-        Journal {
+    /// Writes a new journal at `path` (which must not exist) for the
+    /// object `header` names, or `None` when its facts cannot be written
+    /// as one line each, or the file cannot be created.
+    pub fn create(path: &Path, header: &Header) -> Option<Journal> {
+        let text = header.text()?;
+        let mut file = atomic::create_private(path).ok()?;
+        file.write_all(text.as_bytes()).ok()?;
+        Some(Journal {
             path: path.to_path_buf(),
             file: Mutex::new(Some(file)),
-        }
+        })
     }
 
     /// Removes the journal: its bytes are being thrown away.
@@ -134,61 +128,79 @@ impl Journal {
     }
 }
 
-/// Reads the journal at `path`.
-pub fn read(path: &Path) -> Option<(Header, Spans)> {
-    parse(&fs::read_to_string(path).ok()?)
-}
-
-/// Reads a journal: its header and the spans it records (`None` when it is
-/// not a whole journal header).
-pub fn parse(text: &str) -> Option<(Header, Spans)> {
-    // Only whole lines count: the last may have been cut by the kill.
-    let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-    let mut lines = whole.lines();
-    if lines.next()? != MAGIC {
+/// Reads a journal from an open file: its header and the spans it
+/// records, merged (`None` when it is not a whole journal header, or
+/// its spans are past counting).
+pub fn read(file: impl Read) -> Option<(Header, Spans)> {
+    let mut lines = Lines {
+        reader: BufReader::new(file.take(MAX_BYTES)),
+        line: Vec::new(),
+    };
+    if lines.next()? != MAGIC.as_bytes() {
         return None;
     }
-    let mut field = |name: &str| {
-        lines
-            .next()?
-            .strip_prefix(name)?
-            .strip_prefix(' ')
-            .map(str::to_string)
+    let mut field = |name: &str| -> Option<String> {
+        let line = lines.next()?;
+        let value = line.strip_prefix(name.as_bytes())?.strip_prefix(b" ")?;
+        String::from_utf8(value.to_vec()).ok()
     };
     let key = field("key")?;
     let etag = field("etag")?;
     let version = Some(field("version")?).filter(|v| !v.is_empty());
     let size = field("size")?.parse().ok()?;
-    let check = field("check")?;
-    let check = match check.split_once(' ')? {
-        ("sha256", v) => Check::Sha256(Expected::Whole(v.to_string())),
-        ("md5", v) => Check::Md5(v.to_string()),
-        ("composite", rest) => {
-            let (part_size, value) = rest.split_once(' ')?;
-            Check::Sha256(Expected::Composite {
-                value: value.to_string(),
-                part_size: part_size.parse().ok()?,
-            })
-        }
-        _ => return None,
+    let header = Header {
+        key,
+        etag,
+        version,
+        size,
     };
-    let spans = lines
-        .filter_map(|line| {
-            let (from, to) = line.split_once(' ')?;
-            Some((from.parse().ok()?, to.parse().ok()?))
-        })
-        .filter(|&(from, to): &(u64, u64)| from < to && to <= size)
-        .collect();
-    Some((
-        Header {
-            key,
-            etag,
-            version,
-            size,
-            check,
-        },
-        spans,
-    ))
+    let mut spans = Spans::new();
+    while let Some(line) = lines.next() {
+        let Some((from, to)) = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| l.split_once(' '))
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        else {
+            continue;
+        };
+        if from < to && to <= size {
+            spans.push((from, to));
+            if spans.len() > 2 * MAX_SPANS {
+                spans = merged(spans);
+            }
+        }
+    }
+    let spans = merged(spans);
+    (spans.len() <= MAX_SPANS).then_some((header, spans))
+}
+
+/// Whole lines, each at most `MAX_LINE` bytes: a longer one ends the
+/// reading, and so does a last line the kill cut short (no line break).
+struct Lines<R> {
+    reader: R,
+    line: Vec<u8>,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn next(&mut self) -> Option<&[u8]> {
+        self.line.clear();
+        let mut limited = (&mut self.reader).take(MAX_LINE as u64 + 1);
+        limited.read_until(b'\n', &mut self.line).ok()?;
+        self.line.strip_suffix(b"\n")
+    }
+}
+
+/// The same spans, sorted, overlapping and touching ones joined.
+fn merged(mut spans: Spans) -> Spans {
+    spans.sort_unstable();
+    let mut out: Spans = Vec::with_capacity(spans.len().min(MAX_SPANS + 1));
+    for (from, to) in spans {
+        match out.last_mut() {
+            Some(last) if from <= last.1 => last.1 = last.1.max(to),
+            _ => out.push((from, to)),
+        }
+    }
+    out
 }
 
 /// The spans of `0..size` that `done` does not cover, in order.
@@ -219,65 +231,87 @@ pub fn prefix(done: &[(u64, u64)], size: u64) -> u64 {
 mod tests {
     use super::*;
 
-    fn header(check: Check) -> Header {
+    fn header() -> Header {
         Header {
             key: "artifacts/jobs/1/a b.bin".into(),
             etag: "\"abc-3\"".into(),
             version: Some("\"abc-3\"|Mon, 01 Jan 2024 00:00:00 GMT".into()),
             size: 1000,
-            check,
         }
+    }
+
+    fn read_path(path: &Path) -> Option<(Header, Spans)> {
+        read(File::open(path).unwrap())
     }
 
     #[test]
     fn a_journal_reads_back_what_was_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j");
-        for check in [
-            Check::Sha256(Expected::Whole("SUM=".into())),
-            Check::Sha256(Expected::Composite {
-                value: "SUM=-3".into(),
-                part_size: 400,
-            }),
-            Check::Md5("MD5==".into()),
-        ] {
-            let journal = Journal::create(&path, &header(check.clone()))
-                .unwrap()
-                .unwrap();
-            journal.record(0, 256);
-            journal.record(400, 600);
-            journal.record(5, 5); // empty: not recorded
-            let (read, spans) = parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            assert_eq!(read, header(check));
-            assert_eq!(spans, vec![(0, 256), (400, 600)]);
+        let journal = Journal::create(&path, &header()).unwrap();
+        journal.record(0, 256);
+        journal.record(400, 600);
+        journal.record(5, 5); // empty: not recorded
+        journal.record(256, 300); // touches the first: merged
+        assert_eq!(
+            read_path(&path),
+            Some((header(), vec![(0, 300), (400, 600)]))
+        );
+        // Created new, and private.
+        assert!(Journal::create(&path, &header()).is_none());
+        #[cfg(unix)]
+        {
+            let meta = fs::metadata(&path).unwrap();
+            assert_eq!(crate::atomic::permission_bits(&meta), Some(0o600));
         }
-        let mut no_version = header(Check::Md5("M".into()));
+        let mut no_version = header();
         no_version.version = None;
-        Journal::create(&path, &no_version).unwrap().unwrap();
-        let (read, spans) = parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        assert_eq!((read, spans), (no_version, vec![]));
+        let other = dir.path().join("k");
+        Journal::create(&other, &no_version).unwrap();
+        assert_eq!(read_path(&other), Some((no_version, vec![])));
     }
 
     #[test]
     fn a_line_cut_short_and_nonsense_are_ignored() {
-        let text = header(Check::Md5("M".into())).text().unwrap();
-        let journal = format!("{text}0 100\n100 200\n300 99\n900 2000\n200 30");
-        let (_, spans) = parse(&journal).unwrap();
-        assert_eq!(spans, vec![(0, 100), (100, 200)]);
+        let text = header().text().unwrap();
+        let journal = format!("{text}0 100\n100 200\n300 99\n900 2000\nx y\n200 30");
+        let (_, spans) = read(journal.as_bytes()).unwrap();
+        assert_eq!(spans, vec![(0, 200)]);
         // A header cut short is no journal.
-        assert!(parse(&text[..text.len() - 3]).is_none());
-        assert!(parse("something else\n").is_none());
-        assert!(parse("").is_none());
+        assert!(read(&text.as_bytes()[..text.len() - 3]).is_none());
+        assert!(read(&b"something else\n"[..]).is_none());
+        assert!(read(&b""[..]).is_none());
+        // The first journal format, which named its own check, is not read.
+        let first = "artifact-journal 1\nkey k\netag e\nversion \nsize 10\ncheck md5 M\n0 5\n";
+        assert!(read(first.as_bytes()).is_none());
+    }
+
+    /// However a journal was written, reading it is bounded: a huge line
+    /// ends it, and more separate spans than a download could have make
+    /// it no journal at all.
+    #[test]
+    fn a_hostile_journal_is_read_within_bounds() {
+        let text = header().text().unwrap();
+        let long = format!("{text}{}\n0 10\n", "9".repeat(10 * MAX_LINE));
+        assert_eq!(read(long.as_bytes()).map(|(_, s)| s), Some(vec![]));
+        let mut header = header();
+        header.size = u64::MAX;
+        let mut many = header.text().unwrap();
+        for i in 0..(MAX_SPANS as u64 + 1) {
+            many.push_str(&format!("{} {}\n", i * 2, i * 2 + 1));
+        }
+        assert!(read(many.as_bytes()).is_none());
+        let mut key = header.clone();
+        key.key = "k".repeat(MAX_LINE);
+        assert!(key.text().is_none());
     }
 
     #[test]
     fn a_key_with_a_line_break_is_not_journalled() {
-        let mut h = header(Check::Md5("M".into()));
+        let mut h = header();
         h.key = "a\nb".into();
         let dir = tempfile::tempdir().unwrap();
-        assert!(Journal::create(&dir.path().join("j"), &h)
-            .unwrap()
-            .is_none());
+        assert!(Journal::create(&dir.path().join("j"), &h).is_none());
     }
 
     #[test]
@@ -293,13 +327,14 @@ mod tests {
 
     #[test]
     fn a_journal_matches_only_its_object() {
-        let h = header(Check::Md5("M".into()));
+        let h = header();
         let v = h.version.as_deref();
-        assert!(h.matches(&h.key, &h.etag, v, Some(1000)));
-        assert!(h.matches(&h.key, &h.etag, None, None));
-        assert!(!h.matches("other", &h.etag, v, Some(1000)));
-        assert!(!h.matches(&h.key, "\"new\"", v, Some(1000)));
-        assert!(!h.matches(&h.key, &h.etag, v, Some(999)));
-        assert!(!h.matches(&h.key, &h.etag, Some("other"), Some(1000)));
+        let e = Some(h.etag.as_str());
+        assert!(h.matches(&h.key, e, v, Some(1000)));
+        assert!(h.matches(&h.key, None, None, None));
+        assert!(!h.matches("other", e, v, Some(1000)));
+        assert!(!h.matches(&h.key, Some("\"new\""), v, Some(1000)));
+        assert!(!h.matches(&h.key, e, v, Some(999)));
+        assert!(!h.matches(&h.key, e, Some("other"), Some(1000)));
     }
 }

@@ -7,7 +7,8 @@
 //! - `push` builds every upload body, splits large files into parts and
 //!   reads standard input; `receive` lands every download in a temporary
 //!   file, counting, hashing, checking and resuming — across runs too,
-//!   from the `journal` it keeps beside the file;
+//!   from the `journal` it keeps beside the file, under `resume`'s one rule
+//!   for what a dead run left;
 //! - `outcome` keeps what became of each object and sums a run up;
 //! - `unchanged` decides, for --skip-unchanged, whether a local file and a
 //!   stored object are proven identical;
@@ -17,9 +18,8 @@
 //!   retried.
 //!
 //! Every conflict is checked before anything is written: a push checks the
-//! whole tree against the store first; a pull into an existing destination
-//! without --force checks every object first, and otherwise streams — each
-//! list page, once checked, feeds the downloads while the listing goes on.
+//! whole tree against the store first; a pull checks every object of the
+//! listing (names, files in the way) before it fetches any.
 //! When a run fails part way, the engine says which files made it and which
 //! did not.
 
@@ -29,6 +29,7 @@ mod journal;
 mod outcome;
 mod push;
 mod receive;
+mod resume;
 mod scheduler;
 mod unchanged;
 pub mod walk;
@@ -48,49 +49,47 @@ use destination::Destination;
 use outcome::{conclude, finish, skip, Slot};
 use scheduler::Ctx;
 
-/// Downloads everything at `remote` to `local`. Downloads start while the
-/// listing is still coming in, unless a file could already be in the way:
-/// then every object is checked before any is written. With --force
-/// --skip-unchanged, a local file proven identical is left as it is.
+/// Downloads everything at `remote` to `local`. The whole listing is
+/// checked first (`Destination`): a key that would land outside the
+/// destination, or a file in the way, stops the pull before anything is
+/// written. With --force --skip-unchanged, a local file proven identical is
+/// left as it is.
 pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -> Result<Totals> {
-    let mut destination = Destination::new(remote, local, opts.force);
-    let hold = destination.may_conflict();
+    let resume = resume::Resume::default();
+    let mut destination = Destination::new(remote, local, opts.force, &resume);
     let _progress = progress::Reporter::start("Pulling");
     let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
+    let puller = receive::Puller {
+        backend,
+        resume: &resume,
+        force: opts.force,
+    };
     let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
         let feed = |object: RemoteObject, path: PathBuf| {
             let slot = Arc::new(Slot::new());
             if let Ok(mut fed) = fed.lock() {
                 fed.push((object.key.clone(), Arc::clone(&slot)));
             }
-            let force = opts.force;
             let compare = opts.force && opts.skip_unchanged;
             ctx.feed(Box::new(move |ctx| {
                 if compare && unchanged::check_pull(ctx, backend, &object, &path) {
                     return skip(&slot, &object.key, object.size.unwrap_or(0));
                 }
-                receive::fetch(ctx, backend, object, path, force, slot)
+                receive::fetch(ctx, puller, object, path, slot)
             }));
         };
-        let mut held = Vec::new();
+        let mut admitted = Vec::new();
         let listed = list(ctx, backend, remote, Intent::Pull, |page| {
-            // A whole page is checked before any of it is fetched.
-            let mut admitted = Vec::with_capacity(page.len());
             for object in page {
                 if let Some(path) = destination.admit(&object.key)? {
                     progress::planned(object.size);
                     admitted.push((object, path));
                 }
             }
-            if hold {
-                held.extend(admitted);
-            } else {
-                admitted.into_iter().for_each(|(o, p)| feed(o, p));
-            }
             Ok(!ctx.stopping())
         });
         if listed.is_ok() {
-            held.into_iter().for_each(|(o, p)| feed(o, p));
+            admitted.into_iter().for_each(|(o, p)| feed(o, p));
         }
         listed
     });

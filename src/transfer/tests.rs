@@ -164,6 +164,7 @@ impl Backend for Memory {
             sha256: Some(Expected::Whole(checksum::base64(&checksum::sha256(&data)))),
             mode: None,
             part_size: None,
+            etag_md5: None,
         })
     }
 

@@ -22,9 +22,9 @@ use super::budget::Budget;
 use super::push::parts_for;
 use super::scheduler::{self, Ctx};
 use super::walk::Item;
-use crate::atomic::{self, Mode, TempFile};
-use crate::aws::sigv4::hex;
+use crate::atomic::{self, Mode};
 use crate::backend::{Backend, Intent, RemoteObject, Stated};
+use crate::checksum::hex;
 use crate::checksum::{self, Expected, PartDigests};
 use crate::error::Result;
 use crate::{log, retry};
@@ -261,15 +261,7 @@ fn settle_mode(path: &Path, meta: &fs::Metadata, recorded: Option<u32>) -> Resul
     if local == recorded {
         return Ok(());
     }
-    // A new file with those bits shows what the umask leaves of them.
-    let mut probe = TempFile::create(path, Mode::New(recorded))?;
-    let wanted = probe
-        .file()
-        .metadata()
-        .ok()
-        .and_then(|m| atomic::permission_bits(&m))
-        .unwrap_or(recorded);
-    drop(probe);
+    let wanted = Mode::New(recorded).bits();
     if local != wanted {
         log::debug(|| format!("'{}': mode {local:o} -> {wanted:o}", path.display()));
         set_mode(path, wanted).map_err(|e| crate::error::Error::local_io("chmod", path, e))?;

@@ -46,6 +46,9 @@ pub enum Fault {
     StallDuringDownload(Duration),
     /// Forward, flipping every bit of the body's middle byte.
     CorruptBody,
+    /// Forward, drop the Content-Length, and send this many bytes more
+    /// than the body (delimited by the close).
+    Overlong(usize),
     /// A [`Quirks`] refusal: this status with S3 error XML carrying this
     /// `<Code>` and, unless empty, this `<Header>`.
     Refused(u16, &'static str, String),
@@ -382,6 +385,7 @@ impl Handler for Layer {
             Some(Fault::ShortBody) => reply.cut(Cut::Short),
             Some(Fault::ResetDuringDownload(p)) => reply.cut(Cut::ResetMidBody(len * p / 100)),
             Some(Fault::StallDuringDownload(d)) => reply.cut(Cut::StallMidBody(d)),
+            Some(Fault::Overlong(extra)) => reply.cut(Cut::Overlong(extra)),
             Some(Fault::CorruptBody) => {
                 if let Some(b) = reply.body.get_mut(len / 2) {
                     *b ^= 0xFF;

@@ -156,6 +156,9 @@ pub enum Cut {
     StallMidBody(Duration),
     /// `200 Connection established`, then bytes are relayed to this address.
     Tunnel(SocketAddr),
+    /// The head without its Content-Length, the body and this many bytes
+    /// more, then a clean close: a body that runs past what was stated.
+    Overlong(usize),
 }
 
 /// An answer.
@@ -257,6 +260,24 @@ impl Reply {
         if !self.bodiless() && !is_head {
             out.extend_from_slice(&self.body[..body_len.min(self.body.len())]);
         }
+        out
+    }
+}
+
+impl Reply {
+    /// The bytes on the wire for `Cut::Overlong`: no Content-Length, the
+    /// body, `extra` bytes more, delimited by the close.
+    fn overlong(&self, extra: usize) -> Vec<u8> {
+        let mut out = format!("HTTP/1.1 {} Test\r\n", self.status);
+        for (name, value) in &self.headers {
+            if !name.eq_ignore_ascii_case("content-length") {
+                out.push_str(&format!("{name}: {value}\r\n"));
+            }
+        }
+        out.push_str("connection: close\r\n\r\n");
+        let mut out = out.into_bytes();
+        out.extend_from_slice(&self.body);
+        out.resize(out.len() + extra, b'x');
         out
     }
 }
@@ -560,6 +581,10 @@ fn serve(stream: TcpStream, shared: &Shared) {
                 return reset_on_drop(&stream);
             }
             Cut::Short => w.write_all(&reply.bytes(is_head, false, half)),
+            Cut::Overlong(extra) => {
+                let _ = w.write_all(&reply.overlong(extra));
+                return linger(&stream, &mut reader);
+            }
             Cut::Whole | Cut::Close => w.write_all(&reply.bytes(is_head, close, usize::MAX)),
         };
         if sent.is_err() {

@@ -25,7 +25,8 @@ use sha1::{Digest, Sha1};
 
 use super::source_http;
 use super::Credentials;
-use crate::aws::sigv4::{encode, hex};
+use crate::aws::sigv4::encode;
+use crate::checksum::hex;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;

@@ -12,7 +12,7 @@ use ureq::http::HeaderMap;
 
 use super::client::{self, Request};
 use super::S3;
-use crate::backend::object::version_of;
+use crate::backend::object::{etag_as_md5, version_of};
 use crate::backend::{ByteRange, Download, RemoteObject, Stated};
 use crate::checksum::Expected;
 use crate::error::{Error, Result};
@@ -37,6 +37,7 @@ impl S3 {
             sha256: expected_sha256(headers),
             mode: recorded_mode(headers),
             part_size: recorded_part_size(headers),
+            etag_md5: etag_as_md5(headers),
         })
     }
 
@@ -67,14 +68,18 @@ impl S3 {
             }
             _ => return Err(self.error(client::failure(&mut response), "GetObject", &object.key)),
         }
-        let expected = range
-            .is_whole()
-            .then(|| expected_sha256(response.headers()))
-            .flatten();
+        // A range states no checksum of the whole, but our recorded SHA-256
+        // of the whole object comes with every answer.
+        let expected = match range.is_whole() {
+            true => expected_sha256(response.headers()),
+            false => recorded_sha256(response.headers()),
+        };
         let mode = recorded_mode(response.headers());
+        let part_size = recorded_part_size(response.headers());
         let mut download = Download::from_http(response)?;
         download.sha256 = expected;
         download.mode = mode;
+        download.part_size = part_size;
         Ok(download)
     }
 }
@@ -118,8 +123,14 @@ fn expected_sha256(headers: &HeaderMap) -> Option<Expected> {
             value: v.to_string(),
             part_size,
         }),
-        _ => get("x-amz-meta-sha256").map(|v| Expected::Whole(v.to_string())),
+        _ => recorded_sha256(headers),
     }
+}
+
+/// The SHA-256 of the whole object that our single PUTs record.
+fn recorded_sha256(headers: &HeaderMap) -> Option<Expected> {
+    let value = headers.get("x-amz-meta-sha256")?.to_str().ok()?;
+    Some(Expected::Whole(value.to_string()))
 }
 
 #[cfg(test)]

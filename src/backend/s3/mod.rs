@@ -29,8 +29,8 @@ use super::{
     Upload,
 };
 use crate::aws::credentials::{self, Chain};
-use crate::aws::sigv4::hex;
 use crate::aws::xml;
+use crate::checksum::hex;
 use crate::config::{Env, Settings};
 use crate::error::{Error, Result, Side};
 use crate::http::{Http, Payload};
