@@ -172,6 +172,28 @@ s3_case!(exact_object_wins_over_a_directory_of_the_same_name, |env| {
     assert_eq!(env.read("x.d"), b"file");
 });
 
+s3_case!(ids_that_leave_their_level_make_no_keys, |env| {
+    env.put_object("artifacts/jobs/victim/keep.txt", b"keep");
+    env.write("f.txt", b"x");
+    // Without the check these were artifacts/other/f.txt and a yank of
+    // every object of job `victim`.
+    env.run(&["push", "job", "f.txt", "-j", "../../other"])
+        .failure(3)
+        .stderr_has("--job-id='../../other'");
+    env.run(&["yank", "job", "victim", "-j", ".."])
+        .failure(3)
+        .stderr_has("--job-id='..'");
+    let mut cmd = env.command(&["push", "project", "f.txt"]);
+    cmd.env("SEMAPHORE_PROJECT_ID", "../jobs/victim");
+    env.run_cmd(cmd, None)
+        .failure(3)
+        .stderr_has("SEMAPHORE_PROJECT_ID='../jobs/victim'");
+    assert_eq!(
+        env.keys(),
+        vec!["artifacts/jobs/victim/keep.txt".to_string()]
+    );
+});
+
 #[test]
 fn missing_bucket_variable() {
     let mut env = TestEnv::s3();
