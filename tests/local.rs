@@ -118,3 +118,23 @@ fn push_of_the_current_directory_goes_to_the_level_root() {
         vec!["artifacts/jobs/job-1/app.bin".to_string()]
     );
 }
+
+#[cfg(unix)]
+#[test]
+fn a_symlink_in_the_store_is_not_followed_out_of_it() {
+    let (env, store) = nested_store();
+    let outside = env.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    env.write("outside/precious.txt", b"keep me");
+    std::fs::create_dir_all(store.join("artifacts/jobs")).unwrap();
+    std::os::unix::fs::symlink(&outside, store.join("artifacts/jobs/job-1")).unwrap();
+    env.write("f.txt", b"x");
+    env.run(&["push", "job", "f.txt"])
+        .failure(1)
+        .stderr_has("symbolic link");
+    env.run(&["yank", "job", "precious.txt"])
+        .failure(1)
+        .stderr_has("symbolic link");
+    assert!(!outside.join("f.txt").exists());
+    assert_eq!(env.read("outside/precious.txt"), b"keep me");
+}
