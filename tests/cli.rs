@@ -324,6 +324,29 @@ fn zero_parallelism_is_a_configuration_error() {
     assert!(env.keys().is_empty(), "{:?}", env.keys());
 }
 
+/// A zero timeout used to be taken, and every request then failed; on the
+/// Hub and S3 only after the store was asked. Refused before anything runs,
+/// on every backend, naming the variable and its range.
+#[test]
+fn zero_or_out_of_range_durations_are_configuration_errors() {
+    let env = TestEnv::local();
+    env.write("x.txt", b"hello");
+    for (name, values) in [
+        ("ARTIFACT_IO_TIMEOUT", &["0", "0s", "0ms", "3601"][..]),
+        ("ARTIFACT_CONNECT_TIMEOUT", &["0", "0.0001", "601s"][..]),
+        ("ARTIFACT_RETRY_DELAY", &["0ms", "11"][..]),
+    ] {
+        for value in values {
+            let mut cmd = env.command(&["push", "job", "x.txt"]);
+            cmd.env(name, value);
+            env.run_cmd(cmd, None).failure(3).stderr_has(&format!(
+                "error: {name}='{value}' is not valid: use a duration from 1ms to "
+            ));
+        }
+    }
+    assert!(env.keys().is_empty(), "{:?}", env.keys());
+}
+
 // ------------------------------------------------------------ ID flags
 
 #[test]
