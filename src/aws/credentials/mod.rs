@@ -181,7 +181,8 @@ impl Chain {
                         ))
                     }
                     Err(Error::Network { detail, .. }) => tried.push(format!(
-                        "EC2 instance metadata (not reachable at {endpoint}: {detail})"
+                        "EC2 instance metadata (not reachable at {}: {detail})",
+                        crate::log::redact_configured_url(&endpoint)
                     )),
                     Err(err) => tried.push(format!("EC2 instance metadata ({err})")),
                 }

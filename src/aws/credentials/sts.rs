@@ -124,7 +124,9 @@ impl AssumeRole {
         headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let what = format!(
             "STS AssumeRole of {} ({}) at {}",
-            self.role_arn, self.context, self.endpoint.url
+            self.role_arn,
+            self.context,
+            crate::log::redact_configured_url(&self.endpoint.url)
         );
         let answer = source_http::send(http, "POST", url.as_str(), &headers, body.as_bytes())?;
         credentials_from(
@@ -193,7 +195,8 @@ impl WebIdentity {
         let url = endpoint_url(&self.endpoint)?;
         let what = format!(
             "STS AssumeRoleWithWebIdentity of {} at {}",
-            self.role_arn, self.endpoint.url
+            self.role_arn,
+            crate::log::redact_configured_url(&self.endpoint.url)
         );
         let answer = source_http::send(
             http,
@@ -214,13 +217,13 @@ fn endpoint_url(endpoint: &StsEndpoint) -> Result<Url> {
     let url = Url::parse(&endpoint.url).map_err(|e| {
         Error::Config(format!(
             "the STS endpoint '{}' is not a URL ({e}); check AWS_ENDPOINT_URL_STS and the region",
-            crate::log::redact_url(&endpoint.url)
+            crate::log::redact_configured_url(&endpoint.url)
         ))
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Config(format!(
             "the STS endpoint '{}' must be http:// or https://",
-            crate::log::redact_url(&endpoint.url)
+            crate::log::redact_configured_url(&endpoint.url)
         )));
     }
     Ok(url)

@@ -278,9 +278,15 @@ fn normalize_prefix(prefix: &str) -> String {
 fn parse_endpoint(text: &str) -> Result<Endpoint> {
     let invalid = |why: &str| {
         Error::Config(format!(
-            "ARTIFACT_S3_ENDPOINT='{text}' is not usable: {why}; use a URL such as https://minio.internal:9000"
+            "ARTIFACT_S3_ENDPOINT='{}' is not usable: {why}; use a URL such as https://minio.internal:9000",
+            crate::log::redact_configured_url(text)
         ))
     };
+    if text.contains('@') {
+        return Err(invalid(
+            "it carries a user or password, which S3 does not take; give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        ));
+    }
     let (scheme, rest) = text
         .split_once("://")
         .ok_or_else(|| invalid("it has no http:// or https://"))?;
@@ -451,6 +457,11 @@ mod tests {
         assert!(parse_endpoint("minio:9000").is_err());
         assert!(parse_endpoint("ftp://x").is_err());
         assert!(parse_endpoint("http://x/path").is_err());
+        for with_password in ["http://u:secret@h:1", "u:secret@h:1", "http://u:sec/ret@h"] {
+            let err = parse_endpoint(with_password).unwrap_err().to_string();
+            assert!(!err.contains("secret") && !err.contains("sec/"), "{err}");
+            assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+        }
         assert_eq!(parse_size("16MiB"), Some(16 << 20));
         assert_eq!(parse_size("8388608"), Some(8 << 20));
         assert_eq!(parse_size("1 GiB"), Some(1 << 30));
