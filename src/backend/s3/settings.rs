@@ -9,6 +9,7 @@
 //! virtual-host style unless path style is asked for, the endpoint is an IP
 //! address or `localhost`, or a dotted bucket name would break TLS.
 
+use crate::aws::{is_region, region_error};
 use crate::config::Env;
 use crate::error::{Error, Result};
 
@@ -91,9 +92,11 @@ const STORAGE_CLASSES: [&str; 12] = [
 ];
 
 impl S3Settings {
+    /// `profile_region` gives the profile's region, and where it comes from
+    /// (for a message), when no variable names one.
     pub fn from_env(
         env: &Env,
-        profile_region: impl FnOnce() -> Option<String>,
+        profile_region: impl FnOnce() -> Option<(String, String)>,
     ) -> Result<S3Settings> {
         let bucket = env
             .get("ARTIFACT_S3_BUCKET")
@@ -127,9 +130,14 @@ impl S3Settings {
         }
         let region = ["ARTIFACT_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]
             .iter()
-            .find_map(|name| env.get(name))
-            .map(str::to_string)
+            .find_map(|name| Some((name.to_string(), env.get(name)?.to_string())))
             .or_else(profile_region);
+        let region = match region {
+            Some((source, region)) if !is_region(&region, endpoint.is_none()) => {
+                return Err(region_error(&source, &region, endpoint.is_none()))
+            }
+            found => found.map(|(_, region)| region),
+        };
         let part_size = match env.get("ARTIFACT_S3_PART_SIZE") {
             None => DEFAULT_PART_SIZE,
             Some(text) => parse_size(text)
@@ -432,9 +440,11 @@ mod tests {
         let r = |pairs: &[(&str, &str)], profile: Option<&str>| {
             let mut all = vec![("ARTIFACT_S3_BUCKET", "b")];
             all.extend_from_slice(pairs);
-            S3Settings::from_env(&Env::from_pairs(all), || profile.map(str::to_string))
-                .unwrap()
-                .region
+            S3Settings::from_env(&Env::from_pairs(all), || {
+                profile.map(|r| ("the profile's region".to_string(), r.to_string()))
+            })
+            .unwrap()
+            .region
         };
         assert_eq!(r(&[], None), None);
         assert_eq!(r(&[], Some("p")), Some("p".into()));
@@ -450,6 +460,37 @@ mod tests {
             r(&[("ARTIFACT_S3_REGION", "x"), ("AWS_REGION", "a")], None),
             Some("x".into())
         );
+    }
+
+    #[test]
+    fn every_source_of_the_region_is_checked() {
+        let check = |pairs: &[(&str, &str)], profile: Option<&str>| {
+            let mut all = vec![("ARTIFACT_S3_BUCKET", "b")];
+            all.extend_from_slice(pairs);
+            S3Settings::from_env(&Env::from_pairs(all), || {
+                profile.map(|r| ("region in profile 'p'".to_string(), r.to_string()))
+            })
+        };
+        for name in ["ARTIFACT_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+            let err = check(&[(name, "x.invalid/y")], None).unwrap_err();
+            assert_eq!(err.exit_code(), 3);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{name}='x.invalid/y'")),
+                "{err}"
+            );
+        }
+        let err = check(&[], Some("evil.example#")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("region in profile 'p'="),
+            "{err}"
+        );
+        // Capitals and '_' only where the region is no part of a host name.
+        assert!(check(&[("AWS_REGION", "Zone_A")], None).is_err());
+        let endpoint = ("ARTIFACT_S3_ENDPOINT", "http://127.0.0.1:9000");
+        let s = check(&[("AWS_REGION", "Zone_A"), endpoint], None).unwrap();
+        assert_eq!(s.region.as_deref(), Some("Zone_A"));
+        assert!(check(&[("AWS_REGION", "a/b"), endpoint], None).is_err());
     }
 
     #[test]
