@@ -11,6 +11,11 @@
 //! - yank: remote = prefix + source made relative;
 //! - prefix = `artifacts/{jobs|workflows|projects}/{id}/`.
 //!
+//! Where the Go CLI would leave the prefix, we refuse: an ID that is not one
+//! plain path segment (`Level::id_in_effect`), a push whose base name is
+//! `..` or `/` without `-d`, and, last, any key not under the prefix
+//! (`Resolver::prefixed`).
+//!
 //! It also decides whether a key handed back by a server may be written under
 //! a local directory (`local_path_for`).
 
