@@ -17,6 +17,7 @@
 //! standard input is spooled (`transfer::push`).
 
 use std::collections::HashMap;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -76,15 +77,25 @@ impl Env {
         }
     }
 
-    /// A duration variable: `30`, `30s`, `1.5`, `500ms`; unset is `default`.
-    pub fn duration(&self, name: &str, default: Duration) -> Result<Duration> {
+    /// A duration variable within `range`: `30`, `30s`, `1.5`, `500ms`;
+    /// unset is `default`.
+    pub fn duration(
+        &self,
+        name: &str,
+        range: RangeInclusive<Duration>,
+        default: Duration,
+    ) -> Result<Duration> {
         match self.get(name) {
             None => Ok(default),
-            Some(text) => parse_duration(text).ok_or_else(|| {
-                Error::Config(format!(
-                    "{name}='{text}' is not a duration: use seconds such as 30, 1.5 or 500ms"
-                ))
-            }),
+            Some(text) => parse_duration(text)
+                .filter(|d| range.contains(d))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{name}='{text}' is not valid: use a duration from {} to {}, in seconds (30, 1.5) or milliseconds (500ms)",
+                        written(*range.start()),
+                        written(*range.end())
+                    ))
+                }),
         }
     }
 
@@ -92,7 +103,7 @@ impl Env {
     pub fn number(
         &self,
         name: &str,
-        range: std::ops::RangeInclusive<usize>,
+        range: RangeInclusive<usize>,
         default: usize,
     ) -> Result<usize> {
         match self.get(name) {
@@ -109,6 +120,8 @@ impl Env {
     }
 }
 
+/// `30`, `30s`, `1.5`, `500ms`: seconds, or milliseconds with `ms`; `None`
+/// for what is not a duration (negative, not finite, or too large).
 fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
     let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
@@ -119,11 +132,25 @@ fn parse_duration(text: &str) -> Option<Duration> {
         (text, 1.0)
     };
     let value: f64 = number.trim().parse().ok()?;
-    if !value.is_finite() || !(0.0..=86_400.0).contains(&value) {
-        return None;
-    }
-    Some(Duration::from_secs_f64(value * scale))
+    Duration::try_from_secs_f64(value * scale).ok()
 }
+
+/// A duration as the variables take it: `1ms`, `600s`.
+fn written(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}
+
+/// The ranges of the timing variables: zero would fail every request (or
+/// retry at once), and beyond these the wait is longer than any CI job
+/// should sit on one request (retries wait at most 10 s anyway).
+const CONNECT_TIMEOUTS: RangeInclusive<Duration> =
+    Duration::from_millis(1)..=Duration::from_secs(600);
+const IO_TIMEOUTS: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(3600);
+const RETRY_DELAYS: RangeInclusive<Duration> = Duration::from_millis(1)..=Duration::from_secs(10);
 
 /// Which storage the command talks to (ARTIFACT_BACKEND).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,10 +237,22 @@ impl Settings {
             (None, None) => None,
         };
         let http = HttpSettings {
-            connect_timeout: env.duration("ARTIFACT_CONNECT_TIMEOUT", Duration::from_secs(10))?,
-            io_timeout: env.duration("ARTIFACT_IO_TIMEOUT", Duration::from_secs(30))?,
+            connect_timeout: env.duration(
+                "ARTIFACT_CONNECT_TIMEOUT",
+                CONNECT_TIMEOUTS,
+                Duration::from_secs(10),
+            )?,
+            io_timeout: env.duration(
+                "ARTIFACT_IO_TIMEOUT",
+                IO_TIMEOUTS,
+                Duration::from_secs(30),
+            )?,
             attempts: env.number("ARTIFACT_RETRY_ATTEMPTS", 1..=20, 5)?,
-            retry_delay: env.duration("ARTIFACT_RETRY_DELAY", Duration::from_millis(500))?,
+            retry_delay: env.duration(
+                "ARTIFACT_RETRY_DELAY",
+                RETRY_DELAYS,
+                Duration::from_millis(500),
+            )?,
         };
         Ok(Settings {
             backend,
@@ -273,11 +312,35 @@ mod tests {
         assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("20ms"), Some(Duration::from_millis(20)));
-        assert_eq!(parse_duration("-1"), None);
-        assert_eq!(parse_duration("soon"), None);
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        for bad in ["-1", "soon", "", "NaN", "inf", "1e300", "5 minutes"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
         let e = env(&[("ARTIFACT_IO_TIMEOUT", "soon")]);
         let err = Settings::from_env(&e, None).unwrap_err().to_string();
         assert!(err.contains("ARTIFACT_IO_TIMEOUT='soon'"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_positive_and_in_range() {
+        for (name, too_long) in [
+            ("ARTIFACT_CONNECT_TIMEOUT", "601"),
+            ("ARTIFACT_IO_TIMEOUT", "3601"),
+            ("ARTIFACT_RETRY_DELAY", "11s"),
+        ] {
+            for bad in ["0", "0s", "0ms", "0.0001", too_long] {
+                let err = Settings::from_env(&env(&[(name, bad)]), None).unwrap_err();
+                assert_eq!(err.exit_code(), 3);
+                let text = err.to_string();
+                assert!(text.starts_with(&format!("{name}='{bad}'")), "{text}");
+                assert!(text.contains("from 1ms to "), "{text}");
+            }
+            assert!(Settings::from_env(&env(&[(name, "1ms")]), None).is_ok());
+        }
+        let s = Settings::from_env(&env(&[("ARTIFACT_IO_TIMEOUT", "3600")]), None).unwrap();
+        assert_eq!(s.http.io_timeout, Duration::from_secs(3600));
+        assert_eq!(written(Duration::from_millis(1)), "1ms");
+        assert_eq!(written(Duration::from_secs(600)), "600s");
     }
 
     #[test]

@@ -139,10 +139,11 @@ impl Agents {
         let bad_proxy = |variable: &str, url: &str, why: String| {
             Error::Config(format!(
                 "{variable}='{}' is not a proxy URL: {why}",
-                log::redact_url(url)
+                log::redact_configured_url(url)
             ))
         };
         let parse = |url: &str, variable: &str| {
+            proxy::check_url(url).map_err(|why| bad_proxy(variable, url, why))?;
             Proxy::new(url).map_err(|e| bad_proxy(variable, url, e.to_string()))
         };
         let proxies = &network.proxies;

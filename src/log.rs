@@ -100,6 +100,19 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A URL from the environment (an endpoint, a proxy, the organization
+/// URL), fit to print, even when it is malformed: everything between the
+/// scheme and the last `@` is hidden, wherever it is, since a password
+/// that was not percent-encoded may hold a `/`, `?`, `#` or space; then
+/// the query, as `redact_url` does.
+pub fn redact_configured_url(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    match url[start..].rfind('@') {
+        Some(at) => redact_url(&format!("{}***@{}", &url[..start], &url[start + at + 1..])),
+        None => redact_url(url),
+    }
+}
+
 fn is_plain_param(pair: &str) -> bool {
     let name = pair.split('=').next().unwrap_or("");
     PLAIN_PARAMS.contains(&name)
@@ -119,6 +132,22 @@ mod tests {
         let at = UNIX_EPOCH + Duration::from_millis(1_709_251_199_999);
         assert_eq!(timestamp(at), "Feb 29 23:59:59.999");
         assert_eq!(timestamp(UNIX_EPOCH), "Jan  1 00:00:00.000");
+    }
+
+    #[test]
+    fn configured_urls_lose_their_userinfo_however_written() {
+        for (url, shown) in [
+            ("http://user:secretpass@h:1", "http://***@h:1"),
+            ("http://user:secret/pass@h:1", "http://***@h:1"),
+            ("http://user:secret?pass@h:1", "http://***@h:1"),
+            ("http://user:secret#pass@h:1/", "http://***@h:1/"),
+            ("http://us er:secret pass@h", "http://***@h"),
+            ("user:secretpass@h:1", "***@h:1"),
+            ("https://h:1", "https://h:1"),
+            ("https://h/?X-Amz-Signature=s", "https://h/?<redacted>"),
+        ] {
+            assert_eq!(redact_configured_url(url), shown, "{url}");
+        }
     }
 
     #[test]

@@ -34,7 +34,7 @@ use backend::Backend;
 use cli::{Invocation, Op, Parsed};
 use config::{BackendKind, Env, Settings};
 use error::{Error, Result};
-use paths::Resolver;
+use paths::{PullPaths, PushPaths, Resolver};
 use transfer::{Budget, Options, PushSource};
 
 fn main() -> ExitCode {
@@ -79,6 +79,22 @@ fn backend_for(settings: &Settings, env: &Env) -> Result<Arc<dyn Backend>> {
     })
 }
 
+/// What a command's PATH (and `-d`) name, locally and in the store.
+enum Resolved {
+    Push(PushPaths),
+    Pull(PullPaths),
+    Yank(String),
+}
+
+fn resolve(resolver: &Resolver, op: Op, inv: &Invocation) -> Result<Resolved> {
+    let destination = inv.destination.as_deref();
+    Ok(match op {
+        Op::Push => Resolved::Push(resolver.push(&inv.path, destination)?),
+        Op::Pull => Resolved::Pull(resolver.pull(&inv.path, destination)?),
+        Op::Yank => Resolved::Yank(resolver.yank(&inv.path)?),
+    })
+}
+
 /// Runs one parsed command.
 fn run_command(inv: &Invocation) -> Result<()> {
     log::set_verbose(inv.verbose);
@@ -93,12 +109,9 @@ fn run_command(inv: &Invocation) -> Result<()> {
     };
     interrupt::install();
     let env = Env::from_process();
-    let id = inv
-        .id_flag(level)
-        .filter(|id| !id.is_empty())
-        .or_else(|| env.get(level.env_var()))
-        .ok_or_else(|| level.missing_id())?;
-    let resolver = Resolver::new(level, id);
+    let id = level.id_in_effect(inv.id_flag(level), env.get(level.env_var()))?;
+    // Paths first: a bad one is refused before any store is asked.
+    let resolved = resolve(&Resolver::new(level, id)?, op, inv)?;
     let settings = Settings::from_env(&env, inv.parallel)?;
     let backend = backend_for(&settings, &env)?;
     let cancel = Arc::clone(&backend);
@@ -118,9 +131,8 @@ fn run_command(inv: &Invocation) -> Result<()> {
         retry: settings.http.retry_policy(),
     };
 
-    match op {
-        Op::Push => {
-            let paths = resolver.push(&inv.path, inv.destination.as_deref());
+    match resolved {
+        Resolved::Push(paths) => {
             let source = if inv.reads_stdin() {
                 PushSource::Stdin
             } else {
@@ -135,8 +147,7 @@ fn run_command(inv: &Invocation) -> Result<()> {
             let totals = transfer::push(backend.as_ref(), source, &paths.remote, &options)?;
             report::pushed(level, &paths.local, &paths.remote, totals);
         }
-        Op::Pull => {
-            let paths = resolver.pull(&inv.path, inv.destination.as_deref());
+        Resolved::Pull(paths) => {
             log::debug(|| {
                 format!(
                     "pulling '{}' to '{}' (force: {}, skip unchanged: {})",
@@ -151,8 +162,7 @@ fn run_command(inv: &Invocation) -> Result<()> {
             )?;
             report::pulled(level, &paths.remote, &paths.local, totals);
         }
-        Op::Yank => {
-            let remote = resolver.yank(&inv.path);
+        Resolved::Yank(remote) => {
             transfer::yank(backend.as_ref(), &remote, &options)?;
             report::yanked(level, &remote);
         }

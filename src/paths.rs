@@ -11,6 +11,11 @@
 //! - yank: remote = prefix + source made relative;
 //! - prefix = `artifacts/{jobs|workflows|projects}/{id}/`.
 //!
+//! Where the Go CLI would leave the prefix, we refuse: an ID that is not one
+//! plain path segment (`Level::id_in_effect`), a push whose base name is
+//! `..` or `/` without `-d`, and, last, any key not under the prefix
+//! (`Resolver::prefixed`).
+//!
 //! It also decides whether a key handed back by a server may be written under
 //! a local directory (`local_path_for`).
 
@@ -82,6 +87,47 @@ impl Level {
     }
 }
 
+/// Why `id` cannot name a level, if it cannot: it becomes one segment of
+/// every key (`artifacts/jobs/{id}/…`) and, on the local backend, of every
+/// path, so a `/`, a `\`, a `.` or `..`, or a control character would
+/// move the artifacts elsewhere. Semaphore's IDs are UUIDs.
+fn id_problem(id: &str) -> Option<&'static str> {
+    if id.contains(['/', '\\']) {
+        Some("an ID cannot contain '/' or '\\'")
+    } else if id == "." || id == ".." {
+        Some("an ID cannot be '.' or '..'")
+    } else if id.chars().any(char::is_control) {
+        Some("an ID cannot contain a control character")
+    } else {
+        None
+    }
+}
+
+impl Level {
+    /// The ID in effect: the flag's when it is given and not empty (as in
+    /// the Go CLI), else the variable's; an error names whichever gave a
+    /// bad one.
+    pub fn id_in_effect<'a>(
+        self,
+        flag: Option<&'a str>,
+        variable: Option<&'a str>,
+    ) -> Result<&'a str> {
+        let (id, source) = match (flag.filter(|id| !id.is_empty()), variable) {
+            (Some(id), _) => (id, self.flag()),
+            (None, Some(id)) => (id, self.env_var()),
+            (None, None) => return Err(self.missing_id()),
+        };
+        match id_problem(id) {
+            None => Ok(id),
+            Some(problem) => Err(Error::Config(format!(
+                "{source}='{}' is not a {} ID: {problem}; Semaphore's IDs are UUIDs such as 3f6d2a9c-0b1e-4c7a-9d85-6e2f4b1a7c03",
+                id.escape_debug(),
+                self.name()
+            ))),
+        }
+    }
+}
+
 /// Maps user paths to remote keys for one level and ID.
 #[derive(Debug, Clone)]
 pub struct Resolver {
@@ -104,41 +150,88 @@ pub struct PullPaths {
 }
 
 impl Resolver {
-    pub fn new(level: Level, id: &str) -> Resolver {
-        Resolver {
+    /// The resolver for `id`, which must pass `Level::id_in_effect`'s
+    /// check (checked again here, so no key can leave its level).
+    pub fn new(level: Level, id: &str) -> Result<Resolver> {
+        if let Some(problem) = id_problem(id) {
+            return Err(Error::Config(format!(
+                "'{}' is not a {} ID: {problem}",
+                id.escape_debug(),
+                level.name()
+            )));
+        }
+        Ok(Resolver {
             level,
             id: id.to_string(),
+        })
+    }
+
+    /// `artifacts/{jobs|workflows|projects}/{id}`: every key is this or
+    /// under it.
+    fn root(&self) -> String {
+        join(&["artifacts", self.level.plural(), &self.id])
+    }
+
+    /// `artifacts/{jobs|workflows|projects}/{id}/{path}`, cleaned; an error
+    /// when `path` would leave the level's directory (no caller makes such
+    /// a path: this is the last check before a key is used).
+    pub fn prefixed(&self, path: &str) -> Result<String> {
+        let root = self.root();
+        let key = join(&[&root, path]);
+        let inside = key
+            .strip_prefix(root.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if !inside {
+            return Err(Error::Usage(format!(
+                "'{}' would name '{}', outside the {}'s artifacts ({root}/)",
+                path.escape_debug(),
+                key.escape_debug(),
+                self.level.name()
+            )));
         }
+        Ok(key)
     }
 
-    /// `artifacts/{jobs|workflows|projects}/{id}/{path}`, cleaned.
-    pub fn prefixed(&self, path: &str) -> String {
-        join(&["artifacts", self.level.plural(), &self.id, path])
-    }
-
-    pub fn push(&self, source: &str, destination: Option<&str>) -> PushPaths {
+    /// A push of `source`. Without a destination the key is the source's
+    /// base name, as in the Go CLI; a source whose base name is `..` or `/`
+    /// (or an empty one) has none that stays in the level's directory, so
+    /// it is refused unless `-d` names the artifact.
+    pub fn push(&self, source: &str, destination: Option<&str>) -> Result<PushPaths> {
         let source = to_slash(source);
+        if source.is_empty() {
+            return Err(Error::Usage(
+                "cannot push '': the path is empty (an unset variable?); name a file or directory"
+                    .into(),
+            ));
+        }
         let dest = to_relative(&to_slash(destination.unwrap_or("")));
         let name = if dest.is_empty() { base(&source) } else { dest };
-        PushPaths {
-            local: clean(&source),
-            remote: self.prefixed(&name),
+        if name == ".." || name == "/" {
+            return Err(Error::Usage(format!(
+                "cannot push '{}' without a name: its base name '{name}' would put the files outside the {}'s artifacts; add -d NAME",
+                source.escape_debug(),
+                self.level.name()
+            )));
         }
+        Ok(PushPaths {
+            local: clean(&source),
+            remote: self.prefixed(&name)?,
+        })
     }
 
-    pub fn pull(&self, source: &str, destination: Option<&str>) -> PullPaths {
+    pub fn pull(&self, source: &str, destination: Option<&str>) -> Result<PullPaths> {
         let remote = to_relative(&to_slash(source));
         let local = match destination.map(to_slash) {
             Some(d) if !d.is_empty() => d,
             _ => base(&remote),
         };
-        PullPaths {
-            remote: self.prefixed(&remote),
+        Ok(PullPaths {
+            remote: self.prefixed(&remote)?,
             local: clean(&local),
-        }
+        })
     }
 
-    pub fn yank(&self, source: &str) -> String {
+    pub fn yank(&self, source: &str) -> Result<String> {
         self.prefixed(&to_relative(&to_slash(source)))
     }
 }
@@ -469,21 +562,116 @@ mod tests {
     }
 
     fn job() -> Resolver {
-        Resolver::new(Level::Job, "1")
+        Resolver::new(Level::Job, "1").unwrap()
+    }
+
+    #[test]
+    fn ids_that_would_leave_their_level_are_refused() {
+        for bad in [
+            "..", ".", "../../x", "a/b", "/", "a\\b", "x\0", "x\ny", "\u{7f}",
+        ] {
+            assert!(id_problem(bad).is_some(), "{bad:?} passed");
+            assert!(Resolver::new(Level::Job, bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "3f6d2a9c-0b1e-4c7a-9d85-6e2f4b1a7c03",
+            "job-1",
+            "...",
+            ".x",
+            "a..b",
+            "ünï",
+        ] {
+            assert_eq!(id_problem(good), None, "{good:?} refused");
+        }
+    }
+
+    #[test]
+    fn the_id_in_effect_names_its_source() {
+        let level = Level::Job;
+        assert_eq!(level.id_in_effect(Some("f"), Some("v")).unwrap(), "f");
+        assert_eq!(level.id_in_effect(Some(""), Some("v")).unwrap(), "v");
+        assert_eq!(level.id_in_effect(None, Some("v")).unwrap(), "v");
+        let missing = level.id_in_effect(Some(""), None).unwrap_err();
+        assert_eq!(missing.to_string(), level.missing_id().to_string());
+        let from_flag = level.id_in_effect(Some("../x"), Some("ok")).unwrap_err();
+        assert_eq!(from_flag.exit_code(), 3);
+        assert!(
+            from_flag.to_string().starts_with("--job-id='../x'"),
+            "{from_flag}"
+        );
+        let from_variable = Level::Workflow
+            .id_in_effect(Some(""), Some(".."))
+            .unwrap_err();
+        assert_eq!(from_variable.exit_code(), 3);
+        assert!(
+            from_variable
+                .to_string()
+                .starts_with("SEMAPHORE_WORKFLOW_ID='..'"),
+            "{from_variable}"
+        );
+    }
+
+    #[test]
+    fn keys_outside_the_level_are_refused() {
+        for path in ["..", "../x", "../../1/x", "a/../../x"] {
+            let err = job().prefixed(path).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{path}: {err}");
+        }
+        assert_eq!(job().prefixed("a/../b").unwrap(), "artifacts/jobs/1/b");
+        assert_eq!(job().prefixed("..x").unwrap(), "artifacts/jobs/1/..x");
+    }
+
+    #[test]
+    fn push_sources_without_a_name_in_the_level_are_refused() {
+        for source in ["..", "../..", "a/..", "/", "//", ""] {
+            let err = job().push(source, None).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{source:?}: {err}");
+            assert!(err.to_string().contains(&format!("'{source}'")), "{err}");
+            for empty in ["", ".", "/", ".."] {
+                assert!(
+                    job().push(source, Some(empty)).is_err(),
+                    "{source:?} -d {empty:?}"
+                );
+            }
+        }
+        // A name given with -d is under the level whatever the source.
+        for source in ["..", "/"] {
+            assert_eq!(
+                job().push(source, Some("up")).unwrap().remote,
+                "artifacts/jobs/1/up"
+            );
+        }
+        // An empty source stays refused: it is an unset variable far more
+        // often than the current directory.
+        assert!(job().push("", Some("up")).is_err());
+        // `.` (from inside a directory) pushes to the level's root, as in Go.
+        assert_eq!(
+            job().push(".", None).unwrap(),
+            PushPaths {
+                local: ".".into(),
+                remote: "artifacts/jobs/1".into()
+            }
+        );
     }
 
     #[test]
     fn prefixes_per_level() {
-        assert_eq!(job().prefixed("x"), "artifacts/jobs/1/x");
+        assert_eq!(job().prefixed("x").unwrap(), "artifacts/jobs/1/x");
         assert_eq!(
-            Resolver::new(Level::Workflow, "w").prefixed("x"),
+            Resolver::new(Level::Workflow, "w")
+                .unwrap()
+                .prefixed("x")
+                .unwrap(),
             "artifacts/workflows/w/x"
         );
         assert_eq!(
-            Resolver::new(Level::Project, "p").prefixed("x"),
+            Resolver::new(Level::Project, "p")
+                .unwrap()
+                .prefixed("x")
+                .unwrap(),
             "artifacts/projects/p/x"
         );
-        assert_eq!(job().prefixed(""), "artifacts/jobs/1");
+        assert_eq!(job().prefixed("").unwrap(), "artifacts/jobs/1");
     }
 
     #[test]
@@ -549,7 +737,7 @@ mod tests {
             ("/long/x", Some("/"), "/long/x", "artifacts/jobs/1/x"),
         ];
         for (src, dest, local, remote) in cases {
-            let got = job().push(src, dest);
+            let got = job().push(src, dest).unwrap();
             assert_eq!(
                 got,
                 PushPaths {
@@ -614,7 +802,7 @@ mod tests {
             ("x", Some(""), "artifacts/jobs/1/x", "x"),
         ];
         for (src, dest, remote, local) in cases {
-            let got = job().pull(src, dest);
+            let got = job().pull(src, dest).unwrap();
             assert_eq!(
                 got,
                 PullPaths {
@@ -640,7 +828,7 @@ mod tests {
             ("dir/", "artifacts/jobs/1/dir"),
         ];
         for (src, remote) in cases {
-            assert_eq!(job().yank(src), remote, "yank({src:?})");
+            assert_eq!(job().yank(src).unwrap(), remote, "yank({src:?})");
         }
     }
 
@@ -765,14 +953,22 @@ pub(crate) mod hostile {
         }
 
         #[test]
-        fn user_paths_stay_under_the_prefix(source in key(), destination in key()) {
-            let resolver = Resolver::new(Level::Job, "job-1");
+        fn user_paths_stay_under_the_prefix(
+            source in key(),
+            destination in prop::option::of(key()),
+        ) {
+            let resolver = Resolver::new(Level::Job, "job-1").unwrap();
             let prefix = "artifacts/jobs/job-1";
-            let pushed = resolver.push(&source, Some(&destination)).remote;
-            let pulled = resolver.pull(&source, Some(&destination)).remote;
+            let destination = destination.as_deref();
+            let pushed = resolver.push(&source, destination).map(|p| p.remote);
+            let pulled = resolver.pull(&source, destination).map(|p| p.remote);
             let yanked = resolver.yank(&source);
-            for remote in [pushed, pulled, yanked] {
-                prop_assert!(remote.starts_with(prefix), "{remote:?}");
+            for remote in [pushed, pulled, yanked].into_iter().flatten() {
+                let rest = remote.strip_prefix(prefix);
+                prop_assert!(
+                    rest.is_some_and(|r| r.is_empty() || r.starts_with('/')),
+                    "{remote:?}"
+                );
                 prop_assert!(!remote.split('/').any(|s| s == ".."), "{remote:?}");
             }
         }

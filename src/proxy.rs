@@ -187,6 +187,25 @@ fn always_direct(ip: IpAddr) -> bool {
     }
 }
 
+/// Refuses a proxy URL that a URL parser reads differently from ureq: a
+/// password with an unencoded `/`, `?` or `#` ends the host early, so
+/// ureq would send requests (and the password) to a host named after the
+/// user. A URL without a scheme is `http://`, as ureq reads it.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let full = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    let parsed = Url::parse(&full).map_err(|e| {
+        format!("{e} (percent-encode a '/', '?', '#', '@' or ':' in the user or password)")
+    })?;
+    match parsed.host_str() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err("it names no host".to_string()),
+    }
+}
+
 /// The scheme of `proxy`: we speak to HTTP proxies only (SOCKS is not built in).
 pub fn http_scheme(proxy: &Proxy) -> Result<&'static str, String> {
     match proxy.protocol() {
@@ -413,6 +432,27 @@ mod tests {
 
     fn proxies(pairs: &[(&str, &str)]) -> Proxies {
         Proxies::from_lookup(|name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+    }
+
+    #[test]
+    fn proxy_urls_that_parsers_read_differently_are_refused() {
+        for good in [
+            "http://u:p@proxy:3128",
+            "proxy:3128",
+            "https://proxy",
+            "http://u:p%2Fq@p:1",
+        ] {
+            assert_eq!(check_url(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "http://u:se/cret@proxy:3128",
+            "http://u:se?cret@p:1",
+            "http://u:se#cret@p:1",
+            "http://",
+        ] {
+            let why = check_url(bad).unwrap_err();
+            assert!(!why.contains("cret"), "{why}");
+        }
     }
 
     #[test]

@@ -324,6 +324,29 @@ fn zero_parallelism_is_a_configuration_error() {
     assert!(env.keys().is_empty(), "{:?}", env.keys());
 }
 
+/// A zero timeout used to be taken, and every request then failed; on the
+/// Hub and S3 only after the store was asked. Refused before anything runs,
+/// on every backend, naming the variable and its range.
+#[test]
+fn zero_or_out_of_range_durations_are_configuration_errors() {
+    let env = TestEnv::local();
+    env.write("x.txt", b"hello");
+    for (name, values) in [
+        ("ARTIFACT_IO_TIMEOUT", &["0", "0s", "0ms", "3601"][..]),
+        ("ARTIFACT_CONNECT_TIMEOUT", &["0", "0.0001", "601s"][..]),
+        ("ARTIFACT_RETRY_DELAY", &["0ms", "11"][..]),
+    ] {
+        for value in values {
+            let mut cmd = env.command(&["push", "job", "x.txt"]);
+            cmd.env(name, value);
+            env.run_cmd(cmd, None).failure(3).stderr_has(&format!(
+                "error: {name}='{value}' is not valid: use a duration from 1ms to "
+            ));
+        }
+    }
+    assert!(env.keys().is_empty(), "{:?}", env.keys());
+}
+
 // ------------------------------------------------------------ ID flags
 
 #[test]
@@ -475,4 +498,97 @@ fn timestamp_checker_accepts_only_stamp_milli() {
     assert_eq!(strip_timestamp("[Nov  5 04:31:00] hi"), None);
     assert_eq!(strip_timestamp("Nov  5 04:31:00.000 hi"), None);
     assert_eq!(strip_timestamp("[Foo  5 04:31:00.000] hi"), None);
+}
+
+// ------------------------------------------------------------ credentials in URLs
+
+/// Runs a push with `vars`, with and without `-v`: `secret` is in no
+/// output. Every URL here is loopback, port 0, where nothing listens.
+#[track_caller]
+fn assert_url_secret_never_printed(env: &TestEnv, vars: &[(&str, &str)], secret: &str) {
+    for verbose in [false, true] {
+        let args: &[&str] = if verbose {
+            &["-v", "push", "job", "x.txt"]
+        } else {
+            &["push", "job", "x.txt"]
+        };
+        let mut cmd = env.command(args);
+        cmd.envs(vars.iter().copied());
+        let run = env.run_cmd(cmd, None);
+        assert_ne!(run.code, 0, "{run}");
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "{secret:?} was printed (vars {vars:?}, -v: {verbose})\n{run}"
+        );
+    }
+}
+
+/// Endpoints as users write them, passwords with characters that should be
+/// percent-encoded included: none reaches a message.
+const URLS_WITH_PASSWORDS: [&str; 6] = [
+    "http://user:secretpass@127.0.0.1:0",
+    "http://us er:secret/pass@127.0.0.1:0",
+    "https://user:secretpass@127.0.0.1:0/",
+    "http://user:secret/pass@127.0.0.1:0",
+    "http://user:secret?pass@127.0.0.1:0",
+    "user:secretpass@127.0.0.1:0",
+];
+
+#[test]
+fn a_password_in_the_s3_endpoint_is_never_printed() {
+    let env = TestEnv::local();
+    env.write("x.txt", b"x");
+    for url in URLS_WITH_PASSWORDS {
+        let vars = [
+            ("ARTIFACT_BACKEND", "s3"),
+            ("ARTIFACT_S3_BUCKET", "b"),
+            ("ARTIFACT_S3_REGION", "us-east-1"),
+            ("ARTIFACT_S3_ENDPOINT", url),
+            ("AWS_ACCESS_KEY_ID", "AKIDTEST"),
+            ("AWS_SECRET_ACCESS_KEY", "not-printed-either"),
+        ];
+        assert_url_secret_never_printed(&env, &vars, "secret");
+        assert_url_secret_never_printed(&env, &vars, "not-printed-either");
+    }
+}
+
+#[test]
+fn a_password_in_the_organization_url_is_never_printed() {
+    let env = TestEnv::local();
+    env.write("x.txt", b"x");
+    for url in URLS_WITH_PASSWORDS {
+        let vars = [
+            ("ARTIFACT_BACKEND", "hub"),
+            ("SEMAPHORE_ARTIFACT_TOKEN", "tok"),
+            ("SEMAPHORE_ORGANIZATION_URL", url),
+            ("ARTIFACT_RETRY_ATTEMPTS", "1"),
+        ];
+        assert_url_secret_never_printed(&env, &vars, "secret");
+    }
+}
+
+#[test]
+fn a_password_in_a_proxy_url_is_never_printed() {
+    let env = TestEnv::local();
+    env.write("x.txt", b"x");
+    for url in URLS_WITH_PASSWORDS {
+        for (proxy_var, hub) in [
+            ("HTTP_PROXY", "http://192.0.2.1"),
+            ("HTTPS_PROXY", "https://192.0.2.1"),
+            ("ALL_PROXY", "http://192.0.2.1"),
+        ] {
+            // The Hub's address (TEST-NET-1) is not loopback, so requests
+            // go to the proxy, which refuses the connection (or the proxy
+            // URL is refused): nothing leaves this machine.
+            let vars = [
+                ("ARTIFACT_BACKEND", "hub"),
+                ("SEMAPHORE_ARTIFACT_TOKEN", "tok"),
+                ("SEMAPHORE_ORGANIZATION_URL", hub),
+                ("ARTIFACT_RETRY_ATTEMPTS", "1"),
+                ("ARTIFACT_CONNECT_TIMEOUT", "2"),
+                (proxy_var, url),
+            ];
+            assert_url_secret_never_printed(&env, &vars, "secret");
+        }
+    }
 }

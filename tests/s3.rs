@@ -172,6 +172,103 @@ s3_case!(exact_object_wins_over_a_directory_of_the_same_name, |env| {
     assert_eq!(env.read("x.d"), b"file");
 });
 
+s3_case!(ids_that_leave_their_level_make_no_keys, |env| {
+    env.put_object("artifacts/jobs/victim/keep.txt", b"keep");
+    env.write("f.txt", b"x");
+    // Without the check these were artifacts/other/f.txt and a yank of
+    // every object of job `victim`.
+    env.run(&["push", "job", "f.txt", "-j", "../../other"])
+        .failure(3)
+        .stderr_has("--job-id='../../other'");
+    env.run(&["yank", "job", "victim", "-j", ".."])
+        .failure(3)
+        .stderr_has("--job-id='..'");
+    let mut cmd = env.command(&["push", "project", "f.txt"]);
+    cmd.env("SEMAPHORE_PROJECT_ID", "../jobs/victim");
+    env.run_cmd(cmd, None)
+        .failure(3)
+        .stderr_has("SEMAPHORE_PROJECT_ID='../jobs/victim'");
+    assert_eq!(
+        env.keys(),
+        vec!["artifacts/jobs/victim/keep.txt".to_string()]
+    );
+});
+
+/// AWS S3 (no endpoint) with requests sent to a proxy on a closed loopback
+/// port: whatever the binary would send goes nowhere.
+fn aws_s3_through_a_dead_proxy() -> TestEnv {
+    let mut env = TestEnv::s3();
+    env.set_env("ARTIFACT_S3_ENDPOINT", "");
+    env.set_env("ARTIFACT_S3_REGION", "");
+    env.set_env("HTTPS_PROXY", "http://127.0.0.1:0");
+    env.set_env("ARTIFACT_RETRY_ATTEMPTS", "1");
+    env.write("x", b"x");
+    env
+}
+
+/// `x.invalid/y` made the bucket's host `b.s3.x.invalid`, where signed
+/// requests (and session tokens) went. Every source of the region is
+/// checked before any request.
+#[test]
+fn a_region_that_would_change_the_host_is_refused() {
+    let env = aws_s3_through_a_dead_proxy();
+    for name in ["ARTIFACT_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+        for region in ["x.invalid/y", "evil.example#", "Eu-West-1"] {
+            let mut cmd = env.command(&["push", "job", "x"]);
+            cmd.env(name, region);
+            env.run_cmd(cmd, None)
+                .failure(3)
+                .stderr_has(&format!("error: {name}='{region}' is not a region"));
+        }
+    }
+    env.write("aws/config", b"[profile dev]\nregion = x.invalid/y\n");
+    let mut cmd = env.command(&["push", "job", "x"]);
+    cmd.env("AWS_CONFIG_FILE", env.path("aws/config"))
+        .env("AWS_PROFILE", "dev");
+    env.run_cmd(cmd, None)
+        .failure(3)
+        .stderr_has("error: region in profile 'dev'='x.invalid/y' is not a region");
+}
+
+#[test]
+fn a_region_with_a_custom_endpoint_is_still_a_name() {
+    let mut env = TestEnv::s3();
+    env.write("x", b"x");
+    env.set_env("ARTIFACT_S3_REGION", "us-east-1/evil");
+    env.run(&["push", "job", "x"])
+        .failure(3)
+        .stderr_has("error: ARTIFACT_S3_REGION='us-east-1/evil' is not a region");
+    assert!(env.keys().is_empty());
+}
+
+/// A store that names a region which is no region name is not believed:
+/// requests are signed for us-east-1, as when it names none.
+#[test]
+fn a_bucket_region_the_store_names_is_checked() {
+    use std::sync::{Arc, Mutex};
+    use testkit::http::{Reply, Server};
+    let scopes = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&scopes);
+    let store = Server::with_fn(move |req| {
+        if let Some(auth) = req.header("authorization") {
+            seen.lock().unwrap().push(auth.to_string());
+        }
+        Reply::s3_error(403, "AccessDenied", "").header("x-amz-bucket-region", "evil.example/x")
+    });
+    let mut env = TestEnv::s3();
+    env.set_env("ARTIFACT_S3_ENDPOINT", &store.url());
+    env.set_env("ARTIFACT_S3_REGION", "");
+    env.run(&["-v", "pull", "job", "x"])
+        .failure(6)
+        .stderr_has("ignoring the region 'evil.example/x' the store named")
+        .stderr_has("(region us-east-1)");
+    let scopes = scopes.lock().unwrap();
+    assert!(!scopes.is_empty());
+    for auth in scopes.iter() {
+        assert!(auth.contains("/us-east-1/s3/aws4_request"), "{auth}");
+    }
+}
+
 #[test]
 fn missing_bucket_variable() {
     let mut env = TestEnv::s3();

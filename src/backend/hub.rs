@@ -155,12 +155,17 @@ fn storage_error(method: &str, key: &str, status: u16, detail: String) -> Error 
 
 /// `SEMAPHORE_ORGANIZATION_URL` with its path replaced by `/api/v1/artifacts`.
 fn api_url(org_url: &str) -> Result<String> {
+    let shown = log::redact_configured_url(org_url);
     let invalid = || {
         Error::Config(format!(
-            "SEMAPHORE_ORGANIZATION_URL='{}' is not a URL such as https://myorg.semaphoreci.com",
-            log::redact_url(org_url)
+            "SEMAPHORE_ORGANIZATION_URL='{shown}' is not a URL such as https://myorg.semaphoreci.com"
         ))
     };
+    if org_url.contains('@') {
+        return Err(Error::Config(format!(
+            "SEMAPHORE_ORGANIZATION_URL='{shown}' carries a user or password, which the Hub does not take: give https://myorg.semaphoreci.com; the Hub is authorized by SEMAPHORE_ARTIFACT_TOKEN"
+        )));
+    }
     let (scheme, rest) = org_url.split_once("://").ok_or_else(invalid)?;
     if !matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https") {
         return Err(invalid());
@@ -389,6 +394,15 @@ mod tests {
             api_url("http://127.0.0.1:8080/").unwrap(),
             "http://127.0.0.1:8080/api/v1/artifacts"
         );
+        for with_password in [
+            "https://u:secret@org",
+            "https://u:sec/ret@org",
+            "u:secret@org",
+        ] {
+            let err = api_url(with_password).unwrap_err().to_string();
+            assert!(!err.contains("secret") && !err.contains("sec/"), "{err}");
+            assert!(err.contains("SEMAPHORE_ARTIFACT_TOKEN"), "{err}");
+        }
         for bad in ["org.semaphoreci.com", "ftp://x", "https://"] {
             let err = api_url(bad).unwrap_err();
             assert_eq!(err.exit_code(), 3, "{bad}");

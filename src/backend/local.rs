@@ -12,15 +12,15 @@
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use super::{
     Attempt, Backend, Body, ByteRange, Download, Intent, Page, RemoteObject, Stated, Upload,
 };
 use crate::atomic::{self, Mode, TempFile};
-use crate::checksum;
 use crate::config::Env;
 use crate::error::{Error, Result, Side};
+use crate::{checksum, log};
 
 pub struct Local {
     root: PathBuf,
@@ -45,8 +45,53 @@ impl Local {
         }
     }
 
-    fn path_of(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+    /// The file of `key`: `$ARTIFACT_LOCAL_DIR/<key>`, built one plain name
+    /// at a time, so no `..`, absolute part, empty segment or (on Windows)
+    /// drive or `\` can take it outside the store; and no directory below
+    /// the store's own may be a symlink, which could lead outside it.
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        let mut path = self.root.clone();
+        for segment in key.split('/') {
+            let mut parts = Path::new(segment).components();
+            match (parts.next(), parts.next()) {
+                (Some(Component::Normal(name)), None) if name == segment => path.push(name),
+                _ => {
+                    return Err(Error::Protocol(format!(
+                        "refusing key '{}': its path would leave ARTIFACT_LOCAL_DIR",
+                        key.escape_debug()
+                    )))
+                }
+            }
+        }
+        self.refuse_symlinks(&path)?;
+        Ok(path)
+    }
+
+    /// Refuses `path` when it, or a directory between it and the store's
+    /// root, is a symlink: the store writes, reads and deletes only real
+    /// files and directories of its own. What does not exist yet cannot be
+    /// one; what appears between this check and the use is the window left
+    /// (see README, "Local backend").
+    fn refuse_symlinks(&self, path: &Path) -> Result<()> {
+        let Ok(below) = path.strip_prefix(&self.root) else {
+            return Ok(());
+        };
+        let mut walked = self.root.clone();
+        for part in below.components() {
+            walked.push(part);
+            match fs::symlink_metadata(&walked) {
+                Ok(meta) if meta.file_type().is_symlink() => {
+                    return Err(Error::Protocol(format!(
+                        "refusing '{}' in the local store: it is a symbolic link, which could lead outside ARTIFACT_LOCAL_DIR; remove it",
+                        walked.display()
+                    )))
+                }
+                Ok(_) => {}
+                // Nothing there (yet): nothing below it can be a link.
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     /// Every file under `dir`, with its key.
@@ -61,8 +106,14 @@ impl Local {
             if atomic::is_temp_name(name) {
                 continue;
             }
-            let meta = fs::metadata(entry.path())
+            let meta = fs::symlink_metadata(entry.path())
                 .map_err(|e| Error::local_io("read", &entry.path(), e))?;
+            if meta.file_type().is_symlink() {
+                log::info(&format!(
+                    "Warning: skipping '{key}/{name}' in the local store: it is a symbolic link, which could lead outside ARTIFACT_LOCAL_DIR"
+                ));
+                continue;
+            }
             children.push((name.to_string(), meta));
         }
         children.sort_by(|a, b| a.0.cmp(&b.0));
@@ -86,11 +137,11 @@ impl Local {
 
 impl Backend for Local {
     fn exists(&self, key: &str) -> Result<bool> {
-        Ok(fs::symlink_metadata(self.path_of(key)).is_ok())
+        Ok(fs::symlink_metadata(self.path_of(key)?).is_ok())
     }
 
     fn put(&self, upload: &Upload, body: &Body<'_>, _attempt: &mut Attempt) -> Result<()> {
-        let dest = self.path_of(&upload.locator);
+        let dest = self.path_of(&upload.locator)?;
         let mode = upload.mode.map_or(Mode::Default, Mode::Exact);
         let mut temp = TempFile::create(&dest)?;
         io::copy(&mut body.reader(), temp.file())
@@ -99,7 +150,7 @@ impl Backend for Local {
     }
 
     fn list_page(&self, key: &str, _intent: Intent, _token: Option<&str>) -> Result<Page> {
-        let path = self.path_of(key);
+        let path = self.path_of(key)?;
         let mut out = Vec::new();
         match fs::metadata(&path) {
             Ok(m) if m.is_file() => out.push(RemoteObject {
@@ -118,7 +169,7 @@ impl Backend for Local {
     }
 
     fn stat(&self, object: &RemoteObject) -> Result<Stated> {
-        let path = self.path_of(&object.locator);
+        let path = self.path_of(&object.locator)?;
         let meta = match fs::metadata(&path) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -139,7 +190,7 @@ impl Backend for Local {
     }
 
     fn get(&self, object: &RemoteObject, range: ByteRange<'_>) -> Result<Download<'_>> {
-        let path = self.path_of(&object.locator);
+        let path = self.path_of(&object.locator)?;
         let mut file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -162,11 +213,76 @@ impl Backend for Local {
     }
 
     fn delete(&self, object: &RemoteObject) -> Result<()> {
-        let path = self.path_of(&object.locator);
+        let path = self.path_of(&object.locator)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(Error::local_io("delete", &path, e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Local) {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Local {
+            root: dir.path().join("store"),
+        };
+        fs::create_dir(&local.root).unwrap();
+        (dir, local)
+    }
+
+    #[test]
+    fn keys_map_to_plain_names_under_the_root() {
+        let (_dir, local) = store();
+        assert_eq!(
+            local.path_of("artifacts/jobs/1/a.txt").unwrap(),
+            local
+                .root
+                .join("artifacts")
+                .join("jobs")
+                .join("1")
+                .join("a.txt")
+        );
+        for bad in [
+            "",
+            "/abs",
+            "a//b",
+            "a/",
+            ".",
+            "a/./b",
+            "..",
+            "artifacts/jobs/../../x",
+        ] {
+            assert!(local.path_of(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_below_the_root_are_refused() {
+        let (dir, local) = store();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("f"), b"x").unwrap();
+        fs::create_dir(local.root.join("artifacts")).unwrap();
+        std::os::unix::fs::symlink(&outside, local.root.join("artifacts/jobs")).unwrap();
+        std::os::unix::fs::symlink(outside.join("f"), local.root.join("artifacts/file")).unwrap();
+        for key in [
+            "artifacts/jobs",
+            "artifacts/jobs/f",
+            "artifacts/jobs/new/g",
+            "artifacts/file",
+        ] {
+            let err = local.path_of(key).unwrap_err().to_string();
+            assert!(err.contains("symbolic link"), "{key}: {err}");
+        }
+        assert!(local.path_of("artifacts/other/new").is_ok());
+        // A listing of the directory holding them skips both links.
+        let page = local.list_page("artifacts", Intent::Pull, None).unwrap();
+        assert!(page.objects.is_empty(), "{:?}", page.objects.len());
     }
 }

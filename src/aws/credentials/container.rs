@@ -18,7 +18,7 @@ use super::Credentials;
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
-use crate::log::redact_url;
+use crate::log::redact_configured_url;
 
 const ECS_HOST: &str = "http://169.254.170.2";
 
@@ -56,7 +56,10 @@ impl Container {
     }
 
     pub fn fetch(&self, http: &Http) -> Result<Credentials> {
-        let what = format!("container credentials from {}", redact_url(&self.url));
+        let what = format!(
+            "container credentials from {}",
+            redact_configured_url(&self.url)
+        );
         let token = match &self.token {
             None => None,
             Some(Token::Value(v)) => Some(v.trim().to_string()),
@@ -109,7 +112,7 @@ pub fn parse(body: &str, what: &str) -> Result<Credentials> {
 /// A full URI is fine over https; over http only to loopback, the ECS
 /// agent (169.254.170.2) or the EKS agent (169.254.170.23, fd00:ec2::23).
 fn check_full_uri(text: &str) -> Result<()> {
-    let shown = redact_url(text);
+    let shown = redact_configured_url(text);
     let url = Url::parse(text).map_err(|e| {
         Error::Config(format!(
             "AWS_CONTAINER_CREDENTIALS_FULL_URI='{shown}' is not a URL: {e}"

@@ -129,7 +129,10 @@ impl Imds {
 
     fn failure(&self, doing: &str, status: u16, answer: &source_http::Answer) -> Error {
         Error::Remote {
-            what: format!("IMDS at {}: {doing}", self.endpoint),
+            what: format!(
+                "IMDS at {}: {doing}",
+                crate::log::redact_configured_url(&self.endpoint)
+            ),
             status,
             detail: answer.detail(),
             retry_after: None,

@@ -181,7 +181,8 @@ impl Chain {
                         ))
                     }
                     Err(Error::Network { detail, .. }) => tried.push(format!(
-                        "EC2 instance metadata (not reachable at {endpoint}: {detail})"
+                        "EC2 instance metadata (not reachable at {}: {detail})",
+                        crate::log::redact_configured_url(&endpoint)
                     )),
                     Err(err) => tried.push(format!("EC2 instance metadata ({err})")),
                 }
@@ -337,15 +338,16 @@ fn env_keys(env: &Env) -> Result<Option<Credentials>> {
 
 /// The `region` of the active profile (AWS_PROFILE, else `default`) in the shared config file (AWS_CONFIG_FILE, else $HOME/.aws/config), if any.
 /// As in the SDK, a `region` in the same profile of the credentials file counts too (and wins).
-pub fn profile_region(env: &Env) -> Option<String> {
+/// With it, where it comes from, for messages: "region in profile 'dev'".
+pub fn profile_region(env: &Env) -> Option<(String, String)> {
     let files = SharedFiles::load(env).ok()?;
     let name = env.get("AWS_PROFILE").map(str::trim).unwrap_or("default");
-    files
+    let region = files
         .profile(name)?
         .get("region")
         .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_string)
+        .filter(|r| !r.is_empty())?;
+    Some((format!("region in profile '{name}'"), region.to_string()))
 }
 
 #[cfg(test)]

@@ -314,6 +314,14 @@ fn sso_source(ctx: &Context<'_>, name: &str, p: &Profile) -> Result<Sso> {
             "HOME is not set, so the SSO token cache (~/.aws/sso/cache) cannot be found".into(),
         )
     })?;
+    // The region names SSO's hosts (portal.sso.{region}.amazonaws.com).
+    if !crate::aws::is_region(&region, true) {
+        return Err(crate::aws::region_error(
+            &format!("sso_region in profile '{name}'"),
+            &region,
+            true,
+        ));
+    }
     let (portal, oidc) = sso::endpoints(ctx.env, &region);
     Ok(Sso {
         profile: name.to_string(),

@@ -17,6 +17,7 @@ use super::source_http::{self, Answer};
 use super::{Credentials, Provider};
 use crate::aws::sigv4::{self, encode};
 use crate::aws::xml::tag;
+use crate::aws::{is_region, region_error};
 use crate::config::Env;
 use crate::error::{Error, Result};
 use crate::http::Http;
@@ -29,6 +30,9 @@ const FORM: &str = "application/x-www-form-urlencoded; charset=utf-8";
 pub struct StsEndpoint {
     pub url: String,
     pub signing_region: String,
+    /// Why the region cannot be used (`aws::is_region`), for the first
+    /// request to STS: a bad region fails only the sources that need STS.
+    pub refusal: Option<String>,
 }
 
 impl StsEndpoint {
@@ -36,34 +40,33 @@ impl StsEndpoint {
     /// AWS_REGION, AWS_DEFAULT_REGION, then the profile), else the global
     /// `https://sts.amazonaws.com` signed for us-east-1.
     pub fn resolve(env: &Env, profile_region: Option<&str>) -> StsEndpoint {
-        let region = env
-            .get("AWS_REGION")
-            .or_else(|| env.get("AWS_DEFAULT_REGION"))
-            .or(profile_region)
-            .map(str::trim)
-            .filter(|r| !r.is_empty());
-        if let Some(url) = env.get("AWS_ENDPOINT_URL_STS") {
-            return StsEndpoint {
-                url: source_http::base_url(url),
-                signing_region: region.unwrap_or("us-east-1").to_string(),
-            };
-        }
-        match region {
-            Some(region) => {
+        let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+            .into_iter()
+            .find_map(|name| Some((name, env.get(name)?)))
+            .or(profile_region.map(|r| ("the profile's region", r)))
+            .map(|(source, r)| (source, r.trim()))
+            .filter(|(_, r)| !r.is_empty());
+        let custom = env.get("AWS_ENDPOINT_URL_STS");
+        let refusal = region
+            .filter(|(_, r)| !is_region(r, custom.is_none()))
+            .map(|(source, r)| region_error(source, r, custom.is_none()).to_string());
+        let region = region.map(|(_, r)| r);
+        let (url, signing_region) = match (custom, region) {
+            (Some(url), _) => (source_http::base_url(url), region.unwrap_or("us-east-1")),
+            (None, Some(region)) => {
                 let suffix = if region.starts_with("cn-") {
                     "amazonaws.com.cn"
                 } else {
                     "amazonaws.com"
                 };
-                StsEndpoint {
-                    url: format!("https://sts.{region}.{suffix}"),
-                    signing_region: region.to_string(),
-                }
+                (format!("https://sts.{region}.{suffix}"), region)
             }
-            None => StsEndpoint {
-                url: "https://sts.amazonaws.com".to_string(),
-                signing_region: "us-east-1".to_string(),
-            },
+            (None, None) => ("https://sts.amazonaws.com".to_string(), "us-east-1"),
+        };
+        StsEndpoint {
+            url,
+            signing_region: signing_region.to_string(),
+            refusal,
         }
     }
 }
@@ -124,7 +127,9 @@ impl AssumeRole {
         headers.extend(signed.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         let what = format!(
             "STS AssumeRole of {} ({}) at {}",
-            self.role_arn, self.context, self.endpoint.url
+            self.role_arn,
+            self.context,
+            crate::log::redact_configured_url(&self.endpoint.url)
         );
         let answer = source_http::send(http, "POST", url.as_str(), &headers, body.as_bytes())?;
         credentials_from(
@@ -193,7 +198,8 @@ impl WebIdentity {
         let url = endpoint_url(&self.endpoint)?;
         let what = format!(
             "STS AssumeRoleWithWebIdentity of {} at {}",
-            self.role_arn, self.endpoint.url
+            self.role_arn,
+            crate::log::redact_configured_url(&self.endpoint.url)
         );
         let answer = source_http::send(
             http,
@@ -211,16 +217,19 @@ impl WebIdentity {
 }
 
 fn endpoint_url(endpoint: &StsEndpoint) -> Result<Url> {
+    if let Some(why) = &endpoint.refusal {
+        return Err(Error::Config(why.clone()));
+    }
     let url = Url::parse(&endpoint.url).map_err(|e| {
         Error::Config(format!(
             "the STS endpoint '{}' is not a URL ({e}); check AWS_ENDPOINT_URL_STS and the region",
-            crate::log::redact_url(&endpoint.url)
+            crate::log::redact_configured_url(&endpoint.url)
         ))
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Error::Config(format!(
             "the STS endpoint '{}' must be http:// or https://",
-            crate::log::redact_url(&endpoint.url)
+            crate::log::redact_configured_url(&endpoint.url)
         )));
     }
     Ok(url)
@@ -306,6 +315,32 @@ mod tests {
     }
 
     #[test]
+    fn regions_that_would_change_the_sts_host_are_refused_at_first_use() {
+        let e = StsEndpoint::resolve(&env(&[("AWS_REGION", "x.invalid/y")]), None);
+        let err = endpoint_url(&e).unwrap_err();
+        assert_eq!(err.exit_code(), 3);
+        assert!(
+            err.to_string().starts_with("AWS_REGION='x.invalid/y'"),
+            "{err}"
+        );
+        let e = StsEndpoint::resolve(&env(&[]), Some("evil.example#"));
+        assert!(endpoint_url(&e).is_err());
+        // With AWS_ENDPOINT_URL_STS the region only names the signing scope.
+        let custom = [
+            ("AWS_DEFAULT_REGION", "Zone_A"),
+            ("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9"),
+        ];
+        let e = StsEndpoint::resolve(&env(&custom), None);
+        assert!(endpoint_url(&e).is_ok());
+        assert_eq!(e.signing_region, "Zone_A");
+        assert!(endpoint_url(&StsEndpoint::resolve(
+            &env(&[("AWS_REGION", "Zone_A")]),
+            None
+        ))
+        .is_err());
+    }
+
+    #[test]
     fn endpoint_choice() {
         let e = StsEndpoint::resolve(&env(&[]), None);
         assert_eq!(
@@ -358,6 +393,7 @@ mod tests {
             endpoint: StsEndpoint {
                 url: server.url(),
                 signing_region: "eu-west-1".into(),
+                refusal: None,
             },
             source: Provider::Static(base()),
             context: "profile 'dev'".into(),
@@ -403,6 +439,7 @@ mod tests {
             endpoint: StsEndpoint {
                 url: server.url(),
                 signing_region: "us-east-1".into(),
+                refusal: None,
             },
             source: Provider::Static(base()),
             context: "profile 'p'".into(),
@@ -431,6 +468,7 @@ mod tests {
             endpoint: StsEndpoint {
                 url: server.url(),
                 signing_region: "us-east-1".into(),
+                refusal: None,
             },
             source: Provider::Static(base()),
             context: "profile 'p'".into(),
@@ -473,6 +511,7 @@ mod tests {
             StsEndpoint {
                 url: server.url(),
                 signing_region: "us-east-1".into(),
+                refusal: None,
             },
         )
         .unwrap()
@@ -517,6 +556,7 @@ mod tests {
             endpoint: StsEndpoint {
                 url: "http://127.0.0.1:9".into(),
                 signing_region: "us-east-1".into(),
+                refusal: None,
             },
         };
         let err = missing
@@ -545,6 +585,7 @@ mod tests {
             endpoint: StsEndpoint {
                 url: server.url(),
                 signing_region: "us-east-1".into(),
+                refusal: None,
             },
         };
         let started = std::time::Instant::now();

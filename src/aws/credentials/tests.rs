@@ -331,12 +331,15 @@ fn aws_profile_picks_the_profile_and_the_credentials_file_wins() {
         ("profile 'dev' (static keys)", "FROMCREDS")
     );
     assert_eq!(
-        profile_region(&env_in(home.path(), &[("AWS_PROFILE", "dev")])).as_deref(),
-        Some("eu-central-1")
+        profile_region(&env_in(home.path(), &[("AWS_PROFILE", "dev")])),
+        Some((
+            "region in profile 'dev'".to_string(),
+            "eu-central-1".to_string()
+        ))
     );
     assert_eq!(
-        profile_region(&env_in(home.path(), &[])).as_deref(),
-        Some("us-west-2")
+        profile_region(&env_in(home.path(), &[])).map(|(_, r)| r),
+        Some("us-west-2".to_string())
     );
     assert_eq!(
         profile_region(&env_in(home.path(), &[("AWS_PROFILE", "nope")])),
@@ -347,7 +350,10 @@ fn aws_profile_picks_the_profile_and_the_credentials_file_wins() {
         home.path(),
         &[("AWS_CONFIG_FILE", elsewhere.to_str().unwrap())],
     );
-    assert_eq!(profile_region(&env).as_deref(), Some("ap-south-1"));
+    assert_eq!(
+        profile_region(&env).map(|(_, r)| r),
+        Some("ap-south-1".to_string())
+    );
 }
 
 #[test]

@@ -29,6 +29,7 @@ use super::{
     Upload,
 };
 use crate::aws::credentials::{self, Chain};
+use crate::aws::is_region;
 use crate::aws::xml;
 use crate::checksum::hex;
 use crate::config::{Env, Settings};
@@ -140,6 +141,7 @@ impl S3 {
         } = failure;
         let bucket = &self.settings.bucket;
         let region = self.client.region();
+        let bucket_region = checked_answer(bucket_region, &self.settings);
         match (status, code.as_str()) {
             // S3 gave up waiting for our bytes: worth another attempt.
             (_, "RequestTimeout") => Error::Network {
@@ -197,13 +199,32 @@ fn detect_region(s3: &S3Settings, http: HttpSettings, network: &Network) -> Resu
             .and_then(|v| v.to_str().ok())
             .map(str::to_string))
     });
-    Ok(match found {
-        Ok(Some(region)) => {
+    Ok(match checked_answer(found.ok().flatten(), s3) {
+        Some(region) => {
             log::debug(|| format!("bucket '{}' is in region {region}", s3.bucket));
             region
         }
-        _ => "us-east-1".to_string(),
+        None => "us-east-1".to_string(),
     })
+}
+
+/// A region the store named (`x-amz-bucket-region`), if it is one that may
+/// be used (`aws::is_region`): a store's answer must not choose the host
+/// that signed requests go to. One that fails is ignored, as if the store
+/// had named none, and `-v` says so.
+fn checked_answer(named: Option<String>, s3: &S3Settings) -> Option<String> {
+    let region = named?;
+    if is_region(&region, s3.endpoint.is_none()) {
+        return Some(region);
+    }
+    log::debug(|| {
+        format!(
+            "ignoring the region '{}' the store named for bucket '{}': it is not a region name",
+            region.escape_debug(),
+            s3.bucket
+        )
+    });
+    None
 }
 
 fn read_text(response: &mut ureq::http::Response<ureq::Body>, what: &str) -> Result<String> {

@@ -9,6 +9,7 @@
 //! virtual-host style unless path style is asked for, the endpoint is an IP
 //! address or `localhost`, or a dotted bucket name would break TLS.
 
+use crate::aws::{is_region, region_error};
 use crate::config::Env;
 use crate::error::{Error, Result};
 
@@ -91,9 +92,11 @@ const STORAGE_CLASSES: [&str; 12] = [
 ];
 
 impl S3Settings {
+    /// `profile_region` gives the profile's region, and where it comes from
+    /// (for a message), when no variable names one.
     pub fn from_env(
         env: &Env,
-        profile_region: impl FnOnce() -> Option<String>,
+        profile_region: impl FnOnce() -> Option<(String, String)>,
     ) -> Result<S3Settings> {
         let bucket = env
             .get("ARTIFACT_S3_BUCKET")
@@ -127,9 +130,14 @@ impl S3Settings {
         }
         let region = ["ARTIFACT_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"]
             .iter()
-            .find_map(|name| env.get(name))
-            .map(str::to_string)
+            .find_map(|name| Some((name.to_string(), env.get(name)?.to_string())))
             .or_else(profile_region);
+        let region = match region {
+            Some((source, region)) if !is_region(&region, endpoint.is_none()) => {
+                return Err(region_error(&source, &region, endpoint.is_none()))
+            }
+            found => found.map(|(_, region)| region),
+        };
         let part_size = match env.get("ARTIFACT_S3_PART_SIZE") {
             None => DEFAULT_PART_SIZE,
             Some(text) => parse_size(text)
@@ -278,9 +286,15 @@ fn normalize_prefix(prefix: &str) -> String {
 fn parse_endpoint(text: &str) -> Result<Endpoint> {
     let invalid = |why: &str| {
         Error::Config(format!(
-            "ARTIFACT_S3_ENDPOINT='{text}' is not usable: {why}; use a URL such as https://minio.internal:9000"
+            "ARTIFACT_S3_ENDPOINT='{}' is not usable: {why}; use a URL such as https://minio.internal:9000",
+            crate::log::redact_configured_url(text)
         ))
     };
+    if text.contains('@') {
+        return Err(invalid(
+            "it carries a user or password, which S3 does not take; give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        ));
+    }
     let (scheme, rest) = text
         .split_once("://")
         .ok_or_else(|| invalid("it has no http:// or https://"))?;
@@ -426,9 +440,11 @@ mod tests {
         let r = |pairs: &[(&str, &str)], profile: Option<&str>| {
             let mut all = vec![("ARTIFACT_S3_BUCKET", "b")];
             all.extend_from_slice(pairs);
-            S3Settings::from_env(&Env::from_pairs(all), || profile.map(str::to_string))
-                .unwrap()
-                .region
+            S3Settings::from_env(&Env::from_pairs(all), || {
+                profile.map(|r| ("the profile's region".to_string(), r.to_string()))
+            })
+            .unwrap()
+            .region
         };
         assert_eq!(r(&[], None), None);
         assert_eq!(r(&[], Some("p")), Some("p".into()));
@@ -447,10 +463,46 @@ mod tests {
     }
 
     #[test]
+    fn every_source_of_the_region_is_checked() {
+        let check = |pairs: &[(&str, &str)], profile: Option<&str>| {
+            let mut all = vec![("ARTIFACT_S3_BUCKET", "b")];
+            all.extend_from_slice(pairs);
+            S3Settings::from_env(&Env::from_pairs(all), || {
+                profile.map(|r| ("region in profile 'p'".to_string(), r.to_string()))
+            })
+        };
+        for name in ["ARTIFACT_S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"] {
+            let err = check(&[(name, "x.invalid/y")], None).unwrap_err();
+            assert_eq!(err.exit_code(), 3);
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("{name}='x.invalid/y'")),
+                "{err}"
+            );
+        }
+        let err = check(&[], Some("evil.example#")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("region in profile 'p'="),
+            "{err}"
+        );
+        // Capitals and '_' only where the region is no part of a host name.
+        assert!(check(&[("AWS_REGION", "Zone_A")], None).is_err());
+        let endpoint = ("ARTIFACT_S3_ENDPOINT", "http://127.0.0.1:9000");
+        let s = check(&[("AWS_REGION", "Zone_A"), endpoint], None).unwrap();
+        assert_eq!(s.region.as_deref(), Some("Zone_A"));
+        assert!(check(&[("AWS_REGION", "a/b"), endpoint], None).is_err());
+    }
+
+    #[test]
     fn endpoints_and_sizes() {
         assert!(parse_endpoint("minio:9000").is_err());
         assert!(parse_endpoint("ftp://x").is_err());
         assert!(parse_endpoint("http://x/path").is_err());
+        for with_password in ["http://u:secret@h:1", "u:secret@h:1", "http://u:sec/ret@h"] {
+            let err = parse_endpoint(with_password).unwrap_err().to_string();
+            assert!(!err.contains("secret") && !err.contains("sec/"), "{err}");
+            assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+        }
         assert_eq!(parse_size("16MiB"), Some(16 << 20));
         assert_eq!(parse_size("8388608"), Some(8 << 20));
         assert_eq!(parse_size("1 GiB"), Some(1 << 30));
