@@ -301,3 +301,43 @@ scenario!(
         assert_eq!(mode(&env, "run.sh"), expected);
     }
 );
+
+// ---- what a push accepts, a pull gives back --------------------------------
+
+#[cfg(unix)]
+scenario!(a_name_with_a_backslash_comes_back, |env| {
+    // On Unix a backslash is an ordinary character of a name.
+    env.write("dir/back\\slash.txt", b"slash");
+    env.write("dir/plain.txt", b"plain");
+    env.run(&["push", "job", "dir"]).success();
+    assert_eq!(
+        env.keys(),
+        vec![
+            format!("{JOB}/dir/back\\slash.txt"),
+            format!("{JOB}/dir/plain.txt")
+        ]
+    );
+    env.run(&["pull", "job", "dir", "-d", "back"]).success();
+    assert_eq!(env.read("back/back\\slash.txt"), b"slash");
+    assert_eq!(env.read("back/plain.txt"), b"plain");
+    env.run(&["pull", "job", "dir/back\\slash.txt", "-d", "one.txt"])
+        .success();
+    assert_eq!(env.read("one.txt"), b"slash");
+});
+
+#[cfg(unix)]
+scenario!(a_name_no_pull_could_write_is_refused_by_the_push, |env| {
+    env.put_object(&format!("{JOB}/before.txt"), b"before");
+    let keys = env.keys();
+    env.write("dir/fine.txt", b"fine");
+    env.write("dir/sub/line\nbreak.txt", b"x");
+    env.run(&["push", "job", "dir"])
+        .failure(8)
+        .stderr_has("dir/sub/line\\nbreak.txt")
+        .stderr_has("no pull could write");
+    env.run(&["push", "job", "dir", "-f"]).failure(8);
+    env.run_with_stdin(&["push", "job", "-", "-d", "tab\there"], b"x")
+        .failure(8)
+        .stderr_has("tab\\there");
+    assert_eq!(env.keys(), keys, "something was stored");
+});

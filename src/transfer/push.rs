@@ -472,6 +472,7 @@ impl<'env> Multi<'env> {
 /// the store has no multipart uploads), else parts read and sent as the
 /// budget allows, at most the limit of them in memory.
 fn push_stdin(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
+    walk::check_key(remote, Path::new(remote))?;
     let keys = [remote.to_string()];
     let (uploads, budget) = prepare(backend, &keys, opts)?;
     let Some(upload) = uploads.first() else {
