@@ -479,3 +479,27 @@ fn a_wrong_region_is_explained() {
         .stderr_has("is not in region 'us-east-1'")
         .stderr_has("ARTIFACT_S3_REGION");
 }
+
+/// A pull or a yank of a name that is both an object and a tree (only a
+/// store without directories can hold that) names both and does nothing.
+#[test]
+fn a_name_that_is_a_file_and_a_tree_is_ambiguous() {
+    let env = TestEnv::moto();
+    env.put_object(&format!("{JOB}/x"), b"file");
+    env.put_object(&format!("{JOB}/x/a.txt"), b"a");
+    for args in [&["pull", "job", "x"][..], &["yank", "job", "x"]] {
+        env.run(args)
+            .failure(1)
+            .stderr_has(&format!("'{JOB}/x'"))
+            .stderr_has(&format!("'{JOB}/x/a.txt'"));
+    }
+    assert!(!env.path("x").exists());
+    assert_eq!(
+        env.keys(),
+        vec![format!("{JOB}/x"), format!("{JOB}/x/a.txt")]
+    );
+    // Each is still there by its own name: the tree's files, then the file.
+    env.run(&["yank", "job", "x/a.txt"]).success();
+    env.run(&["pull", "job", "x"]).success();
+    assert_eq!(env.read("x"), b"file");
+}

@@ -224,14 +224,22 @@ pub async fn serve(
         if options.nodelay {
             let _ = socket.set_nodelay(true);
         }
-        let (service, delay) = (service.clone(), options.delay);
-        let delayed = hyper::service::service_fn(move |req| {
+        let (service, delay, root) = (service.clone(), options.delay, options.root.clone());
+        let delayed = hyper::service::service_fn(move |req: hyper::Request<_>| {
             let service = service.clone();
+            let deletes = req.method() == hyper::Method::DELETE
+                || (req.method() == hyper::Method::POST
+                    && req.uri().query().is_some_and(|q| q.contains("delete")));
+            let root = root.clone();
             async move {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                hyper::service::Service::call(&service, req).await
+                let answer = hyper::service::Service::call(&service, req).await;
+                if deletes {
+                    prune_empty_dirs(&root);
+                }
+                answer
             }
         });
         let conn = http
@@ -240,6 +248,29 @@ pub async fn serve(
         tokio::spawn(async move {
             let _ = conn.await;
         });
+    }
+}
+
+/// Removes the directories that deletes left empty inside each bucket
+/// (never a bucket itself): s3s-fs 0.14 keeps them, so a key could not
+/// take the name of a deleted tree, where S3, which has no directories,
+/// lets it.
+fn prune_empty_dirs(root: &std::path::Path) {
+    fn prune(dir: &std::path::Path) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                prune(&entry.path());
+                let _ = fs::remove_dir(entry.path());
+            }
+        }
+    }
+    for bucket in fs::read_dir(root).into_iter().flatten().flatten() {
+        if bucket.file_type().is_ok_and(|t| t.is_dir()) {
+            prune(&bucket.path());
+        }
     }
 }
 
