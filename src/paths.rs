@@ -316,12 +316,30 @@ pub fn to_relative(path: &str) -> String {
     cleaned[far_left.len()..].to_string()
 }
 
+/// Why no pull, on any system, could write a file whose key has the path
+/// segment `segment`, if none could: a control character (a newline, a
+/// tab, an escape), or an empty, `.` or `..` segment, which names another
+/// directory. A push refuses such names before it sends anything, so that
+/// what a push accepts, a pull gives back.
+pub fn unwritable_segment(segment: &str) -> Option<&'static str> {
+    if segment.chars().any(char::is_control) {
+        return Some("a control character (a newline, a tab…)");
+    }
+    match segment {
+        "" => Some("an empty path segment"),
+        "." | ".." => Some("a '.' or '..' segment"),
+        _ => None,
+    }
+}
+
 /// The local path for `key`, an object found under the remote path `root`,
 /// when pulling `root` to `local_root`. `None` when the key is not under
 /// `root` at all (a sibling such as `dirx/` when pulling `dir`). An error when
-/// the key would escape `local_root`: `..` segments, an absolute part, a
-/// backslash or a control character; on Windows also a name that Windows
-/// cannot hold (`windows_name_problem`).
+/// the key would escape `local_root` or no pull could write it: `..`
+/// segments, an absolute part, a control character (`unwritable_segment`);
+/// on Windows also a backslash, a separator there, and a name that Windows
+/// cannot hold (`windows_name_problem`). On Unix a backslash is an ordinary
+/// character of a file name.
 pub fn local_path_for(root: &str, key: &str, local_root: &Path) -> Result<Option<PathBuf>> {
     local_path_on(root, key, local_root, cfg!(windows))
 }
@@ -347,29 +365,25 @@ fn local_path_on(
             key.escape_debug()
         ))
     };
-    if rest.chars().any(|c| c.is_control() || c == '\\') {
+    let mut path = local_root.to_path_buf();
+    if rest.is_empty() {
+        return Ok(Some(path));
+    }
+    if windows && rest.contains('\\') {
         return Err(unsafe_key());
     }
-    let mut path = local_root.to_path_buf();
     for segment in rest.split('/') {
-        match segment {
-            "" => {
-                if !rest.is_empty() {
-                    return Err(unsafe_key());
-                }
-            }
-            "." | ".." => return Err(unsafe_key()),
-            s => {
-                if let Some(problem) = windows.then(|| windows_name_problem(s)).flatten() {
-                    return Err(Error::Protocol(format!(
-                        "refusing remote object '{}': Windows cannot hold the name '{}' ({problem}); pull it on Linux or macOS, or rename the object",
-                        key.escape_debug(),
-                        s.escape_debug()
-                    )));
-                }
-                path.push(s)
-            }
+        if unwritable_segment(segment).is_some() {
+            return Err(unsafe_key());
         }
+        if let Some(problem) = windows.then(|| windows_name_problem(segment)).flatten() {
+            return Err(Error::Protocol(format!(
+                "refusing remote object '{}': Windows cannot hold the name '{}' ({problem}); pull it on Linux or macOS, or rename the object",
+                key.escape_debug(),
+                segment.escape_debug()
+            )));
+        }
+        path.push(segment)
     }
     Ok(Some(path))
 }
@@ -853,13 +867,47 @@ mod tests {
             "r/d/../x",
             "r/d/a/../../x",
             "r/d//abs",
-            "r/d/a\\b",
             "r/d/a\0b",
             "r/d/a\nb",
             "r/d/./a",
             "r/d/a/",
         ] {
             assert!(local_path_for("r/d", bad, root).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_backslash_is_a_separator_on_windows_only() {
+        let root = Path::new("dest");
+        assert_eq!(
+            local_path_on("r", "r/back\\slash.txt", root, false).unwrap(),
+            Some(root.join("back\\slash.txt"))
+        );
+        for key in ["r/back\\slash.txt", "r/..\\..\\x", "r/a\\"] {
+            assert!(local_path_on("r", key, root, true).is_err(), "{key:?}");
+        }
+        // On Unix, `..\..` is one odd name inside the destination.
+        assert_eq!(
+            local_path_on("r", "r/..\\..", root, false).unwrap(),
+            Some(root.join("..\\.."))
+        );
+    }
+
+    #[test]
+    fn names_no_pull_could_write() {
+        for bad in ["a\nb", "tab\there", "\u{7f}", "\u{1b}[31m", "", ".", ".."] {
+            assert!(unwritable_segment(bad).is_some(), "{bad:?}");
+        }
+        for good in [
+            "a.txt",
+            "back\\slash.txt",
+            "...",
+            ".hidden",
+            "a b",
+            "ünïcode",
+            "CON",
+        ] {
+            assert_eq!(unwritable_segment(good), None, "{good:?}");
         }
     }
 }
@@ -945,7 +993,7 @@ pub(crate) mod hostile {
                         other => return Err(TestCaseError::fail(format!("{key:?} -> {other:?}"))),
                     };
                     prop_assert!(
-                        !name.contains('\\') && !name.chars().any(char::is_control),
+                        !name.chars().any(|c| c.is_control() || (cfg!(windows) && c == '\\')),
                         "{key:?} -> {path:?}"
                     );
                 }

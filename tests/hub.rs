@@ -66,7 +66,8 @@ fn push_omits_type_and_sends_the_raw_token() {
     let env = TestEnv::hub();
     env.write("x.txt", b"hello");
     env.run(&["push", "job", "x.txt"]).success();
-    let calls = env.hub_server().hub_calls();
+    // After the check of what is stored at the name (type 2).
+    let calls = &env.hub_server().hub_calls()[1..];
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(!calls[0].type_present, "{calls:?}");
     assert_eq!(calls[0].kind, 0);
@@ -82,7 +83,8 @@ fn forced_push_sends_type_1() {
     let env = TestEnv::hub();
     env.write("x.txt", b"hello");
     env.run(&["push", "job", "x.txt", "-f"]).success();
-    let calls = env.hub_server().hub_calls();
+    // After the check of what is stored at the name (type 2).
+    let calls = &env.hub_server().hub_calls()[1..];
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert!(calls[0].type_present);
     assert_eq!(calls[0].kind, 1);
@@ -276,7 +278,8 @@ fn hub_503_once_then_success() {
     env.write("x.txt", b"hello");
     env.hub_server().fail_hub(1, 503);
     env.run(&["push", "job", "x.txt"]).success();
-    assert_eq!(env.hub_server().hub_calls().len(), 2);
+    // The check of the name, again, then the push.
+    assert_eq!(env.hub_server().hub_calls().len(), 3);
     assert_eq!(env.object(&key("x.txt")), Some(b"hello".to_vec()));
 }
 
@@ -327,7 +330,7 @@ fn organization_url_path_is_replaced_by_the_api_path() {
     let org = format!("{}/some/page?tab=1", env.hub_server().org_url());
     env.set_env("SEMAPHORE_ORGANIZATION_URL", &org);
     env.run(&["push", "job", "x.txt"]).success();
-    assert_eq!(env.hub_server().hub_calls().len(), 1);
+    assert_eq!(env.hub_server().hub_calls().len(), 2);
     assert_eq!(env.object(&key("x.txt")), Some(b"hello".to_vec()));
 }
 
@@ -659,4 +662,51 @@ fn gcs_md5_is_verified_when_stated() {
         .failure(7)
         .stderr_has("the data is damaged (MD5");
     assert!(!env.path("bad.bin").exists());
+}
+
+// ------------------------------------------------------------ a file and a tree under one name
+
+/// A push first asks what is stored under its name: one more Hub request,
+/// of the pull type, before the push's own.
+#[test]
+fn a_push_asks_what_is_stored_at_its_name_first() {
+    let env = TestEnv::hub();
+    env.write("x.txt", b"hello");
+    env.write("d/a.txt", b"a");
+    for (args, push_kind) in [
+        (&["push", "job", "x.txt"][..], 0),
+        (&["push", "job", "x.txt", "-f"], 1),
+        (&["push", "job", "d"], 0),
+    ] {
+        let before = env.hub_server().hub_calls().len();
+        env.run(args).success();
+        let calls = env.hub_server().hub_calls();
+        let kinds: Vec<u64> = calls[before..].iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [2, push_kind], "{args:?}: {calls:?}");
+    }
+}
+
+/// A Hub that lists a name both as a file and as a tree: a pull or a yank
+/// names both and touches nothing.
+#[test]
+fn a_name_the_hub_lists_as_a_file_and_a_tree_is_ambiguous() {
+    let env = TestEnv::hub();
+    env.put_object(&key("x/a.txt"), b"a");
+    let signer = env.hub_server().url_signer();
+    env.hub_server().set_hub_hook(move |call, answer| {
+        let method = if call.kind == 2 { "GET" } else { "DELETE" };
+        urls(answer).insert(
+            0,
+            json!({ "url": signer(method, &key("x")), "method": method }),
+        );
+    });
+    for args in [&["pull", "job", "x"][..], &["yank", "job", "x"]] {
+        env.run(args)
+            .failure(1)
+            .stderr_has(&format!("'{}'", key("x")))
+            .stderr_has(&format!("'{}'", key("x/a.txt")));
+    }
+    assert!(env.hub_server().storage_requests().is_empty());
+    assert!(files_under(env.work.path()).is_empty());
+    assert_eq!(env.keys(), vec![key("x/a.txt")]);
 }

@@ -154,10 +154,9 @@ fn a_live_run_keeps_its_temporary_file_while_another_run_cleans_up() {
 
 #[test]
 fn hostile_keys_in_a_listing_are_refused() {
-    for (i, hostile) in ["d/%2E%2E/%2E%2E/escape", "d/back%5Cslash", "d//abs"]
-        .iter()
-        .enumerate()
-    {
+    // (A backslash is an ordinary character of a Unix name: see
+    // `scenarios::a_name_with_a_backslash_comes_back`.)
+    for (i, hostile) in ["d/%2E%2E/%2E%2E/escape", "d//abs"].iter().enumerate() {
         let env = TestEnv::moto();
         env.put_object(&format!("{JOB}/d/fine.txt"), b"fine");
         env.moto_bucket()

@@ -79,6 +79,40 @@ s3_case!(multipart_upload_and_ranged_download, |env| {
     assert_no_open_uploads(&env);
 });
 
+/// A recorded part size S3 could not have given the object (1 byte,
+/// 6 GiB) is ignored, as if none were recorded: the pull fetches ranges of
+/// its own size, checks the length (and says so with -v), and gives the
+/// bytes back; --skip-unchanged cannot prove the file identical, so it is
+/// fetched again. Taken at its word, a part size of 1 planned 36.7 million
+/// ranges of a 35 MiB object (and --skip-unchanged as many part digests),
+/// past 6.5 GB of memory; 6 GiB hashed the object as one part and called
+/// the right bytes damaged. moto states the composite checksum that needs
+/// the part size.
+#[test]
+fn recorded_part_sizes_outside_s3s_rules_are_ignored() {
+    let big = data(35 * MIB + 5, 3);
+    for part_size in ["1", "6442450944"] {
+        let env = TestEnv::moto();
+        env.moto_bucket().put_multipart(
+            &format!("{JOB}/big.bin"),
+            &big,
+            8 * MIB,
+            &[("x-amz-meta-artifact-part-size", part_size)],
+        );
+        let pull = ["pull", "job", "big.bin", "-d", "back.bin", "-v"];
+        env.run_within_memory(&pull, 512)
+            .success()
+            .stderr_has("ignoring its recorded part size")
+            .stderr_has("only their lengths were checked");
+        assert_eq!(env.read("back.bin"), big, "{part_size}");
+        let again = [&pull[..], &["--force", "--skip-unchanged"]].concat();
+        env.run_within_memory(&again, 512)
+            .success()
+            .stderr_has("Pulled 1 file");
+        assert_eq!(env.read("back.bin"), big, "{part_size}");
+    }
+}
+
 s3_case!(multipart_from_stdin, |env| {
     env.set_env("ARTIFACT_S3_PART_SIZE", "5MiB");
     let bytes = data(11 * MIB + 17, 4);
@@ -541,4 +575,28 @@ fn a_wrong_region_is_explained() {
         .failure(3)
         .stderr_has("is not in region 'us-east-1'")
         .stderr_has("ARTIFACT_S3_REGION");
+}
+
+/// A pull or a yank of a name that is both an object and a tree (only a
+/// store without directories can hold that) names both and does nothing.
+#[test]
+fn a_name_that_is_a_file_and_a_tree_is_ambiguous() {
+    let env = TestEnv::moto();
+    env.put_object(&format!("{JOB}/x"), b"file");
+    env.put_object(&format!("{JOB}/x/a.txt"), b"a");
+    for args in [&["pull", "job", "x"][..], &["yank", "job", "x"]] {
+        env.run(args)
+            .failure(1)
+            .stderr_has(&format!("'{JOB}/x'"))
+            .stderr_has(&format!("'{JOB}/x/a.txt'"));
+    }
+    assert!(!env.path("x").exists());
+    assert_eq!(
+        env.keys(),
+        vec![format!("{JOB}/x"), format!("{JOB}/x/a.txt")]
+    );
+    // Each is still there by its own name: the tree's files, then the file.
+    env.run(&["yank", "job", "x/a.txt"]).success();
+    env.run(&["pull", "job", "x"]).success();
+    assert_eq!(env.read("x"), b"file");
 }

@@ -301,3 +301,100 @@ scenario!(
         assert_eq!(mode(&env, "run.sh"), expected);
     }
 );
+
+// ---- what a push accepts, a pull gives back --------------------------------
+
+#[cfg(unix)]
+scenario!(a_name_with_a_backslash_comes_back, |env| {
+    // On Unix a backslash is an ordinary character of a name.
+    env.write("dir/back\\slash.txt", b"slash");
+    env.write("dir/plain.txt", b"plain");
+    env.run(&["push", "job", "dir"]).success();
+    assert_eq!(
+        env.keys(),
+        vec![
+            format!("{JOB}/dir/back\\slash.txt"),
+            format!("{JOB}/dir/plain.txt")
+        ]
+    );
+    env.run(&["pull", "job", "dir", "-d", "back"]).success();
+    assert_eq!(env.read("back/back\\slash.txt"), b"slash");
+    assert_eq!(env.read("back/plain.txt"), b"plain");
+    env.run(&["pull", "job", "dir/back\\slash.txt", "-d", "one.txt"])
+        .success();
+    assert_eq!(env.read("one.txt"), b"slash");
+});
+
+#[cfg(unix)]
+scenario!(a_name_no_pull_could_write_is_refused_by_the_push, |env| {
+    env.put_object(&format!("{JOB}/before.txt"), b"before");
+    let keys = env.keys();
+    env.write("dir/fine.txt", b"fine");
+    env.write("dir/sub/line\nbreak.txt", b"x");
+    env.run(&["push", "job", "dir"])
+        .failure(8)
+        .stderr_has("dir/sub/line\\nbreak.txt")
+        .stderr_has("no pull could write");
+    env.run(&["push", "job", "dir", "-f"]).failure(8);
+    env.run_with_stdin(&["push", "job", "-", "-d", "tab\there"], b"x")
+        .failure(8)
+        .stderr_has("tab\\there");
+    assert_eq!(env.keys(), keys, "something was stored");
+});
+
+// ---- a file and a tree under one name ----------------------------------------
+
+scenario!(
+    a_tree_is_not_pushed_over_a_stored_file_without_force,
+    |env| {
+        env.write("x", b"file");
+        env.run(&["push", "job", "x"]).success();
+        fs::remove_file(env.path("x")).unwrap();
+        env.write("x/a.txt", b"a");
+        env.run(&["push", "job", "x"])
+            .failure(5)
+            .stderr_has(&format!("'{JOB}/x' already exists"));
+        assert_eq!(env.keys(), vec![format!("{JOB}/x")]);
+        // With --force the file makes way for the tree.
+        env.run(&["push", "job", "x", "-f"]).success();
+        assert_eq!(env.keys(), vec![format!("{JOB}/x/a.txt")]);
+        env.run(&["pull", "job", "x", "-d", "back"]).success();
+        assert_eq!(env.read("back/a.txt"), b"a");
+    }
+);
+
+scenario!(
+    a_file_is_not_pushed_over_a_stored_tree_without_force,
+    |env| {
+        env.write("x/old.txt", b"old");
+        env.write("x/sub/deep.txt", b"deep");
+        env.run(&["push", "job", "x"]).success();
+        fs::remove_dir_all(env.path("x")).unwrap();
+        env.write("x", b"file");
+        env.run(&["push", "job", "x"])
+            .failure(5)
+            .stderr_has(&format!("'{JOB}/x/old.txt' already exists"));
+        let tree = vec![format!("{JOB}/x/old.txt"), format!("{JOB}/x/sub/deep.txt")];
+        assert_eq!(env.keys(), tree);
+        env.run_with_stdin(&["push", "job", "-", "-d", "x"], b"piped")
+            .failure(5);
+        assert_eq!(env.keys(), tree);
+        // With --force the tree makes way for the file.
+        env.run(&["push", "job", "x", "-f"]).success();
+        assert_eq!(env.keys(), vec![format!("{JOB}/x")]);
+        env.run(&["pull", "job", "x", "-d", "back"]).success();
+        assert_eq!(env.read("back"), b"file");
+    }
+);
+
+scenario!(a_forced_tree_push_keeps_what_it_does_not_write, |env| {
+    env.write("x/old.txt", b"old");
+    env.run(&["push", "job", "x"]).success();
+    fs::remove_dir_all(env.path("x")).unwrap();
+    env.write("x/new.txt", b"new");
+    env.run(&["push", "job", "x", "-f"]).success();
+    assert_eq!(
+        env.keys(),
+        vec![format!("{JOB}/x/new.txt"), format!("{JOB}/x/old.txt")]
+    );
+});

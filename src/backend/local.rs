@@ -136,8 +136,9 @@ impl Local {
 }
 
 impl Backend for Local {
+    /// A file at `key`; a directory is no object.
     fn exists(&self, key: &str) -> Result<bool> {
-        Ok(fs::symlink_metadata(self.path_of(key)?).is_ok())
+        Ok(fs::symlink_metadata(self.path_of(key)?).is_ok_and(|m| !m.is_dir()))
     }
 
     fn put(&self, upload: &Upload, body: &Body<'_>, _attempt: &mut Attempt) -> Result<()> {
@@ -212,13 +213,25 @@ impl Backend for Local {
         Ok(download)
     }
 
+    /// Removes the file, and the directories it leaves empty (up to the
+    /// store's root): a store has no directories, so a file may take the
+    /// name of a tree that was deleted.
     fn delete(&self, object: &RemoteObject) -> Result<()> {
         let path = self.path_of(&object.locator)?;
         match fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::local_io("delete", &path, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::local_io("delete", &path, e)),
         }
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| d.starts_with(&self.root) && *d != self.root) {
+            // Not empty (or not ours to remove): the tree goes on.
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 }
 

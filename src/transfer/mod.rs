@@ -79,7 +79,9 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
             }));
         };
         let mut admitted = Vec::new();
+        let mut shapes = Shapes::default();
         let listed = list(ctx, backend, remote, Intent::Pull, |page| {
+            shapes.see(remote, &page)?;
             for object in page {
                 if let Some(path) = destination.admit(&object.key)? {
                     progress::planned(object.size);
@@ -96,17 +98,69 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
     conclude(remote, listed, &budget, fed)
 }
 
+/// What a listing of a name has shown so far: a file at the name itself,
+/// and one under `name/`. A name that is both (only a store without
+/// directories can hold that) cannot be pulled or yanked as one thing.
+#[derive(Default)]
+struct Shapes {
+    file: Option<String>,
+    under: Option<String>,
+}
+
+impl Shapes {
+    /// Takes in one page of the listing of `remote`: an error once the
+    /// name has shown both shapes, naming both keys. Folder markers
+    /// (`name/…/`) are not files.
+    fn see(&mut self, remote: &str, page: &[RemoteObject]) -> Result<()> {
+        for object in page {
+            if object.key == remote {
+                self.file.get_or_insert_with(|| object.key.clone());
+            } else if is_file_under(remote, &object.key) {
+                self.under.get_or_insert_with(|| object.key.clone());
+            }
+        }
+        match (&self.file, &self.under) {
+            (Some(file), Some(under)) => Err(Error::Protocol(format!(
+                "'{file}' is both a file and a directory in the remote storage (it holds '{file}' and '{under}'), so it is unclear which is meant; name a file under it by its own path, or yank those files first and then the name alone"
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether `key` is a file under `name/` (not a folder marker `name/…/`).
+fn is_file_under(name: &str, key: &str) -> bool {
+    key.strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .is_some_and(|rest| !rest.is_empty() && !rest.ends_with('/'))
+}
+
 /// Deletes everything at `remote`, in batches of as many objects as one
 /// request of the store may delete (`delete_batch`), one request each. The
 /// whole listing comes first: stores whose listing walks a file system
 /// (s3s-fs, MinIO's FS mode) fail a continuation whose place was deleted
 /// under it.
 pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
+    let mut shapes = Shapes::default();
+    delete_listed(backend, remote, opts, |page| {
+        shapes.see(remote, &page)?;
+        Ok(page)
+    })
+}
+
+/// Deletes what `pick` takes of each page of the listing of `remote`, as
+/// `yank` does.
+fn delete_listed(
+    backend: &dyn Backend,
+    remote: &str,
+    opts: &Options,
+    mut pick: impl FnMut(Vec<RemoteObject>) -> Result<Vec<RemoteObject>>,
+) -> Result<Totals> {
     let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
     let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
         let mut all = Vec::new();
         list(ctx, backend, remote, Intent::Yank, |page| {
-            all.extend(page);
+            all.extend(pick(page)?);
             Ok(!ctx.stopping())
         })?;
         while !all.is_empty() {

@@ -21,7 +21,7 @@ use super::outcome::{finish, log_budget, skip, summarize, Moved, Options, Slot, 
 use super::scheduler::{self, Ctx};
 use super::unchanged::{self, Digests};
 use super::walk::{self, Item};
-use crate::backend::{Attempt, Backend, Body, Multipart, Part, RemoteObject, Upload};
+use crate::backend::{Attempt, Backend, Body, Intent, Multipart, Part, RemoteObject, Upload};
 use crate::error::{Error, Result, Side};
 use crate::{interrupt, log, progress, retry};
 
@@ -54,7 +54,7 @@ pub fn push(
         return Ok(Totals::default());
     }
     let keys: Vec<String> = items.iter().map(|i| i.key.clone()).collect();
-    let (mut uploads, budget) = prepare(backend, &keys, opts)?;
+    let (mut uploads, budget) = prepare(backend, remote, &keys, opts)?;
     drop(keys);
     for (upload, item) in uploads.iter_mut().zip(&items) {
         upload.mode = item.mode;
@@ -82,13 +82,37 @@ pub fn push(
     summarize(Ok(()), uploads.into_iter().map(|u| u.key).zip(slots))
 }
 
-/// The uploads for `keys`, with every conflict checked: in one step where
-/// the backend can, else one request per key within the budget.
+/// The uploads for `keys`, the files of a push to `remote`, with every
+/// conflict checked: first that the name is not a stored file where a tree
+/// goes, nor a stored tree where a file goes (`clash`; --force removes it),
+/// then each key, in one step where the backend can, else one request per
+/// key within the budget.
 fn prepare(
     backend: &dyn Backend,
+    remote: &str,
     keys: &[String],
     opts: &Options,
 ) -> Result<(Vec<Upload>, Budget)> {
+    let tree = keys.iter().any(|k| k != remote);
+    let what = format!("checking what is stored at '{remote}'");
+    if let Some(stored) = retry::call(&opts.retry, &what, |_| clash(backend, remote, tree))? {
+        if !opts.force {
+            return Err(Error::AlreadyExists {
+                side: Side::Remote,
+                path: stored,
+            });
+        }
+        log::debug(|| format!("removing what is stored at '{remote}' in the way of the push"));
+        match super::delete_listed(backend, remote, opts, |page| {
+            Ok(page
+                .into_iter()
+                .filter(|o| clashes(remote, tree, &o.key))
+                .collect())
+        }) {
+            Ok(_) | Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     let uploads = retry::call(&opts.retry, "preparing the push", |_| {
         backend.prepare_push(keys, opts.force)
     })?;
@@ -139,6 +163,45 @@ fn prepare(
         return Err(e);
     }
     Ok((uploads, budget))
+}
+
+/// The stored key a push to `remote` clashes with, if any: for a tree, a
+/// file at the name itself; for a file, any file under `remote/` (a pull
+/// of the name would find both, and could not tell which is meant). A
+/// tree asks `exists`; a file lists the name (on the Hub, either is one
+/// request of the pull type).
+fn clash(backend: &dyn Backend, remote: &str, tree: bool) -> Result<Option<String>> {
+    if tree {
+        return match backend.exists(remote) {
+            Ok(true) => Ok(Some(remote.to_string())),
+            Ok(false) | Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+    }
+    let mut token = None;
+    loop {
+        let page = match backend.list_page(remote, Intent::Pull, token.as_deref()) {
+            Ok(page) => page,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(found) = page.objects.iter().find(|o| clashes(remote, false, &o.key)) {
+            return Ok(Some(found.key.clone()));
+        }
+        match page.next {
+            Some(next) => token = Some(next),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// Whether the stored `key` is in the way of a push of a tree (`tree`) or
+/// a file to `remote`.
+fn clashes(remote: &str, tree: bool, key: &str) -> bool {
+    match tree {
+        true => key == remote,
+        false => super::is_file_under(remote, key),
+    }
 }
 
 /// The part size a file of `size` bytes goes up in, when it goes up in
@@ -472,8 +535,9 @@ impl<'env> Multi<'env> {
 /// the store has no multipart uploads), else parts read and sent as the
 /// budget allows, at most the limit of them in memory.
 fn push_stdin(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
+    walk::check_key(remote, Path::new(remote))?;
     let keys = [remote.to_string()];
-    let (uploads, budget) = prepare(backend, &keys, opts)?;
+    let (uploads, budget) = prepare(backend, remote, &keys, opts)?;
     let Some(upload) = uploads.first() else {
         return Err(Error::Protocol(
             "the store gave no upload for the key".into(),

@@ -11,16 +11,17 @@
 //!   warning; given as PATH itself they are an error;
 //! - empty directories have no object (stores have no directories); empty
 //!   files are objects of 0 bytes;
-//! - names must be UTF-8, since keys are;
+//! - names must be UTF-8, since keys are, and a pull must be able to write
+//!   them back: a name with a control character (a newline…) is refused,
+//!   naming the file, before anything is sent (`check_key`);
 //! - temporary files that an unfinished pull left (`atomic`'s naming) are
 //!   skipped with a warning: they are never artifacts.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::atomic;
 use crate::error::{Error, Result};
-use crate::log;
+use crate::{atomic, log, paths};
 
 /// One file to push.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +47,7 @@ pub fn walk(source: &Path, remote: &str) -> Result<Vec<Item>> {
         }
     })?;
     if meta.is_file() {
+        check_key(remote, source)?;
         return Ok(vec![Item {
             local: source.to_path_buf(),
             key: remote.to_string(),
@@ -109,6 +111,7 @@ fn walk_dir(
             Err(e) => return Err(Error::local_io("read", &path, e)),
         };
         if meta.is_file() {
+            check_key(&child_key, &path)?;
             items.push(Item {
                 local: path,
                 key: child_key,
@@ -135,6 +138,30 @@ fn walk_dir(
         }
     }
     Ok(())
+}
+
+/// Refuses, naming the file at `local`, a key that no pull could write
+/// (`paths::unwritable_segment`): what a push accepts, a pull gives back.
+pub fn check_key(key: &str, local: &Path) -> Result<()> {
+    let Some(why) = key.split('/').find_map(paths::unwritable_segment) else {
+        return Ok(());
+    };
+    // The name as one line, its control characters escaped.
+    let shown: String = local
+        .to_string_lossy()
+        .chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_debug().to_string(),
+            false => c.to_string(),
+        })
+        .collect();
+    Err(Error::local_io(
+        "push",
+        Path::new(&shown),
+        std::io::Error::other(format!(
+            "its name holds {why}, which no pull could write; rename it"
+        )),
+    ))
 }
 
 /// What tells a directory from every other, to see a symlink that loops
@@ -219,6 +246,33 @@ mod tests {
             keys(&items),
             vec!["r/dir-link/f", "r/file-link", "r/real/f"]
         );
+    }
+
+    #[test]
+    fn names_no_pull_could_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::create_dir_all(d.join("sub")).unwrap();
+        fs::write(d.join("sub/ok.txt"), b"ok").unwrap();
+        fs::write(d.join("sub/line\nbreak.txt"), b"x").unwrap();
+        let err = walk(d, "r").unwrap_err();
+        assert_eq!(err.exit_code(), 8);
+        let text = err.to_string();
+        assert!(text.contains("sub/line\\nbreak.txt'"), "{text}");
+        assert!(text.contains("a control character"), "{text}");
+        assert!(!text.contains('\n'), "{text}");
+        // The key counts, not the local name: given as the source itself
+        // the file keeps its name, and a destination key renames it.
+        let odd = d.join("sub/line\nbreak.txt");
+        let err = walk(&odd, "r/line\nbreak.txt").unwrap_err();
+        assert!(err.to_string().contains("line\\nbreak.txt"), "{err}");
+        assert_eq!(keys(&walk(&odd, "r/x").unwrap()), vec!["r/x"]);
+        assert!(walk(&d.join("sub/ok.txt"), "r/a\tb").is_err());
+        // A backslash is an ordinary character of a Unix name.
+        fs::remove_file(d.join("sub/line\nbreak.txt")).unwrap();
+        fs::write(d.join("sub/back\\slash.txt"), b"b").unwrap();
+        let items = walk(d, "r").unwrap();
+        assert_eq!(keys(&items), vec!["r/sub/back\\slash.txt", "r/sub/ok.txt"]);
     }
 
     #[test]

@@ -239,9 +239,11 @@ impl Shared {
 /// Every byte but the unreserved ones and the `/` separators.
 const KEY: &percent_encoding::AsciiSet = &crate::UNRESERVED.remove(b'/');
 
-/// A key that maps to a file strictly inside the storage directory.
+/// A key that maps to a file strictly inside the storage directory (on
+/// Unix a backslash is part of a name, as in any store's keys).
 fn safe_key(key: &str) -> bool {
-    !key.contains(['\\', '\0'])
+    let unsafe_char = |c: char| c == '\0' || (cfg!(windows) && c == '\\');
+    !key.contains(unsafe_char)
         && key
             .split('/')
             .all(|s| !s.is_empty() && s != "." && s != "..")

@@ -114,6 +114,27 @@ impl S3Server {
         fs::write(path, bytes).expect("write object");
     }
 
+    /// Sets the user metadata `name` (stated as `x-amz-meta-NAME`) of the
+    /// stored object at `key` to `value`, in the file where s3s-fs 0.14
+    /// keeps it: what a store, or another tool, may state about an object.
+    pub fn set_user_metadata(&self, key: &str, name: &str, value: &str) {
+        use base64::Engine;
+        let encode = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let path = self.root.path().join(format!(
+            ".bucket-{}.object-{}.metadata.json",
+            encode(&self.bucket),
+            encode(key)
+        ));
+        let text = fs::read_to_string(&path).expect("the object's metadata file");
+        let mut attributes: serde_json::Value = serde_json::from_str(&text).expect("metadata JSON");
+        let metadata = attributes
+            .get_mut("user_metadata")
+            .and_then(serde_json::Value::as_object_mut)
+            .expect("user metadata");
+        metadata.insert(name.to_string(), value.into());
+        fs::write(&path, attributes.to_string()).expect("write metadata");
+    }
+
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
         let path = self.bucket_dir().join(key);
         if path.is_file() {
@@ -203,14 +224,22 @@ pub async fn serve(
         if options.nodelay {
             let _ = socket.set_nodelay(true);
         }
-        let (service, delay) = (service.clone(), options.delay);
-        let delayed = hyper::service::service_fn(move |req| {
+        let (service, delay, root) = (service.clone(), options.delay, options.root.clone());
+        let delayed = hyper::service::service_fn(move |req: hyper::Request<_>| {
             let service = service.clone();
+            let deletes = req.method() == hyper::Method::DELETE
+                || (req.method() == hyper::Method::POST
+                    && req.uri().query().is_some_and(|q| q.contains("delete")));
+            let root = root.clone();
             async move {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                hyper::service::Service::call(&service, req).await
+                let answer = hyper::service::Service::call(&service, req).await;
+                if deletes {
+                    prune_empty_dirs(&root);
+                }
+                answer
             }
         });
         let conn = http
@@ -219,6 +248,29 @@ pub async fn serve(
         tokio::spawn(async move {
             let _ = conn.await;
         });
+    }
+}
+
+/// Removes the directories that deletes left empty inside each bucket
+/// (never a bucket itself): s3s-fs 0.14 keeps them, so a key could not
+/// take the name of a deleted tree, where S3, which has no directories,
+/// lets it.
+fn prune_empty_dirs(root: &std::path::Path) {
+    fn prune(dir: &std::path::Path) {
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                prune(&entry.path());
+                let _ = fs::remove_dir(entry.path());
+            }
+        }
+    }
+    for bucket in fs::read_dir(root).into_iter().flatten().flatten() {
+        if bucket.file_type().is_ok_and(|t| t.is_dir()) {
+            prune(&bucket.path());
+        }
     }
 }
 
@@ -258,6 +310,45 @@ impl Moto {
     pub fn put_object_with_headers(&self, key: &str, bytes: &[u8], headers: &[(&str, &str)]) {
         let (status, _) = self.send("PUT", &encode_key(key), headers, bytes);
         assert_eq!(status, 200, "moto put {key}");
+    }
+
+    /// Stores `bytes` at `key` as one multipart upload of `part_size`
+    /// parts, each with its SHA-256, so that moto states S3's composite
+    /// checksum; `headers` go with CreateMultipartUpload (metadata such as
+    /// `x-amz-meta-artifact-part-size`, which need not tell the truth).
+    pub fn put_multipart(
+        &self,
+        key: &str,
+        bytes: &[u8],
+        part_size: usize,
+        headers: &[(&str, &str)],
+    ) {
+        use base64::Engine;
+        use sha2::Digest;
+        let path = encode_key(key);
+        let mut create = vec![("x-amz-checksum-algorithm", "SHA256")];
+        create.extend_from_slice(headers);
+        let (status, _, body) = self.exchange("POST", &format!("{path}?uploads"), &create, b"");
+        assert_eq!(status, 200, "moto CreateMultipartUpload {key}");
+        let text = String::from_utf8(body).expect("utf-8");
+        let id = tags(&text, "UploadId").pop().expect("UploadId");
+        let mut done = String::new();
+        for (i, part) in bytes.chunks(part_size).enumerate() {
+            let sha = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(part));
+            let rest = format!("{path}?partNumber={}&uploadId={}", i + 1, encode(&id));
+            let (status, etag, _) =
+                self.exchange("PUT", &rest, &[("x-amz-checksum-sha256", &sha)], part);
+            assert_eq!(status, 200, "moto UploadPart {key}");
+            let etag = etag.expect("part ETag");
+            done.push_str(&format!(
+                "<Part><PartNumber>{}</PartNumber><ETag>{etag}</ETag><ChecksumSHA256>{sha}</ChecksumSHA256></Part>",
+                i + 1
+            ));
+        }
+        let complete = format!("<CompleteMultipartUpload>{done}</CompleteMultipartUpload>");
+        let rest = format!("{path}?uploadId={}", encode(&id));
+        let (status, _, _) = self.exchange("POST", &rest, &[], complete.as_bytes());
+        assert_eq!(status, 200, "moto CompleteMultipartUpload {key}");
     }
 
     /// Stores an object at a URL path given already percent-encoded, so a
@@ -304,6 +395,18 @@ impl Moto {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<u8>) {
+        let (status, _, body) = self.exchange(method, rest, headers, body);
+        (status, body)
+    }
+
+    /// `send`, with the answer's ETag.
+    fn exchange(
+        &self,
+        method: &str,
+        rest: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Option<String>, Vec<u8>) {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .proxy(None)
@@ -319,8 +422,13 @@ impl Moto {
         let mut res = agent
             .run(req.body(body.to_vec()).expect("request"))
             .expect("moto");
+        let etag = res
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let body = res.body_mut().with_config().limit(u64::MAX).read_to_vec();
-        (res.status().as_u16(), body.expect("moto body"))
+        (res.status().as_u16(), etag, body.expect("moto body"))
     }
 }
 

@@ -251,6 +251,26 @@ impl TestEnv {
         self.run_cmd(self.command(args), Some(input))
     }
 
+    /// Runs the binary with its data (heap and thread stacks) limited to
+    /// `mib` MiB (`ulimit -d`): a plan that grows without bound aborts at
+    /// once instead of taking the machine's memory.
+    pub fn run_within_memory(&self, args: &[&str], mib: u64) -> Run {
+        let inner = self.command(args);
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -d {} && exec \"$0\" \"$@\"", mib * 1024))
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(self.work.path())
+            .env_clear();
+        for (name, value) in inner.get_envs() {
+            if let Some(value) = value {
+                cmd.env(name, value);
+            }
+        }
+        self.run_cmd(cmd, None)
+    }
+
     pub fn run_cmd(&self, mut cmd: Command, input: Option<&[u8]>) -> Run {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         cmd.stdin(input.map_or_else(Stdio::null, |_| Stdio::piped()));

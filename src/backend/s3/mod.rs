@@ -4,8 +4,9 @@
 //! Keys are `[ARTIFACT_S3_PREFIX/]artifacts/…`; a push without
 //! --force fails on any existing key before uploading (one LIST of the
 //! destination prefix answers that for a whole tree) and writes with
-//! `If-None-Match: *`, so two racing pushes cannot both win; pull and yank
-//! take the object at the key, else everything under `key/`. Large files go
+//! `If-None-Match: *`, so two racing pushes cannot both win; a listing of a
+//! key gives the object at the key and everything under `key/` (the engine
+//! refuses a pull or yank of a name that is both). Large files go
 //! up in multipart parts and come down in ranges (`upload`, `download`),
 //! which the transfer engine schedules. Yank deletes up to 1,000 keys a
 //! request (DeleteObjects), or one at a time where the store has no
@@ -327,11 +328,12 @@ impl Backend for S3 {
         Some(self.settings.part_size)
     }
 
-    /// The object at `key` if there is one, else everything under `key/`;
-    /// sibling keys that merely start with `key` are never listed. The
-    /// first page asks for the exact key and for the first page under
-    /// `key/` at the same time: one round trip, not two, before a pull or a
-    /// yank of a directory can start.
+    /// The object at `key` and everything under `key/`; sibling keys that
+    /// merely start with `key` are never listed. The first page asks for
+    /// the exact key and for the first page under `key/` at the same time:
+    /// one round trip, not two, before a pull or a yank of a directory can
+    /// start. The exact key comes first, so that a name that is both a file
+    /// and a tree shows on the first page.
     fn list_page(&self, key: &str, _intent: Intent, token: Option<&str>) -> Result<Page> {
         let full = self.full_key(key);
         let to_object = |listed: xml::Listed| {
@@ -355,13 +357,10 @@ impl Backend for S3 {
                 };
                 (exact, listed)
             });
-            if let Some(exact) = exact? {
-                return Ok(Page {
-                    objects: to_object(exact).into_iter().collect(),
-                    next: None,
-                });
-            }
-            listed?
+            let exact = exact?;
+            let mut listed = listed?;
+            listed.objects.splice(0..0, exact);
+            listed
         } else {
             self.list_prefix(&under, None, token)?
         };

@@ -337,6 +337,15 @@ pub fn part_size_for(size: u64, preferred: u64) -> u64 {
     preferred.max(needed)
 }
 
+/// Whether `part_size` is a part size S3 could have given an object of
+/// `size` bytes (when known): 5 MiB to 5 GiB, and at most 10,000 parts (the
+/// last may be smaller). A recorded value outside these rules is not ours:
+/// taken at its word, it would plan millions of ranges or parts.
+pub fn is_possible_part_size(part_size: u64, size: Option<u64>) -> bool {
+    (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part_size)
+        && size.is_none_or(|size| size.div_ceil(part_size) <= MAX_PARTS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,5 +622,26 @@ mod tests {
         assert!(five_tib.div_ceil(part) <= MAX_PARTS);
         assert!(part <= MAX_PART_SIZE);
         assert_eq!(part % mib, 0);
+        // Every part size this tool chooses is one S3 could have given.
+        assert!(is_possible_part_size(part, Some(five_tib)));
+    }
+
+    #[test]
+    fn recorded_part_sizes_outside_s3s_rules_are_impossible() {
+        let mib = 1024 * 1024;
+        let object = Some(35 * mib);
+        assert!(is_possible_part_size(MIN_PART_SIZE, object));
+        assert!(is_possible_part_size(MAX_PART_SIZE, object));
+        assert!(is_possible_part_size(8 * mib, None));
+        for tiny in [0, 1, MIN_PART_SIZE - 1] {
+            assert!(!is_possible_part_size(tiny, object), "{tiny}");
+        }
+        assert!(!is_possible_part_size(MAX_PART_SIZE + 1, object));
+        assert!(!is_possible_part_size(6 * 1024 * mib, None));
+        // 10,000 parts at most, the last one smaller.
+        let parts = |n: u64| Some(n * MIN_PART_SIZE - 1);
+        assert!(is_possible_part_size(MIN_PART_SIZE, parts(MAX_PARTS)));
+        assert!(!is_possible_part_size(MIN_PART_SIZE, parts(MAX_PARTS + 1)));
+        assert!(!is_possible_part_size(MIN_PART_SIZE, Some(u64::MAX)));
     }
 }

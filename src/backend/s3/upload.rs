@@ -30,7 +30,7 @@ use crate::log;
 const COMPLETE_WAIT: Duration = Duration::from_secs(15 * 60);
 const META_SHA256: &str = "x-amz-meta-sha256";
 const META_UPLOAD: &str = "x-amz-meta-artifact-upload";
-const META_PART_SIZE: &str = "x-amz-meta-artifact-part-size";
+pub(super) const META_PART_SIZE: &str = "x-amz-meta-artifact-part-size";
 /// A file's permission bits, in octal (`0755`).
 pub(super) const META_MODE: &str = "x-amz-meta-mode";
 
