@@ -14,6 +14,9 @@ mod scenarios;
 /// What only the Hub backend has: its wire protocol, retries, signed URLs.
 mod hub;
 
+/// The Go CLI's own integration cases for stdin and 5xx, against our Hub.
+mod go_suite;
+
 /// What only the S3 backend has: listing at scale, multipart, conditional
 /// writes, checksums, S3's error answers. Its `s3_case!` serves `stores`.
 #[macro_use]
