@@ -170,6 +170,22 @@ mod tests {
         );
     }
 
+    /// Gone with its handle: unlinked at once on Unix, deleted by the
+    /// system on close on Windows (where it is in the directory meanwhile).
+    #[test]
+    fn nothing_is_left_once_the_spool_is_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, _) = spool(&mut &b"secret"[..], dir.path()).unwrap();
+        #[cfg(windows)]
+        assert_eq!(names_in(dir.path()).len(), 1);
+        drop(file);
+        assert!(
+            names_in(dir.path()).is_empty(),
+            "{:?}",
+            names_in(dir.path())
+        );
+    }
+
     #[cfg(unix)]
     #[test]
     fn spool_is_owner_only_whatever_the_umask_allows() {
