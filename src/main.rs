@@ -99,6 +99,9 @@ fn run_command(inv: &Invocation) -> Result<()> {
         .ok_or_else(|| level.missing_id())?;
     let resolver = Resolver::new(level, id);
     let settings = Settings::from_env(&env, inv.parallel)?;
+    if inv.expire_in.is_some() && settings.backend != BackendKind::Hub {
+        report::expire_in_on_own_store();
+    }
     let backend = backend_for(&settings, &env)?;
     let cancel = Arc::clone(&backend);
     interrupt::on_signal(Box::new(move || cancel.cancel()));

@@ -22,6 +22,9 @@ mod go_suite;
 #[macro_use]
 mod s3;
 
+/// README's S3 lifecycle configuration, applied to moto with boto3.
+mod retention;
+
 /// What real stores do that local servers don't: folder markers, required
 /// encryption, no conditional writes, checksums or DeleteObjects.
 mod stores;
