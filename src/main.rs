@@ -113,6 +113,9 @@ fn run_command(inv: &Invocation) -> Result<()> {
     // Paths first: a bad one is refused before any store is asked.
     let resolved = resolve(&Resolver::new(level, id)?, op, inv)?;
     let settings = Settings::from_env(&env, inv.parallel)?;
+    if inv.expire_in.is_some() && settings.backend != BackendKind::Hub {
+        report::expire_in_on_own_store();
+    }
     let backend = backend_for(&settings, &env)?;
     let cancel = Arc::clone(&backend);
     interrupt::on_signal(Box::new(move || cancel.cancel()));

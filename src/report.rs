@@ -4,8 +4,9 @@
 //! job.`, `Pushed 3 files. Total of 1.2 MB`), so the lines that end a command
 //! are written here: the success summaries of push, pull and yank, the
 //! failure line (`Error pushing artifact: …`, or `error: …` for usage and
-//! configuration errors), the notices about `--config` and `--expire-in`,
-//! and `format_bytes`. With --skip-unchanged, a line of our own follows the
+//! configuration errors), the notices about `--config` and `--expire-in`
+//! (the Go CLI's lines, then on the S3 and local backends one of our own
+//! pointing to README's retention section), and `format_bytes`. With --skip-unchanged, a line of our own follows the
 //! summary: `Skipped 3 unchanged files.`, counted apart from what moved.
 //! Warnings met on the way are printed where they arise, through `log`: a
 //! skipped file or symlink (`transfer::walk`), an empty
@@ -77,6 +78,12 @@ pub fn expire_in_is_obsolete() {
         "Docs: https://docs.semaphoreci.com/essentials/artifacts/#artifact-retention-policies"
     );
     println!();
+}
+
+/// After the Go CLI's `--expire-in` lines, on a store of the user's own,
+/// which no Semaphore retention policy reaches: where to set one up.
+pub fn expire_in_on_own_store() {
+    log::info("Warning: Semaphore's retention policies do not reach this store; README's \"Retention on your own store\" (under \"S3 backend\") shows how to expire artifacts there.");
 }
 
 pub fn config_file_ignored(path: &str) {

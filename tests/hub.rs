@@ -596,6 +596,103 @@ fn stdin_push_sends_content_length() {
     assert_eq!(env.object(&key("from-stdin.bin")), Some(bytes));
 }
 
+/// The spool a piped push fills is private: seen through `/proc` while the
+/// push is still reading a pipe held open, so it is the very file the push
+/// uses, it is owner-only (whatever the umask allows), already gone from
+/// the temporary directory, and the only file the push made there.
+#[cfg(target_os = "linux")]
+#[test]
+fn stdin_spool_is_owner_only_and_unlinked_while_in_use() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let mut env = TestEnv::hub();
+    let tmp = tempfile::tempdir().unwrap();
+    env.set_env("TMPDIR", &tmp.path().to_string_lossy());
+    let mut child = env
+        .command(&["push", "job", "-", "-d", "spooled.bin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"first half,").unwrap();
+    let fds = PathBuf::from(format!("/proc/{}/fd", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (fd, target) = loop {
+        let found = fs::read_dir(&fds).unwrap().flatten().find_map(|entry| {
+            let target = fs::read_link(entry.path()).ok()?;
+            target
+                .starts_with(tmp.path())
+                .then(|| (entry.path(), target))
+        });
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no spool opened in {:?}",
+            tmp.path()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mode = fs::metadata(&fd).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o600, "{target:?} has mode {mode:o}");
+    assert!(
+        target.to_string_lossy().ends_with(" (deleted)"),
+        "{target:?} is still in the directory"
+    );
+    assert!(
+        files_under(tmp.path()).is_empty(),
+        "{:?}",
+        files_under(tmp.path())
+    );
+    stdin.write_all(b" second half").unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        env.object(&key("spooled.bin")),
+        Some(b"first half, second half".to_vec())
+    );
+    assert!(files_under(tmp.path()).is_empty());
+}
+
+/// A redirected file (`< file`) is sent as it is: no spool, and `-v` says
+/// so instead of claiming a temporary file.
+#[test]
+fn stdin_from_a_regular_file_is_sent_in_place() {
+    let mut env = TestEnv::hub();
+    let tmp = tempfile::tempdir().unwrap();
+    env.set_env("TMPDIR", &tmp.path().to_string_lossy());
+    let file = env.write("input.bin", &data(5000, 6));
+    let out = env
+        .command(&["push", "job", "-", "-d", "redirected.bin", "-v"])
+        .stdin(fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "Detected stdin, a regular file: sending it as it is, with no temporary file..."
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("saving it to a temporary file"),
+        "{stderr}"
+    );
+    assert_eq!(env.object(&key("redirected.bin")), Some(data(5000, 6)));
+}
+
 // ------------------------------------------------------------ -v and secrets
 
 #[test]

@@ -3,7 +3,7 @@
 use std::fs;
 
 use crate::scenario;
-use crate::support::data;
+use crate::support::{data, Store};
 
 const JOB: &str = "artifacts/jobs/job-1";
 
@@ -176,6 +176,51 @@ scenario!(stdin_both_ways, |env| {
         env.object(&format!("{JOB}/dev.bin")).unwrap(),
         b"\0\x01\xff binary"
     );
+});
+
+// `-v` says how stdin went: the Go CLI's line where a pipe is spooled to
+// a temporary file (Hub, local), a line of our own where it is streamed
+// (S3), never a temporary file that is not there.
+scenario!(verbose_stdin_push_says_how_it_goes, |env| {
+    const SPOOLING: &str = "Detected stdin, saving it to a temporary file...";
+    const STREAMING: &str =
+        "Detected stdin, streaming it in parts of 8.0 MB held in memory, with no temporary file...";
+    for source in ["-", "/dev/stdin"] {
+        let run = env.run_with_stdin(
+            &["push", "job", source, "-d", "piped.txt", "-f", "-v"],
+            b"in",
+        );
+        run.success()
+            .stderr_has("reading standard input, to push to 'artifacts/jobs/job-1/piped.txt'");
+        let (said, not_said) = match env.store {
+            Store::S3(_) | Store::Moto(_) => (STREAMING, SPOOLING),
+            Store::Hub(_) | Store::Local(_) => (SPOOLING, STREAMING),
+        };
+        run.stderr_has(said);
+        assert!(!run.stderr.contains(not_said), "{run}");
+    }
+});
+
+// `--expire-in` prints the Go CLI's lines on stdout, byte for byte; on a
+// store of the user's own, one more line on stderr says where retention
+// is set up.
+scenario!(expire_in_keeps_the_go_lines, |env| {
+    env.write("x.txt", b"x");
+    let run = env.run(&["push", "job", "x.txt", "--expire-in", "1w"]);
+    run.success();
+    assert_eq!(
+        run.stdout,
+        "\nWARNING: The --expire-in flag is obsolete and will have no efffect.\n\
+         Use artifact retention policies to control the lifetime of artifacts.\n\
+         Docs: https://docs.semaphoreci.com/essentials/artifacts/#artifact-retention-policies\n\n"
+    );
+    let pointer = "Warning: Semaphore's retention policies do not reach this store; README's \"Retention on your own store\" (under \"S3 backend\") shows how to expire artifacts there.";
+    match env.store {
+        Store::Hub(_) => assert!(!run.stderr.contains("Retention on your own store"), "{run}"),
+        Store::Local(_) | Store::S3(_) | Store::Moto(_) => {
+            run.stderr_has(pointer);
+        }
+    }
 });
 
 scenario!(file_path_with_stdin_open_pushes_the_file, |env| {

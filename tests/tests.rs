@@ -14,10 +14,16 @@ mod scenarios;
 /// What only the Hub backend has: its wire protocol, retries, signed URLs.
 mod hub;
 
+/// The Go CLI's own integration cases for stdin and 5xx, against our Hub.
+mod go_suite;
+
 /// What only the S3 backend has: listing at scale, multipart, conditional
 /// writes, checksums, S3's error answers. Its `s3_case!` serves `stores`.
 #[macro_use]
 mod s3;
+
+/// README's S3 lifecycle configuration, applied to moto with boto3.
+mod retention;
 
 /// What real stores do that local servers don't: folder markers, required
 /// encryption, no conditional writes, checksums or DeleteObjects.

@@ -5,7 +5,8 @@
 //! - `walk`: what a push sends; `destination`: where a pull writes, checked
 //!   as the listing arrives;
 //! - `push` builds every upload body, splits large files into parts and
-//!   reads standard input; `receive` lands every download in a temporary
+//!   reads standard input, through a private `spool` file where the store
+//!   needs the length first; `receive` lands every download in a temporary
 //!   file, counting, hashing, checking and resuming — across runs too,
 //!   from the `journal` it keeps beside the file, under `resume`'s one rule
 //!   for what a dead run left;
@@ -31,6 +32,7 @@ mod push;
 mod receive;
 mod resume;
 mod scheduler;
+mod spool;
 mod unchanged;
 pub mod walk;
 

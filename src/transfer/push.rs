@@ -19,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use super::budget::Budget;
 use super::outcome::{finish, log_budget, skip, summarize, Moved, Options, Slot, Totals};
 use super::scheduler::{self, Ctx};
+use super::spool;
 use super::unchanged::{self, Digests};
 use super::walk::{self, Item};
 use crate::backend::{Attempt, Backend, Body, Intent, Multipart, Part, RemoteObject, Upload};
@@ -557,6 +558,12 @@ fn push_stdin(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Tot
         }
         Some(multipart) => {
             let part_size = multipart.part_size(0);
+            log::debug(|| {
+                format!(
+                    "Detected stdin, streaming it in parts of {} held in memory, with no temporary file...",
+                    progress::format_bytes(part_size)
+                )
+            });
             let mut stdin = io::stdin().lock();
             let first = read_part(&mut stdin, part_size)?;
             if (first.len() as u64) < part_size {
@@ -650,9 +657,9 @@ fn read_part(input: &mut impl Read, size: u64) -> Result<Vec<u8>> {
 }
 
 /// Standard input as a file of known size: itself when it is a regular
-/// file read from its start (`< file`), else spooled to an unlinked
-/// temporary file, because a signed PUT needs the length before the
-/// first byte.
+/// file read from its start (`< file`), else spooled to a private
+/// temporary file (`spool`), because a signed PUT needs the length before
+/// the first byte. `-v` says which, in the Go CLI's words for the spool.
 fn stdin_as_file() -> Result<(File, u64)> {
     let input = Path::new("standard input");
     let stdin = stdin_handle().map_err(|e| Error::local_io("read", input, e))?;
@@ -660,21 +667,15 @@ fn stdin_as_file() -> Result<(File, u64)> {
         let mut file = stdin;
         let at_start = io::Seek::stream_position(&mut file).is_ok_and(|pos| pos == 0);
         if meta.is_file() && at_start {
+            log::debug(|| {
+                "Detected stdin, a regular file: sending it as it is, with no temporary file..."
+                    .into()
+            });
             return Ok((file, meta.len()));
         }
     }
-    let dir = std::env::temp_dir();
-    let path = crate::atomic::temp_path_for(&dir.join("stdin"));
-    let mut spool = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| Error::local_io("create a temporary file in", &dir, e))?;
-    let _ = fs::remove_file(&path);
-    let size = io::copy(&mut io::stdin().lock(), &mut spool)
-        .map_err(|e| Error::local_io("read", input, e))?;
-    Ok((spool, size))
+    log::debug(|| "Detected stdin, saving it to a temporary file...".into());
+    spool::spool(&mut io::stdin().lock(), &std::env::temp_dir())
 }
 
 /// A second handle on standard input, as a `File`.

@@ -138,7 +138,8 @@ impl HubServer {
         self.storage.connections()
     }
 
-    /// The next `n` storage requests answer `status`.
+    /// The next `n` storage requests answer `status`, with the body
+    /// `temporarily unavailable`, as the Go CLI's storage mock does.
     pub fn fail_storage(&self, n: usize, status: u16) {
         lock(&self.shared.state).storage_fail = (n, status);
     }
@@ -378,7 +379,8 @@ impl Handler for Storage {
         let delay = lock(&shared.state).delay;
         std::thread::sleep(delay);
         if let Some(status) = shared.take_fault(|st| &mut st.storage_fail) {
-            return Reply::status(status, "injected");
+            // The body the Go CLI's storage mock sends with its 503s.
+            return Reply::status(status, "temporarily unavailable");
         }
         if chunked {
             return Reply::status(501, "Transfer-Encoding is not supported").cut(Cut::Close);
