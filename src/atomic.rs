@@ -481,11 +481,6 @@ impl Drop for TempFile {
     }
 }
 
-/// A fresh temporary path beside `dest`, named as this run's.
-pub fn temp_path_for(dest: &Path) -> PathBuf {
-    dest.with_file_name(TempName::fresh(&dest_name(dest)).to_string())
-}
-
 /// The file name of `dest`, as a temporary name keeps it.
 fn dest_name(dest: &Path) -> String {
     dest.file_name()

@@ -40,6 +40,9 @@ mod faults;
 /// Killed runs, hostile remote names, bad local input.
 mod reliability;
 
+/// What others plant in a destination: leftovers, journals, look-alikes.
+mod leftovers;
+
 /// The soak: thousands of files through random faults (`make soak`).
 mod soak;
 

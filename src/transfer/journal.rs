@@ -306,6 +306,20 @@ mod tests {
         assert!(key.text().is_none());
     }
 
+    /// A name that can be predicted from a PID is never written through:
+    /// a symlink planted there is refused, its target untouched.
+    #[cfg(unix)]
+    #[test]
+    fn a_journal_never_writes_through_a_planted_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join("j");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(Journal::create(&path, &header()).is_none());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+    }
+
     #[test]
     fn a_key_with_a_line_break_is_not_journalled() {
         let mut h = header();

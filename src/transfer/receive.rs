@@ -934,3 +934,25 @@ fn write_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A body longer than stated fails before the excess is written.
+    #[test]
+    fn never_more_than_the_stated_length_is_written() {
+        let body = vec![7u8; 200_000];
+        let mut written = 0usize;
+        let result = copy_body(&mut &body[..], "k", Some(100_000), |chunk| {
+            written += chunk.len();
+            Ok(())
+        });
+        assert!(matches!(result, Err(Error::Protocol(_))), "{result:?}");
+        assert!(written <= 100_000, "{written} bytes written");
+        let exact = copy_body(&mut &body[..], "k", Some(200_000), |_| Ok(()));
+        assert_eq!(exact.ok(), Some(200_000));
+        let unstated = copy_body(&mut &body[..], "k", None, |_| Ok(()));
+        assert_eq!(unstated.ok(), Some(200_000));
+    }
+}
