@@ -38,6 +38,9 @@ use crate::{interrupt, log, progress};
 
 /// Objects larger than this many ranges come down in parallel ranges.
 const RANGED_MIN: u64 = 4;
+/// The most ranges one object is fetched in (S3's most parts): the plan's
+/// memory stays small whatever size a listing states.
+const MAX_RANGES: u64 = 10_000;
 
 /// What every download of one pull shares.
 #[derive(Clone, Copy)]
@@ -119,7 +122,8 @@ fn judge(key: &str, check: Option<&Check>, digests: &[Vec<u8>]) -> Verdict {
     }
 }
 
-/// What to do after a verdict: commit (`Ok(true)`), fetch again whole
+/// What to do after a verdict (its caller said with -v how it was
+/// checked): commit (`Ok(true)`), fetch again whole
 /// (`Ok(false)`, with an ETag probe when an ETag check failed), or fail.
 /// Adopted bytes that fail are never blamed on the store: they are
 /// fetched again. A whole download that fails an ETag check is accepted on
@@ -127,13 +131,7 @@ fn judge(key: &str, check: Option<&Check>, digests: &[Vec<u8>]) -> Verdict {
 /// checksum's mismatch is an integrity error.
 fn settle(pull: Puller<'_>, key: &str, verdict: Verdict, adopted: bool) -> Result<bool> {
     match verdict {
-        Verdict::Verified => Ok(true),
-        Verdict::Unchecked => {
-            log::debug(|| {
-                format!("'{key}': the store states no checksum for it; checked its length only")
-            });
-            Ok(true)
-        }
+        Verdict::Verified | Verdict::Unchecked => Ok(true),
         Verdict::Failed { error, .. } if adopted => {
             log::debug(|| format!("{error}: the bytes a dead run left were bad; starting over"));
             Ok(false)
@@ -439,6 +437,12 @@ impl<'k, 'env> Landing<'k, 'env> {
     /// What the check made of the bytes, and whether it rested on an ETag.
     fn verdict(self) -> (Verdict, bool) {
         let Some((check, hasher)) = self.check else {
+            log::debug(|| {
+                format!(
+                    "'{}': the store states no checksum for it; checked its length only",
+                    self.key
+                )
+            });
             return (Verdict::Unchecked, false);
         };
         let on_etag = check.rests_on_etag();
@@ -515,10 +519,12 @@ impl<'env> Ranged<'env> {
         let check = could_vouch
             .clone()
             .filter(|c| !c.rests_on_etag() || adopted.is_some() || etag_probe);
+        // At most 10,000 ranges, whatever size the listing states.
         let range = check
             .as_ref()
             .and_then(Check::part_size)
             .unwrap_or_else(|| pull.backend.range_size().unwrap_or(size))
+            .max(size.div_ceil(MAX_RANGES))
             .max(1);
         let count = usize::try_from(size.div_ceil(range))
             .map_err(|_| Error::Protocol(format!("'{}' is too large to fetch", object.key)))?;
@@ -752,7 +758,14 @@ impl<'env> Ranged<'env> {
     /// What the check makes of the bytes written.
     fn verdict(&self) -> Result<Verdict> {
         let lost = || Error::Protocol("a range hash was lost".into());
+        let ranges = self.done.len();
         let Some(check) = &self.check else {
+            log::debug(|| {
+                format!(
+                    "'{}': downloaded in {ranges} ranges; the store states no checksum for it, so only their lengths were checked",
+                    self.object.key
+                )
+            });
             return Ok(Verdict::Unchecked);
         };
         let digests = if self.by_parts() {
@@ -766,9 +779,8 @@ impl<'env> Ranged<'env> {
         if matches!(verdict, Verdict::Verified) {
             log::debug(|| {
                 format!(
-                    "'{}': downloaded in {} ranges; {} verified",
+                    "'{}': downloaded in {ranges} ranges; {} verified",
                     self.object.key,
-                    self.done.len(),
                     check.name()
                 )
             });
