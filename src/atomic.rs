@@ -598,7 +598,7 @@ pub fn sweep(dir: &Path) -> Vec<Leftover> {
 
 /// The names of a temporary file for `name` and its journal, as a dead
 /// run of this host and namespace left them.
-#[cfg(test)]
+#[cfg(all(test, target_os = "linux"))]
 pub fn dead_names(name: &str) -> (String, String) {
     let (temp, journal) = (tests::dead_name("0", name), tests::dead_name("0j", name));
     (temp, journal)
