@@ -83,7 +83,7 @@ struct Cluster {
 }
 
 /// Starts each daemon named on a line of its stdin, with its output in
-/// `log/<name>.out`; when stdin closes, stops them newest first, each
+/// `log/<name>.out` and its process id in `run/<name>.supervised`; when stdin closes, stops them newest first, each
 /// waited for (killed if it takes longer than the deadline), and removes
 /// the directory. Its own process group, so a ^C to the tests does not
 /// kill it before it has cleaned up: the closed pipe does that.
@@ -98,6 +98,7 @@ while read -r daemon; do
     esac
     "$@" -c "$conf" -f >"$dir/log/$daemon.out" 2>&1 </dev/null &
     pids="$! $pids"
+    echo $! >"$dir/run/$daemon.supervised"
 done
 for pid in $pids; do
     kill "$pid" 2>/dev/null
@@ -130,7 +131,7 @@ impl Cluster {
         for sub in ["log", "run", "mon", "osd", "rgw", "crash"] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| format!("mkdir {sub}: {e}"))?;
         }
-        let (mon_port, rgw_port) = (free_port()?, free_port()?);
+        let [mon_port, rgw_port] = free_ports()?;
         let conf = dir.join("ceph.conf");
         fs::write(&conf, config(&dir, mon_port, rgw_port))
             .map_err(|e| format!("write {}: {e}", conf.display()))?;
@@ -166,7 +167,9 @@ impl Cluster {
         ceph.run("ceph-mon", &["--mkfs", "-i", "a"])?;
         self.launch("mon")?;
         wait_for("the monitor to answer", deadline, || {
-            ceph.run("ceph", &["osd", "stat"]).map(|_| ())
+            ceph.alive("mon")?;
+            ceph.run("ceph", &["osd", "stat"])?;
+            Ok(())
         })?;
         let uuid = uuid();
         let id = ceph.run("ceph", &["osd", "new", &uuid])?;
@@ -176,18 +179,21 @@ impl Cluster {
         ceph.run("ceph-osd", &["--mkfs", "-i", "0", "--osd-uuid", &uuid])?;
         self.launch("osd")?;
         wait_for("the OSD to be up", deadline, || {
+            ceph.alive("osd")?;
             let stat = ceph.run("ceph", &["osd", "stat", "-f", "json"])?;
             let stat: serde_json::Value =
                 serde_json::from_str(&stat).map_err(|e| format!("osd stat: {e}: {stat}"))?;
             match stat["num_up_osds"].as_u64() {
                 Some(1) => Ok(()),
-                _ => Err(format!("osd stat: {stat}")),
+                _ => Err(NotYet::Retry(format!("osd stat: {stat}"))),
             }
         })?;
         self.launch("rgw")?;
         let root = format!("{}/", self.endpoint);
         wait_for("the gateway to answer HTTP", deadline, || {
-            http_status(&root).map(|_| ())
+            ceph.alive("rgw")?;
+            http_status(&root)?;
+            Ok(())
         })?;
         ceph.run(
             "radosgw-admin",
@@ -292,6 +298,28 @@ impl Ceph {
         }
     }
 
+    /// Fails (for good: no waiting helps) if `daemon` has exited.
+    fn alive(&self, daemon: &str) -> Result<(), NotYet> {
+        let recorded = self.dir.join("run").join(format!("{daemon}.supervised"));
+        let Ok(pid) = fs::read_to_string(recorded) else {
+            return Ok(()); // not started yet
+        };
+        // A dead child the supervisor has not reaped yet is a zombie.
+        let stat = fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        match state {
+            None | Some("Z") | Some("X") => {
+                Err(NotYet::Stop(format!("the {daemon} daemon exited")))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     /// The last lines of every daemon's log and output.
     fn log_tails(&self) -> String {
         let mut names: Vec<PathBuf> = fs::read_dir(self.dir.join("log"))
@@ -316,20 +344,35 @@ impl Ceph {
     }
 }
 
-/// Polls `ready` until it holds; past `deadline`, says what was awaited
-/// and the last answer.
+/// Why a poll failed.
+enum NotYet {
+    /// Not ready yet: poll again until the deadline.
+    Retry(String),
+    /// Waiting longer cannot help.
+    Stop(String),
+}
+
+impl From<String> for NotYet {
+    fn from(why: String) -> NotYet {
+        NotYet::Retry(why)
+    }
+}
+
+/// Polls `ready` until it holds; past `deadline`, or when `ready` says
+/// waiting cannot help, says what was awaited and the last answer.
 fn wait_for(
     what: &str,
     deadline: Instant,
-    mut ready: impl FnMut() -> Result<(), String>,
+    mut ready: impl FnMut() -> Result<(), NotYet>,
 ) -> Result<(), String> {
     loop {
         match ready() {
             Ok(()) => return Ok(()),
-            Err(last) if Instant::now() >= deadline => {
+            Err(NotYet::Stop(why)) => return Err(format!("while waiting for {what}: {why}")),
+            Err(NotYet::Retry(last)) if Instant::now() >= deadline => {
                 return Err(format!("timed out waiting for {what}; last: {last}"))
             }
-            Err(_) => thread::sleep(Duration::from_millis(20)),
+            Err(NotYet::Retry(_)) => thread::sleep(Duration::from_millis(20)),
         }
     }
 }
@@ -349,11 +392,20 @@ fn http_status(url: &str) -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-fn free_port() -> Result<u16, String> {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
+/// Loopback ports free now, and distinct: each is held until all are found.
+fn free_ports<const N: usize>() -> Result<[u16; N], String> {
+    let held: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("no free loopback port: {e}"))?;
+    let mut ports = [0; N];
+    for (port, listener) in ports.iter_mut().zip(&held) {
+        *port = listener
+            .local_addr()
+            .map_err(|e| format!("no free loopback port: {e}"))?
+            .port();
+    }
+    Ok(ports)
 }
 
 fn uuid() -> String {
