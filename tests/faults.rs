@@ -63,6 +63,11 @@ impl Faulty {
                 Vec::<String>::new(),
                 "open multipart uploads"
             ),
+            Store::Rgw(r) => assert_eq!(
+                r.open_uploads(),
+                Vec::<String>::new(),
+                "open multipart uploads"
+            ),
             Store::S3(s) => assert_eq!(
                 s.upload_leftovers(),
                 Vec::<std::path::PathBuf>::new(),

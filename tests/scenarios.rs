@@ -193,7 +193,7 @@ scenario!(verbose_stdin_push_says_how_it_goes, |env| {
         run.success()
             .stderr_has("reading standard input, to push to 'artifacts/jobs/job-1/piped.txt'");
         let (said, not_said) = match env.store {
-            Store::S3(_) | Store::Moto(_) => (STREAMING, SPOOLING),
+            Store::S3(_) | Store::Moto(_) | Store::Rgw(_) => (STREAMING, SPOOLING),
             Store::Hub(_) | Store::Local(_) => (SPOOLING, STREAMING),
         };
         run.stderr_has(said);
@@ -217,7 +217,7 @@ scenario!(expire_in_keeps_the_go_lines, |env| {
     let pointer = "Warning: Semaphore's retention policies do not reach this store; README's \"Retention on your own store\" (under \"S3 backend\") shows how to expire artifacts there.";
     match env.store {
         Store::Hub(_) => assert!(!run.stderr.contains("Retention on your own store"), "{run}"),
-        Store::Local(_) | Store::S3(_) | Store::Moto(_) => {
+        Store::Local(_) | Store::S3(_) | Store::Moto(_) | Store::Rgw(_) => {
             run.stderr_has(pointer);
         }
     }

@@ -61,7 +61,13 @@ fn folder_markers_are_not_files() {
     assert_eq!(env.keys(), Vec::<String>::new());
 }
 
-s3_case!(a_bucket_that_requires_encryption, |env| {
+// RGW refuses SSE over http (400 InvalidRequest, with no message) and
+// this test's fault proxy speaks http to it: on RGW the case needs the
+// gateway behind TLS in the test kit, and the engine a hint for that answer.
+s3_case!(
+    a_bucket_that_requires_encryption,
+    except rgw: "RGW refuses SSE over http (400 InvalidRequest); needs RGW behind TLS",
+    |env| {
     let files = write_tree(&mut env);
     let proxy = env.fault_proxy(Quirks {
         require_encryption: true,
@@ -102,7 +108,8 @@ s3_case!(a_bucket_that_requires_encryption, |env| {
     }
     env.run(&["pull", "job", "tree", "-d", "back"]).success();
     assert_eq!(env.read("back/big.bin"), files[3].1);
-});
+    }
+);
 
 /// moto keeps what PutObject and CreateMultipartUpload were given.
 #[test]

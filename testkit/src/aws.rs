@@ -2,8 +2,9 @@
 //! container agent, STS (AssumeRoleWithWebIdentity and AssumeRole) and the
 //! SSO portal, each a [`FakeAws`] on a loopback port of its own that
 //! records every request. Also `iso8601` (what AWS writes for expiry
-//! times), `sha1_hex` (the SSO cache file name) and [`verify_sigv4`],
-//! which re-signs a recorded request to check its signature.
+//! times), `sha1_hex` (the SSO cache file name), [`verify_sigv4`],
+//! which re-signs a recorded request to check its signature, and
+//! [`S3Keys::sign`], which signs a test client's request to a real store.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -319,15 +320,25 @@ pub fn verify_sigv4(req: &Request, secret: &str) -> Result<String, String> {
         let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
         headers.push_str(&format!("{name}:{value}\n"));
     }
-    let mut query: Vec<&str> = req.query().split('&').filter(|p| !p.is_empty()).collect();
-    query.sort_unstable();
     let canonical = format!(
         "{}\n{}\n{}\n{headers}\n{signed}\n{}",
         req.method,
         req.path(),
-        query.join("&"),
+        canonical_query(req.query()),
         hex(&Sha256::digest(&req.body))
     );
+    if sigv4_signature(secret, scope, amz_date, &canonical) == signature {
+        Ok(key_id.to_string())
+    } else {
+        Err(format!(
+            "signature mismatch for {key_id} (canonical request:\n{canonical})"
+        ))
+    }
+}
+
+/// The signature of a canonical request, with the key SigV4 derives from
+/// `secret` for `scope` (`date/region/service/aws4_request`).
+fn sigv4_signature(secret: &str, scope: &str, amz_date: &str, canonical: &str) -> String {
     let to_sign = format!(
         "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
         hex(&Sha256::digest(canonical.as_bytes()))
@@ -336,11 +347,89 @@ pub fn verify_sigv4(req: &Request, secret: &str) -> Result<String, String> {
     for part in scope.split('/') {
         key = hmac(&key, part);
     }
-    if hex(&hmac(&key, &to_sign)) == signature {
-        Ok(key_id.to_string())
-    } else {
-        Err(format!(
-            "signature mismatch for {key_id} (canonical request:\n{canonical})"
-        ))
+    hex(&hmac(&key, &to_sign))
+}
+
+/// A query string (already percent-encoded) in SigV4's canonical form:
+/// every parameter as `name=value`, sorted.
+fn canonical_query(query: &str) -> String {
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if p.contains('=') {
+                p.to_string()
+            } else {
+                format!("{p}=")
+            }
+        })
+        .collect();
+    pairs.sort_unstable();
+    pairs.join("&")
+}
+
+/// What a test client signs an S3 request with (region `us-east-1`).
+#[derive(Debug, Clone)]
+pub struct S3Keys {
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl S3Keys {
+    /// The headers that sign a request for `host` (as in the URL): the
+    /// payload's SHA-256, the date and `authorization`. Every one of
+    /// `headers` (which the request must also carry) is signed; `query` is
+    /// what the URL sends after `?`, already percent-encoded.
+    pub fn sign(
+        &self,
+        method: &str,
+        host: &str,
+        path: &str,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Vec<(String, String)> {
+        let now = time::OffsetDateTime::now_utc();
+        let date = format!(
+            "{:04}{:02}{:02}",
+            now.year(),
+            u8::from(now.month()),
+            now.day()
+        );
+        let amz_date = format!(
+            "{date}T{:02}{:02}{:02}Z",
+            now.hour(),
+            now.minute(),
+            now.second()
+        );
+        let payload = hex(&Sha256::digest(body));
+        let mut signed: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        signed.push(("host".into(), host.into()));
+        signed.push(("x-amz-content-sha256".into(), payload.clone()));
+        signed.push(("x-amz-date".into(), amz_date.clone()));
+        signed.sort();
+        let names: Vec<&str> = signed.iter().map(|(k, _)| k.as_str()).collect();
+        let names = names.join(";");
+        let lines: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+        let canonical = format!(
+            "{method}\n{path}\n{}\n{lines}\n{names}\n{payload}",
+            canonical_query(query)
+        );
+        let scope = format!("{date}/us-east-1/s3/aws4_request");
+        let signature = sigv4_signature(&self.secret_key, &scope, &amz_date, &canonical);
+        vec![
+            ("x-amz-content-sha256".into(), payload),
+            ("x-amz-date".into(), amz_date),
+            (
+                "authorization".into(),
+                format!(
+                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={names}, Signature={signature}",
+                    self.access_key
+                ),
+            ),
+        ]
     }
 }

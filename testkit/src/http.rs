@@ -330,8 +330,7 @@ fn read_body(r: &mut impl BufRead, framing: Framing, limit: u64) -> io::Result<V
                 break;
             }
             let want = size.min(limit - out.len() as u64);
-            let start = out.len();
-            if r.take(want).read_to_end(&mut out)? - start != want as usize {
+            if r.take(want).read_to_end(&mut out)? as u64 != want {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
             if out.len() as u64 >= limit {
@@ -707,4 +706,18 @@ pub fn forward(upstream: SocketAddr, req: &Request) -> io::Result<Reply> {
     headers.retain(|(n, _)| n != "connection" && n != "keep-alive");
     reply.headers = headers;
     Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunked_body_of_several_chunks_is_read_whole() {
+        let wire = b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\ntrailer: x\r\n\r\n";
+        let body = read_body(&mut &wire[..], Framing::Chunked, u64::MAX).unwrap();
+        assert_eq!(body, b"abcde");
+        let cut = read_body(&mut &wire[..], Framing::Chunked, 4).unwrap();
+        assert_eq!(cut, b"abcd");
+    }
 }

@@ -5,6 +5,7 @@
 //!   forwarding client);
 //! - [`hub`]: the Semaphore Hub and its signed-URL storage;
 //! - [`s3`]: s3s-fs in process, and one moto_server per test process;
+//! - [`rgw`]: Ceph's RADOS Gateway, one single-node cluster per test process;
 //! - [`aws`]: IMDS, the container agent, STS and SSO, faked;
 //! - [`fault`]: faults and store quirks in front of any of them;
 //! - [`squid`]: a Squid-like forward proxy;
@@ -14,6 +15,7 @@ pub mod aws;
 pub mod fault;
 pub mod http;
 pub mod hub;
+pub mod rgw;
 pub mod s3;
 pub mod squid;
 pub mod tls;

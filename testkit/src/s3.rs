@@ -24,6 +24,8 @@ use s3s::auth::SimpleAuth;
 use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 
+use crate::aws::S3Keys;
+
 /// The domain virtual-host requests use: `<bucket>.s3.artifact.test`.
 pub const VHOST_DOMAIN: &str = "s3.artifact.test";
 
@@ -274,33 +276,40 @@ fn prune_empty_dirs(root: &std::path::Path) {
     }
 }
 
-/// One moto_server for the whole test process, and a bucket per test.
-pub struct Moto {
+/// A bucket on a store that runs as a process of its own (moto, Ceph's
+/// RADOS Gateway), and the requests a test makes to set it up or look
+/// inside, signed with the store's keys.
+pub struct Bucket {
     pub endpoint: String,
     pub bucket: String,
+    keys: S3Keys,
 }
 
-struct MotoProcess {
-    endpoint: String,
-    /// The wrapper shell stops moto when this pipe closes, which happens
-    /// when the test process exits: no server outlives the tests.
-    _lifeline: std::sync::Mutex<std::process::ChildStdin>,
-    _child: Child,
-}
-
-static MOTO: OnceLock<MotoProcess> = OnceLock::new();
-static BUCKETS: AtomicUsize = AtomicUsize::new(0);
-
-impl Moto {
-    pub fn bucket() -> Moto {
-        let process = MOTO.get_or_init(start_moto);
-        let n = BUCKETS.fetch_add(1, Ordering::Relaxed);
-        let moto = Moto {
-            endpoint: process.endpoint.clone(),
-            bucket: format!("moto-{}-{n}", std::process::id()),
+impl Bucket {
+    /// Creates `bucket` at `endpoint`.
+    pub fn create(endpoint: &str, bucket: String, keys: S3Keys) -> Bucket {
+        let created = Bucket {
+            endpoint: endpoint.to_string(),
+            bucket,
+            keys,
         };
-        assert_eq!(moto.send("PUT", "", &[], b"").0, 200, "create moto bucket");
-        moto
+        let (status, body) = created.send("PUT", "", &[], b"");
+        assert_eq!(
+            status,
+            200,
+            "create bucket {}: {}",
+            created.bucket,
+            String::from_utf8_lossy(&body)
+        );
+        created
+    }
+
+    pub fn access_key(&self) -> &str {
+        &self.keys.access_key
+    }
+
+    pub fn secret_key(&self) -> &str {
+        &self.keys.secret_key
     }
 
     pub fn put_object(&self, key: &str, bytes: &[u8]) {
@@ -309,7 +318,7 @@ impl Moto {
 
     pub fn put_object_with_headers(&self, key: &str, bytes: &[u8], headers: &[(&str, &str)]) {
         let (status, _) = self.send("PUT", &encode_key(key), headers, bytes);
-        assert_eq!(status, 200, "moto put {key}");
+        assert_eq!(status, 200, "put {key} into {}", self.bucket);
     }
 
     /// Stores `bytes` at `key` as one multipart upload of `part_size`
@@ -355,7 +364,7 @@ impl Moto {
     /// key can hold what a URL would otherwise normalize (`%2E%2E`).
     pub fn put_object_raw_path(&self, encoded_key: &str, bytes: &[u8]) {
         let (status, _) = self.send("PUT", &format!("/{encoded_key}"), &[], bytes);
-        assert_eq!(status, 200, "moto put {encoded_key}");
+        assert_eq!(status, 200, "put {encoded_key} into {}", self.bucket);
     }
 
     pub fn object(&self, key: &str) -> Option<Vec<u8>> {
@@ -386,8 +395,8 @@ impl Moto {
         tags(&text, "UploadId")
     }
 
-    /// Sends a request for the bucket URL plus `rest`; gives status and body.
-    /// moto wants an Authorization header, but does not check it.
+    /// Sends a signed request for the bucket URL plus `rest` (a path from
+    /// `/`, or a query from `?`); gives status and body.
     fn send(
         &self,
         method: &str,
@@ -412,27 +421,73 @@ impl Moto {
             .proxy(None)
             .build()
             .into();
+        let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let path = format!("/{}{path}", self.bucket);
+        let host = self.endpoint.trim_start_matches("http://");
+        let signature = self.keys.sign(method, host, &path, query, headers, body);
         let mut req = ureq::http::Request::builder()
             .method(method)
-            .uri(format!("{}/{}{rest}", self.endpoint, self.bucket))
-            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIAMOTO/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00");
-        for (k, v) in headers {
-            req = req.header(*k, *v);
+            .uri(format!("{}/{}{rest}", self.endpoint, self.bucket));
+        for (k, v) in headers
+            .iter()
+            .copied()
+            .chain(signature.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            req = req.header(k, v);
         }
         let mut res = agent
             .run(req.body(body.to_vec()).expect("request"))
-            .expect("moto");
+            .unwrap_or_else(|e| panic!("{method} {}{rest}: {e}", self.endpoint));
         let etag = res
             .headers()
             .get("etag")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let body = res.body_mut().with_config().limit(u64::MAX).read_to_vec();
-        (res.status().as_u16(), etag, body.expect("moto body"))
+        (res.status().as_u16(), etag, body.expect("response body"))
     }
 }
 
-fn encode(s: &str) -> String {
+/// One moto_server for the whole test process, and a bucket per test.
+/// moto does not check signatures.
+pub struct Moto(Bucket);
+
+impl std::ops::Deref for Moto {
+    type Target = Bucket;
+
+    fn deref(&self) -> &Bucket {
+        &self.0
+    }
+}
+
+struct MotoProcess {
+    endpoint: String,
+    /// The wrapper shell stops moto when this pipe closes, which happens
+    /// when the test process exits: no server outlives the tests.
+    _lifeline: std::sync::Mutex<std::process::ChildStdin>,
+    _child: Child,
+}
+
+static MOTO: OnceLock<MotoProcess> = OnceLock::new();
+static BUCKETS: AtomicUsize = AtomicUsize::new(0);
+
+impl Moto {
+    pub fn bucket() -> Moto {
+        let process = MOTO.get_or_init(start_moto);
+        let n = BUCKETS.fetch_add(1, Ordering::Relaxed);
+        let keys = S3Keys {
+            access_key: "AKIAMOTO".to_string(),
+            secret_key: "MOTOSECRETKEY".to_string(),
+        };
+        Moto(Bucket::create(
+            &process.endpoint,
+            format!("moto-{}-{n}", std::process::id()),
+            keys,
+        ))
+    }
+}
+
+pub(crate) fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, crate::UNRESERVED).to_string()
 }
 
