@@ -353,7 +353,8 @@ impl Backend for Hub {
 }
 
 /// The MD5 that GCS states for an object (`x-goog-hash: crc32c=…,md5=…`).
-/// S3 ETags are not reliably MD5s (SSE-KMS, multipart), so only this is used.
+/// What a download is verified against; an S3 ETag is not always an MD5
+/// (SSE-KMS, multipart), so it only checks what a killed run left.
 fn gcs_md5(headers: &ureq::http::HeaderMap) -> Option<String> {
     headers
         .get_all("x-goog-hash")
