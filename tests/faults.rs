@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use crate::support::{data, Run, Store, TestEnv};
-use testkit::fault::{Fault, FaultProxy, Quirks, Rule};
+use testkit::fault::{Fault, FaultProxy, Quirks, RetryAfter, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
 const FOREVER: usize = usize::MAX;
@@ -137,6 +137,27 @@ fault_case!(push_survives_500_and_429, |f| {
         f.env.object(&format!("{JOB}/f.bin")).unwrap(),
         data(1000, 2)
     );
+});
+
+// A store that names the moment to come back (`Retry-After` as an
+// HTTP-date, three seconds on) is waited for, and the push goes through.
+fault_case!(a_503_with_a_retry_after_date_is_waited_out, |f| {
+    f.env.write("f.bin", &data(1000, 22));
+    f.inject(
+        puts().times(1),
+        Fault::StatusRetryAfter(503, RetryAfter::DateIn(3)),
+    );
+    let mut push = f.env.command(&["push", "job", "f.bin", "-v"]);
+    push.env("ARTIFACT_RETRY_DELAY", "10ms");
+    f.env
+        .run_cmd(push, None)
+        .success()
+        .stderr_has(", as its Retry-After asked (attempt 2 of 5)");
+    assert_eq!(
+        f.env.object(&format!("{JOB}/f.bin")).unwrap(),
+        data(1000, 22)
+    );
+    assert_eq!(f.proxy.faults_applied(), 1);
 });
 
 fault_case!(push_survives_a_reset_before_the_answer, |f| {
