@@ -7,12 +7,9 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use crate::faults::{faulty, Faulty, Kind};
-use crate::reliability::temp_files;
-use crate::support::data;
+use crate::support::{data, stalled_pull, temp_files};
 use testkit::fault::{Fault, Rule, Seen};
 
 const JOB: &str = "artifacts/jobs/job-1";
@@ -65,32 +62,21 @@ fn journalled(dir: &Path) -> u64 {
 /// records about half the object (each stream records every 256 KiB).
 fn half_way(f: &Faulty, parallel: &str) -> Child {
     let streams: u64 = parallel.parse().unwrap();
-    f.proxy.inject(
-        Rule::any()
-            .method("GET")
-            .path_contains("big.bin")
-            .times(streams as usize),
-        Fault::StallDuringDownload(Duration::from_secs(30)),
-    );
-    let mut child = f
+    let rule = Rule::any()
+        .method("GET")
+        .path_contains("big.bin")
+        .times(streams as usize);
+    let mut pull = f
         .env
-        .command(&["pull", "job", "big.bin", "--parallel", parallel])
-        .env("ARTIFACT_S3_PART_SIZE", "8MiB")
+        .command(&["pull", "job", "big.bin", "--parallel", parallel]);
+    pull.env("ARTIFACT_S3_PART_SIZE", "8MiB")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while journalled(f.env.work.path()) < SIZE as u64 / 2 - streams * 256 * 1024 {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let dir = f.env.work.path();
-            let (bytes, files) = (journalled(dir), temp_files(dir));
-            panic!("the journal never reached half: {bytes} in {files:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child
+        .stderr(Stdio::null());
+    let dir = f.env.work.path();
+    let half = SIZE as u64 / 2 - streams * 256 * 1024;
+    stalled_pull(&f.proxy, rule, pull, "the journal at half", || {
+        journalled(dir) >= half
+    })
 }
 
 /// Kills a pull half way (SIGKILL: it runs no code of its own).
