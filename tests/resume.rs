@@ -223,7 +223,9 @@ fn an_object_replaced_after_the_kill_is_fetched_whole_from_the_hub() {
 }
 
 /// Within a run: a reset at 90 % of a single-stream download asks only for
-/// the last 10 % again, with `If-Match`, and the storage answers 206.
+/// the rest again, with `If-Match`, and the storage answers 206. How much
+/// of the 90 % the pull had read when the reset came depends on the moment
+/// (a reset drops what was sent and not yet read), so that is a limit.
 #[test]
 fn a_reset_at_90_percent_fetches_only_the_rest() {
     let f = faulty(Kind::Hub);
@@ -245,10 +247,13 @@ fn a_reset_at_90_percent_fetches_only_the_rest() {
         .header("range")
         .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
         .expect("a range from the bytes written");
-    assert!(from >= SIZE as u64 * 9 / 10, "resumed from {from}");
+    assert!(
+        0 < from && from <= SIZE as u64 * 9 / 10,
+        "resumed from {from}"
+    );
     assert_eq!(retry.status, Some(206));
     assert!(retry.header("if-match").is_some());
-    assert!(fetched(retry, SIZE as u64) <= SIZE as u64 / 10 + 1);
+    assert_eq!(fetched(retry, SIZE as u64), SIZE as u64 - from);
 }
 
 /// A dead run's bytes that fail the final check (damaged after the kill)
