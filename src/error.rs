@@ -113,13 +113,22 @@ impl Error {
     }
 
     /// Whether trying the same request again may succeed: connection
-    /// problems, 429 and 5xx other than 501.
+    /// problems, and the statuses `retryable_status` names. This is the one
+    /// rule: `http` turns those statuses into errors, and `retry` (so the
+    /// scheduler, the credential sources and the region lookup) retries
+    /// what this says.
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Network { .. } => true,
-            Error::Remote { status, .. } => *status == 429 || (*status >= 500 && *status != 501),
+            Error::Remote { status, .. } => Error::retryable_status(*status),
             _ => false,
         }
+    }
+
+    /// Whether an answer with this status is worth another attempt: 429,
+    /// and 5xx other than 501 (Not Implemented stays so).
+    pub fn retryable_status(status: u16) -> bool {
+        status == 429 || (status >= 500 && status != 501)
     }
 
     /// Whether the store asked us to slow down: 429, or 503 (S3's
@@ -318,9 +327,11 @@ mod tests {
         let remote = |status| Error::remote("x", status, "");
         for s in [429, 500, 502, 503, 504] {
             assert!(remote(s).is_retryable(), "{s}");
+            assert!(Error::retryable_status(s), "{s}");
         }
-        for s in [400, 401, 403, 404, 412, 501] {
+        for s in [200, 206, 304, 400, 401, 403, 404, 412, 501] {
             assert!(!remote(s).is_retryable(), "{s}");
+            assert!(!Error::retryable_status(s), "{s}");
         }
     }
 

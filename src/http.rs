@@ -3,14 +3,15 @@
 //! Every request the program sends (Hub API, signed storage URLs, S3, the
 //! credential endpoints) goes through `Http::call` (or `call_with`, for the
 //! longer or shorter limits of `Patience`), so timeouts, proxies, connection
-//! reuse, `-v` lines and redaction exist once. A call is one attempt: statuses worth retrying
-//! come back as errors that `retry::call` understands, any other status comes
+//! reuse, `-v` lines and redaction exist once. A call is one attempt: statuses
+//! worth retrying (`Error::retryable_status`, the one rule) come back as
+//! errors that `retry::call` understands, any other status comes
 //! back as a response for the backend to interpret (a HEAD's 404 is an answer,
 //! not a failure).
 
 use std::io::Read;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ureq::http::{Request, Response};
 use ureq::tls::TlsConfig;
@@ -20,7 +21,7 @@ use crate::aws::xml::error_code_and_message;
 use crate::error::{Error, Result};
 use crate::proxy::Proxies;
 use crate::tls::Trust;
-use crate::{log, proxy, tls};
+use crate::{log, proxy, time, tls};
 
 /// How HTTP requests behave: timeouts and retries, for every backend.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -222,8 +223,9 @@ impl Http {
             .map_err(|message| Error::Config(message.clone()))
     }
 
-    /// Sends one request. Transport failures and retryable statuses (429,
-    /// 5xx but 501) are errors; every other status is returned as is.
+    /// Sends one request. Transport failures and the statuses worth
+    /// retrying (`Error::retryable_status`) are errors, with the wait a
+    /// `Retry-After` asked for; every other status is returned as is.
     pub fn call(
         &self,
         method: &str,
@@ -279,8 +281,10 @@ impl Http {
         };
         let status = response.status().as_u16();
         log::debug(|| format!("{what} -> {status} ({elapsed} ms)"));
-        if status == 429 || (status >= 500 && status != 501) {
-            let retry_after = retry_after(&response).map(Duration::from_secs);
+        if Error::retryable_status(status) {
+            let retry_after = (response.headers().get("retry-after"))
+                .and_then(|v| v.to_str().ok())
+                .and_then(|text| retry_after(text, SystemTime::now()));
             return Err(Error::Remote {
                 what,
                 status,
@@ -310,15 +314,17 @@ fn send_with(
     agent.run(req)
 }
 
-fn retry_after(response: &Response<Body>) -> Option<u64> {
-    response
-        .headers()
-        .get("retry-after")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// The wait a `Retry-After` header asks for, in either of RFC 9110's forms:
+/// delta-seconds (`120`), or an HTTP-date, counted from `now` (a date
+/// already past asks for no wait). `retry` bounds what it honours.
+fn retry_after(text: &str, now: SystemTime) -> Option<Duration> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        // More digits than a u64 holds is still "a very long time".
+        return Some(Duration::from_secs(text.parse().unwrap_or(u64::MAX)));
+    }
+    let at = time::parse_http_date(text)?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A short, secret-free summary of an error body: S3's `<Code>` and
@@ -396,6 +402,27 @@ fn transport_error(what: &str, url: &str, err: ureq::Error, settings: &HttpSetti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn retry_after_is_read_in_both_forms() {
+        // 2015-10-21T07:28:00Z
+        let now = UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(retry_after("120", now), secs(120));
+        assert_eq!(retry_after(" 0 ", now), secs(0));
+        assert_eq!(retry_after("99999999999999999999999", now), secs(u64::MAX));
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now), secs(30));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 08:28:00 GMT", now),
+            secs(3600)
+        );
+        // A date already past: no wait.
+        assert_eq!(retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), secs(0));
+        for bad in ["", "-5", "1.5", "soon", "Wednesday, 21-Oct-15 07:28:00 GMT"] {
+            assert_eq!(retry_after(bad, now), None, "{bad}");
+        }
+    }
 
     #[test]
     fn error_bodies_are_summarised_without_secrets() {

@@ -1,15 +1,17 @@
 //! One retry loop for every request the program makes.
 //!
 //! Storage and Hubs throttle and drop connections; a CI job should ride that
-//! out, not fail. Connection errors, timeouts, 429 and 5xx other than 501
-//! (`Error::is_retryable`) are tried again, up to `attempts` in all, waiting
-//! `first_delay`, then twice that, and so on (with jitter, at most 10 s), or
-//! as long as a `Retry-After` header asked (at most 60 s). Anything else is
-//! final at once. The transfer engine sends every request of a transfer
-//! through here (`transfer::scheduler`), so backends never retry an object
-//! operation; the credential endpoints and the S3 bucket-region lookup use
-//! it with short policies of their own. This is the only place a request
-//! waits before it is tried again.
+//! out, not fail. What `Error::is_retryable` says may succeed again
+//! (connection errors, timeouts, 429 and 5xx other than 501) is tried again,
+//! up to `attempts` in all, waiting `first_delay`, then twice that, and so
+//! on (with jitter, at most 10 s), or as long as a `Retry-After` header
+//! asked, in seconds or as a date (at most 60 s). Anything else is final at
+//! once. The transfer engine sends every request of a transfer through here
+//! by way of `transfer::scheduler`, which also tells the budget how each
+//! went, so backends never retry an object operation; the credential
+//! endpoints and the S3 bucket-region lookup call it directly, with short
+//! policies of their own. This is the only place a request waits before it
+//! is tried again.
 
 use std::cell::Cell;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -42,10 +44,16 @@ pub fn call<T>(policy: &Policy, what: &str, mut op: impl FnMut(usize) -> Result<
                     && interrupt::received().is_none() =>
             {
                 let wait = delay(policy.first_delay, attempt, err.retry_after());
+                let asked = err.retry_after().map(|a| a.min(MAX_RETRY_AFTER)) == Some(wait);
                 log::debug(|| {
                     format!(
-                        "{what}: {err}; retrying in {:.1} s (attempt {} of {})",
+                        "{what}: {err}; retrying in {:.1} s{} (attempt {} of {})",
                         wait.as_secs_f64(),
+                        if asked {
+                            ", as its Retry-After asked"
+                        } else {
+                            ""
+                        },
                         attempt + 1,
                         policy.attempts
                     )
@@ -176,6 +184,11 @@ mod tests {
         assert!(delay(base, 1, Some(Duration::from_secs(3))) >= Duration::from_secs(3));
         assert_eq!(
             delay(base, 1, Some(Duration::from_secs(3600))),
+            MAX_RETRY_AFTER
+        );
+        // `http` reads a delta-seconds past u64 as u64::MAX seconds.
+        assert_eq!(
+            delay(base, 1, Some(Duration::from_secs(u64::MAX))),
             MAX_RETRY_AFTER
         );
     }

@@ -2,7 +2,8 @@
 //!
 //! Log lines carry Go's `Nov  5 04:31:00.000`; STS, IMDS, the container
 //! endpoint, `credential_process` and the SSO token cache give expiry times
-//! as ISO-8601 / RFC 3339 text; SigV4 wants `20150830T123600Z`. The `time` crate is built without its parsing and
+//! as ISO-8601 / RFC 3339 text; SigV4 wants `20150830T123600Z`; a
+//! `Retry-After` header may name an HTTP-date. The `time` crate is built without its parsing and
 //! formatting features (they cost size and build time), and these few
 //! conversions are short, so they live here, tested against known dates.
 
@@ -78,6 +79,58 @@ pub fn parse_iso8601(text: &str) -> Option<SystemTime> {
             sign * (h * 3600 + m * 60)
         }
     };
+    let secs = seconds_since_epoch(year, month, day, hour, minute, second)? - offset_secs;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
+}
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// An HTTP-date in RFC 9110's preferred form, IMF-fixdate, as a
+/// `Retry-After` header may carry it: `Sun, 06 Nov 1994 08:49:37 GMT`.
+/// `None` for anything else (the obsolete RFC 850 and asctime forms, which
+/// servers must no longer send, included), or before 1970.
+pub fn parse_http_date(text: &str) -> Option<SystemTime> {
+    let (weekday, rest) = text.trim().split_once(", ")?;
+    if !["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&weekday) {
+        return None;
+    }
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let [day, month, year, clock, "GMT"] = fields[..] else {
+        return None;
+    };
+    let digits = |text: &str, len: usize| -> Option<i64> {
+        let all_digits = text.len() == len && text.bytes().all(|b| b.is_ascii_digit());
+        all_digits.then(|| text.parse().ok()).flatten()
+    };
+    let month = MONTHS.iter().position(|m| *m == month)? as i64 + 1;
+    let clock: Vec<&str> = clock.split(':').collect();
+    let [hour, minute, second] = clock[..] else {
+        return None;
+    };
+    let secs = seconds_since_epoch(
+        digits(year, 4)?,
+        month,
+        digits(day, 2)?,
+        digits(hour, 2)?,
+        digits(minute, 2)?,
+        digits(second, 2)?,
+    )?;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).ok()?))
+}
+
+/// Seconds from 1970 to a UTC date and time (negative before), or `None`
+/// when a field is out of range (a leap second, 60, is taken).
+fn seconds_since_epoch(
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+) -> Option<i64> {
     if !(1..=12).contains(&month)
         || !(1..=days_in_month(year, month)).contains(&day)
         || hour > 23
@@ -87,9 +140,7 @@ pub fn parse_iso8601(text: &str) -> Option<SystemTime> {
         return None;
     }
     let days = days_from_civil(year, month as u32, day as u32);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_nanos(nanos))
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
 /// Milliseconds since 1970, as SSO's GetRoleCredentials gives `expiration`.
@@ -232,6 +283,42 @@ mod tests {
             "１９７０-01-01T00:00:00Z",
         ] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_imf_fixdate_and_nothing_else() {
+        // RFC 9110's own example, and 2015-10-21T07:28:00Z = 1445412480.
+        assert_eq!(
+            parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(at(784_111_777))
+        );
+        assert_eq!(
+            parse_http_date(" Wed, 21 Oct 2015 07:28:00 GMT "),
+            Some(at(1_445_412_480))
+        );
+        assert_eq!(
+            parse_http_date("Thu, 29 Feb 2024 23:59:59 GMT"),
+            Some(at(1_709_251_199))
+        );
+        for bad in [
+            "",
+            "120",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 06 nov 1994 08:49:37 GMT",
+            "Fun, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1994 08:49:37:00 GMT",
+            "Wed, 31 Dec 1969 23:59:59 GMT",
+            "Sun, 06 Nov +994 08:49:37 GMT",
+        ] {
+            assert_eq!(parse_http_date(bad), None, "{bad}");
         }
     }
 

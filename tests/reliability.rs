@@ -4,42 +4,27 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use crate::faults::{faulty, Kind};
-use crate::support::{data, TestEnv};
-use testkit::fault::{Fault, Rule};
+use crate::faults::{faulty, Faulty, Kind};
+use crate::support::{data, stalled_pull, temp_files, TestEnv};
+use testkit::fault::{Fault, Gate, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
 
-pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
-    fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(".artifact-tmp~"))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Waits (bounded) until a temporary file shows up in `dir`.
-pub fn wait_for_temp(dir: &Path) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(t) = temp_files(dir).into_iter().next() {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "no temporary file appeared");
-        thread::sleep(Duration::from_millis(20));
-    }
+/// Starts `args` (a pull) with its object GETs that `rule` picks
+/// stalled half way, once it has a temporary file; gives that file too.
+fn stalled(f: &Faulty, rule: Rule, args: &[&str]) -> (Child, PathBuf) {
+    let mut pull = f.env.command(args);
+    pull.stdout(Stdio::null()).stderr(Stdio::null());
+    let dir = f.env.work.path();
+    let child = stalled_pull(&f.proxy, rule, pull, "a temporary file", || {
+        !temp_files(dir).is_empty()
+    });
+    (child, temp_files(dir).remove(0))
 }
 
 // ---- killed mid-way ---------------------------------------------------
@@ -52,18 +37,8 @@ fn kill_9_during_a_pull_leaves_no_partial_file_and_the_next_run_cleans_up() {
     let f = faulty(Kind::S3);
     f.env
         .put_object(&format!("{JOB}/big.bin"), &data(2_000_000, 1));
-    f.proxy.inject(
-        Rule::any().method("GET").path_contains("/artifacts/"),
-        Fault::StallDuringDownload(Duration::from_secs(30)),
-    );
-    let mut child = f
-        .env
-        .command(&["pull", "job", "big.bin"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let temp = wait_for_temp(f.env.work.path());
+    let rule = Rule::any().method("GET").path_contains("/artifacts/");
+    let (mut child, temp) = stalled(&f, rule, &["pull", "job", "big.bin"]);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     assert!(
@@ -89,17 +64,8 @@ fn kill_9_during_a_forced_pull_keeps_the_previous_file() {
     f.env
         .put_object(&format!("{JOB}/big.bin"), &data(500_000, 2));
     f.env.write("big.bin", b"the previous complete file");
-    f.proxy.inject(
-        Rule::any().method("GET").path_contains("/artifacts/"),
-        Fault::StallDuringDownload(Duration::from_secs(30)),
-    );
-    let mut child = f
-        .env
-        .command(&["pull", "job", "big.bin", "-f"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_temp(f.env.work.path());
+    let rule = Rule::any().method("GET").path_contains("/artifacts/");
+    let (mut child, _) = stalled(&f, rule, &["pull", "job", "big.bin", "-f"]);
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(f.env.read("big.bin"), b"the previous complete file");
@@ -110,17 +76,8 @@ fn a_live_run_keeps_its_temporary_file_while_another_run_cleans_up() {
     let f = faulty(Kind::S3);
     f.env.put_object(&format!("{JOB}/slow.bin"), &data(1000, 3));
     f.env.put_object(&format!("{JOB}/fast.bin"), &data(1000, 4));
-    f.proxy.inject(
-        Rule::any().method("GET").path_contains("slow.bin"),
-        Fault::StallDuringDownload(Duration::from_secs(30)),
-    );
-    let mut slow = f
-        .env
-        .command(&["pull", "job", "slow.bin"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let live_temp = wait_for_temp(f.env.work.path());
+    let rule = Rule::any().method("GET").path_contains("slow.bin");
+    let (mut slow, live_temp) = stalled(&f, rule, &["pull", "job", "slow.bin"]);
     // Leftovers of another host (a shared volume) and of a day-old run.
     let other_host = f.env.path(".artifact-tmp~other-host~1~1~0~x");
     fs::write(&other_host, b"x").unwrap();
@@ -226,19 +183,24 @@ fn a_fifo_cannot_be_pushed_and_is_skipped_inside_a_directory() {
     assert_eq!(env.keys(), vec![format!("{JOB}/d/real.txt")]);
 }
 
+/// The file grows while its PUT is held at the proxy: after the bytes were
+/// read, before the push is done.
 #[test]
 fn a_file_that_grows_while_pushed_is_an_error() {
-    let env = TestEnv::hub();
-    env.hub_server()
-        .set_storage_delay(Duration::from_millis(700));
-    env.write("growing.log", b"first line\n");
-    let path = env.path("growing.log");
+    let f = faulty(Kind::Hub);
+    f.env.write("growing.log", b"first line\n");
+    let gate = Gate::new();
+    f.proxy
+        .inject(Rule::any().method("PUT"), Fault::Hold(gate.clone()));
+    let path = f.env.path("growing.log");
     let writer = thread::spawn(move || {
-        thread::sleep(Duration::from_millis(250));
-        let mut f = fs::OpenOptions::new().append(true).open(path).unwrap();
-        std::io::Write::write_all(&mut f, b"second line\n").unwrap();
+        assert!(gate.wait_held(Duration::from_secs(60)), "no PUT was held");
+        let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+        std::io::Write::write_all(&mut file, b"second line\n").unwrap();
+        gate.open();
     });
-    env.run(&["push", "job", "growing.log"])
+    f.env
+        .run(&["push", "job", "growing.log"])
         .failure(8)
         .stderr_has("changed size while being pushed");
     writer.join().unwrap();

@@ -7,12 +7,9 @@
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
 use crate::faults::{faulty, Faulty, Kind};
-use crate::reliability::temp_files;
-use crate::support::data;
+use crate::support::{data, stalled_pull, temp_files};
 use testkit::fault::{Fault, Rule, Seen};
 
 const JOB: &str = "artifacts/jobs/job-1";
@@ -65,32 +62,21 @@ fn journalled(dir: &Path) -> u64 {
 /// records about half the object (each stream records every 256 KiB).
 fn half_way(f: &Faulty, parallel: &str) -> Child {
     let streams: u64 = parallel.parse().unwrap();
-    f.proxy.inject(
-        Rule::any()
-            .method("GET")
-            .path_contains("big.bin")
-            .times(streams as usize),
-        Fault::StallDuringDownload(Duration::from_secs(30)),
-    );
-    let mut child = f
+    let rule = Rule::any()
+        .method("GET")
+        .path_contains("big.bin")
+        .times(streams as usize);
+    let mut pull = f
         .env
-        .command(&["pull", "job", "big.bin", "--parallel", parallel])
-        .env("ARTIFACT_S3_PART_SIZE", "8MiB")
+        .command(&["pull", "job", "big.bin", "--parallel", parallel]);
+    pull.env("ARTIFACT_S3_PART_SIZE", "8MiB")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while journalled(f.env.work.path()) < SIZE as u64 / 2 - streams * 256 * 1024 {
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            let dir = f.env.work.path();
-            let (bytes, files) = (journalled(dir), temp_files(dir));
-            panic!("the journal never reached half: {bytes} in {files:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    child
+        .stderr(Stdio::null());
+    let dir = f.env.work.path();
+    let half = SIZE as u64 / 2 - streams * 256 * 1024;
+    stalled_pull(&f.proxy, rule, pull, "the journal at half", || {
+        journalled(dir) >= half
+    })
 }
 
 /// Kills a pull half way (SIGKILL: it runs no code of its own).
@@ -237,7 +223,9 @@ fn an_object_replaced_after_the_kill_is_fetched_whole_from_the_hub() {
 }
 
 /// Within a run: a reset at 90 % of a single-stream download asks only for
-/// the last 10 % again, with `If-Match`, and the storage answers 206.
+/// the rest again, with `If-Match`, and the storage answers 206. How much
+/// of the 90 % the pull had read when the reset came depends on the moment
+/// (a reset drops what was sent and not yet read), so that is a limit.
 #[test]
 fn a_reset_at_90_percent_fetches_only_the_rest() {
     let f = faulty(Kind::Hub);
@@ -259,10 +247,13 @@ fn a_reset_at_90_percent_fetches_only_the_rest() {
         .header("range")
         .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
         .expect("a range from the bytes written");
-    assert!(from >= SIZE as u64 * 9 / 10, "resumed from {from}");
+    assert!(
+        0 < from && from <= SIZE as u64 * 9 / 10,
+        "resumed from {from}"
+    );
     assert_eq!(retry.status, Some(206));
     assert!(retry.header("if-match").is_some());
-    assert!(fetched(retry, SIZE as u64) <= SIZE as u64 / 10 + 1);
+    assert_eq!(fetched(retry, SIZE as u64), SIZE as u64 - from);
 }
 
 /// A dead run's bytes that fail the final check (damaged after the kill)

@@ -8,8 +8,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::faults::{faulty, Kind};
-use crate::reliability::{temp_files, wait_for_temp};
-use crate::support::{data, Store};
+use crate::support::{data, stalled_pull, temp_files, Store};
 use testkit::fault::{Fault, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
@@ -47,18 +46,13 @@ fn pull_interrupted_by(name: &str, code: i32) {
     let f = faulty(Kind::S3);
     f.env
         .put_object(&format!("{JOB}/big.bin"), &data(2_000_000, 1));
-    f.proxy.inject(
-        Rule::any().method("GET").path_contains("/artifacts/"),
-        Fault::StallDuringDownload(Duration::from_secs(30)),
-    );
-    let child = f
-        .env
-        .command(&["pull", "job", "big.bin"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_temp(f.env.work.path());
+    let mut pull = f.env.command(&["pull", "job", "big.bin"]);
+    pull.stdout(Stdio::null()).stderr(Stdio::piped());
+    let rule = Rule::any().method("GET").path_contains("/artifacts/");
+    let dir = f.env.work.path();
+    let child = stalled_pull(&f.proxy, rule, pull, "a temporary file", || {
+        !temp_files(dir).is_empty()
+    });
     signal(&child, name);
     let (exit, stderr) = finish(child);
     assert_eq!(exit, Some(code), "{stderr}");

@@ -144,22 +144,24 @@ fn is_file_under(name: &str, key: &str) -> bool {
 /// under it.
 pub fn yank(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Totals> {
     let mut shapes = Shapes::default();
-    delete_listed(backend, remote, opts, |page| {
+    let (deleted, _) = delete_listed(backend, remote, opts.budget.clone(), opts, |page| {
         shapes.see(remote, &page)?;
         Ok(page)
-    })
+    });
+    deleted
 }
 
 /// Deletes what `pick` takes of each page of the listing of `remote`, as
-/// `yank` does.
+/// `yank` does, within `budget`; gives the budget as it ended too.
 fn delete_listed(
     backend: &dyn Backend,
     remote: &str,
+    budget: Budget,
     opts: &Options,
     mut pick: impl FnMut(Vec<RemoteObject>) -> Result<Vec<RemoteObject>>,
-) -> Result<Totals> {
+) -> (Result<Totals>, Budget) {
     let fed: std::sync::Mutex<Vec<(String, Arc<Slot>)>> = Default::default();
-    let (listed, budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
+    let (listed, budget) = scheduler::run(budget, opts.retry, |ctx| {
         let mut all = Vec::new();
         list(ctx, backend, remote, Intent::Yank, |page| {
             all.extend(pick(page)?);
@@ -179,7 +181,7 @@ fn delete_listed(
         }
         Ok(())
     });
-    conclude(remote, listed, &budget, fed)
+    (conclude(remote, listed, &budget, fed), budget)
 }
 
 /// Deletes `objects` in one request, filling each one's slot; where the

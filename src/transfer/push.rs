@@ -24,7 +24,7 @@ use super::unchanged::{self, Digests};
 use super::walk::{self, Item};
 use crate::backend::{Attempt, Backend, Body, Intent, Multipart, Part, RemoteObject, Upload};
 use crate::error::{Error, Result, Side};
-use crate::{interrupt, log, progress, retry};
+use crate::{interrupt, log, progress};
 
 /// Files up to this size are read into memory once rather than read twice
 /// (to hash, then to send); memory stays at requests in flight × this.
@@ -87,16 +87,19 @@ pub fn push(
 /// conflict checked: first that the name is not a stored file where a tree
 /// goes, nor a stored tree where a file goes (`clash`; --force removes it),
 /// then each key, in one step where the backend can, else one request per
-/// key within the budget.
-fn prepare(
+/// key within the budget. Every request goes through the scheduler, so a
+/// store that throttles these already slows the transfers that follow.
+pub(super) fn prepare(
     backend: &dyn Backend,
     remote: &str,
     keys: &[String],
     opts: &Options,
 ) -> Result<(Vec<Upload>, Budget)> {
     let tree = keys.iter().any(|k| k != remote);
-    let what = format!("checking what is stored at '{remote}'");
-    if let Some(stored) = retry::call(&opts.retry, &what, |_| clash(backend, remote, tree))? {
+    let (stored, mut budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
+        clash(ctx, backend, remote, tree)
+    });
+    if let Some(stored) = stored? {
         if !opts.force {
             return Err(Error::AlreadyExists {
                 side: Side::Remote,
@@ -104,26 +107,31 @@ fn prepare(
             });
         }
         log::debug(|| format!("removing what is stored at '{remote}' in the way of the push"));
-        match super::delete_listed(backend, remote, opts, |page| {
+        let deleted;
+        (deleted, budget) = super::delete_listed(backend, remote, budget, opts, |page| {
             Ok(page
                 .into_iter()
                 .filter(|o| clashes(remote, tree, &o.key))
                 .collect())
-        }) {
+        });
+        match deleted {
             Ok(_) | Err(Error::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    let uploads = retry::call(&opts.retry, "preparing the push", |_| {
-        backend.prepare_push(keys, opts.force)
-    })?;
+    let (uploads, budget) = scheduler::run(budget, opts.retry, |ctx| {
+        ctx.request("preparing the push", None, |_| {
+            backend.prepare_push(keys, opts.force)
+        })
+    });
+    let uploads = uploads?;
     if opts.force || uploads.iter().all(|u| u.probe.is_none()) {
-        return Ok((uploads, opts.budget.clone()));
+        return Ok((uploads, budget));
     }
     // The first key in order that is taken, and the first failure.
     let taken: Mutex<Option<(usize, String)>> = Mutex::new(None);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
-    let ((), budget) = scheduler::run(opts.budget.clone(), opts.retry, |ctx| {
+    let ((), budget) = scheduler::run(budget, opts.retry, |ctx| {
         for (index, upload) in uploads.iter().enumerate() {
             if ctx.stopping() {
                 break;
@@ -171,28 +179,30 @@ fn prepare(
 /// of the name would find both, and could not tell which is meant). A
 /// tree asks `exists`; a file lists the name (on the Hub, either is one
 /// request of the pull type).
-fn clash(backend: &dyn Backend, remote: &str, tree: bool) -> Result<Option<String>> {
+fn clash(
+    ctx: &Ctx<'_, '_, '_>,
+    backend: &dyn Backend,
+    remote: &str,
+    tree: bool,
+) -> Result<Option<String>> {
     if tree {
-        return match backend.exists(remote) {
+        let what = format!("checking what is stored at '{remote}'");
+        return match ctx.request(&what, None, |_| backend.exists(remote)) {
             Ok(true) => Ok(Some(remote.to_string())),
             Ok(false) | Err(Error::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         };
     }
-    let mut token = None;
-    loop {
-        let page = match backend.list_page(remote, Intent::Pull, token.as_deref()) {
-            Ok(page) => page,
-            Err(Error::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        if let Some(found) = page.objects.iter().find(|o| clashes(remote, false, &o.key)) {
-            return Ok(Some(found.key.clone()));
-        }
-        match page.next {
-            Some(next) => token = Some(next),
-            None => return Ok(None),
-        }
+    let mut found = None;
+    let listed = super::list(ctx, backend, remote, Intent::Pull, |page| {
+        found = (page.into_iter())
+            .find(|o| clashes(remote, false, &o.key))
+            .map(|o| o.key);
+        Ok(found.is_none())
+    });
+    match listed {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(found),
+        Err(e) => Err(e),
     }
 }
 

@@ -291,21 +291,35 @@ mod tests {
     }
 
     #[test]
-    fn never_more_in_flight_than_the_limit() {
+    fn never_more_in_flight_than_the_limit_and_the_limit_is_reached() {
+        // Every task waits until three have been in flight at once (or
+        // one waited in vain): a scheduler that ran fewer would be found
+        // out, and one that ran more would show a higher peak.
         let now = AtomicUsize::new(0);
-        let peak = AtomicUsize::new(0);
-        let (now, peak) = (&now, &peak);
+        let peak = Mutex::new((0, false));
+        let reached = Condvar::new();
+        let (now, peak, reached) = (&now, &peak, &reached);
         run(Budget::fixed(3), policy(), |ctx| {
             for _ in 0..50 {
                 ctx.feed(Box::new(move |_| {
                     let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                    peak.fetch_max(n, Ordering::SeqCst);
-                    thread::sleep(Duration::from_millis(1));
+                    let mut seen = peak.lock().unwrap();
+                    seen.0 = seen.0.max(n);
+                    reached.notify_all();
+                    let (mut seen, waited) = reached
+                        .wait_timeout_while(seen, Duration::from_secs(20), |(p, vain)| {
+                            *p < 3 && !*vain
+                        })
+                        .unwrap();
+                    seen.1 |= waited.timed_out();
                     now.fetch_sub(1, Ordering::SeqCst);
                 }));
             }
         });
-        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        let (peak, in_vain) = *peak.lock().unwrap();
+        assert!(!in_vain, "three were never in flight at once");
+        assert!(peak <= 3, "{peak} in flight");
+        assert_eq!(peak, 3);
     }
 
     #[test]
@@ -331,20 +345,22 @@ mod tests {
     }
 
     #[test]
-    fn control_requests_do_not_set_the_baseline() {
+    fn control_requests_are_no_samples() {
         // A Hub answers its API in a millisecond; its storage takes 10 ms.
-        // Were the API call a sample, every storage request would look
-        // like queueing and the budget would shrink.
+        // Were the API calls samples, every storage request would look
+        // like queueing and the budget would shrink. The first sample of
+        // an adaptive budget always grows it (slow start), so a budget
+        // left as it began took none.
+        let initial = Budget::adaptive(64).limit();
         let (_, budget) = run(Budget::adaptive(64), policy(), |ctx| {
-            ctx.request("api", None, |_| Ok(())).unwrap();
             for _ in 0..40 {
-                ctx.request("get", Some(4096), |_| {
-                    thread::sleep(Duration::from_millis(10));
-                    Ok(())
-                })
-                .unwrap();
+                ctx.request("api", None, |_| Ok(())).unwrap();
             }
         });
-        assert!(budget.limit() > 8, "{}", budget.limit());
+        assert_eq!(budget.limit(), initial);
+        let (_, budget) = run(budget, policy(), |ctx| {
+            ctx.request("get", Some(4096), |_| Ok(())).unwrap();
+        });
+        assert!(budget.limit() > initial, "{}", budget.limit());
     }
 }

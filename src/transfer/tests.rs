@@ -26,6 +26,7 @@ enum Call {
     Abort(String),
     Get(String, u64, Option<u64>),
     Delete(String),
+    List(String),
 }
 
 type Script = Box<dyn Fn(&Call, usize) -> Option<Error> + Send + Sync>;
@@ -75,17 +76,25 @@ impl Memory {
 
     /// Records the call, holds it for the latency, and asks the script.
     fn enter(&self, call: Call) -> Result<()> {
-        let before = {
-            let mut calls = self.calls.lock().unwrap();
-            let n = calls.iter().filter(|c| **c == call).count();
-            calls.push(call.clone());
-            n
-        };
+        let before = self.record(&call);
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(self.latency);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        match (self.script)(&call, before) {
+        self.answer(&call, before)
+    }
+
+    /// Records the call; how many times it was made before.
+    fn record(&self, call: &Call) -> usize {
+        let mut calls = self.calls.lock().unwrap();
+        let n = calls.iter().filter(|c| *c == call).count();
+        calls.push(call.clone());
+        n
+    }
+
+    /// What the script makes of the call.
+    fn answer(&self, call: &Call, before: usize) -> Result<()> {
+        match (self.script)(call, before) {
             Some(e) => Err(e),
             None => Ok(()),
         }
@@ -137,6 +146,10 @@ impl Backend for Memory {
     }
 
     fn list_page(&self, key: &str, _intent: Intent, _token: Option<&str>) -> Result<Page> {
+        // Scripted, but neither held nor counted in flight: the listing
+        // runs beside the transfers, outside the budget.
+        let call = Call::List(key.to_string());
+        self.answer(&call, self.record(&call))?;
         let objects = self.objects.lock().unwrap();
         let under = format!("{key}/");
         Ok(Page {
@@ -345,6 +358,23 @@ fn retryable_failures_are_retried_and_final_ones_stop_the_run() {
 }
 
 #[test]
+fn throttled_conflict_checks_are_retried_and_slow_the_push_down() {
+    let mut store = Memory::new();
+    store.script = Box::new(|call, before| match call {
+        Call::List(_) if before < 2 => Some(unavailable()),
+        _ => None,
+    });
+    let start = Budget::adaptive(64);
+    let initial = start.limit();
+    let keys = ["r/f".to_string()];
+    let (uploads, budget) = push::prepare(&store, "r/f", &keys, &options(start)).unwrap();
+    assert_eq!(uploads.len(), 1);
+    // The clash check three times (two throttled), then the key itself.
+    assert_eq!(store.count(|c| matches!(c, Call::List(_))), 4);
+    assert!(budget.limit() < initial, "{} of {initial}", budget.limit());
+}
+
+#[test]
 fn large_files_go_up_in_parts_scheduled_with_other_files() {
     let mut store = Memory::new();
     store.part_size = Some(1000);
@@ -424,7 +454,10 @@ fn a_download_cut_short_goes_on_from_the_bytes_written() {
     let dest = dir.path().join("a");
     pull(&store, "r/a", &dest, &options(Budget::fixed(2))).unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), bytes(50_000, 5));
-    let gets = store.calls.lock().unwrap().clone();
+    let gets: Vec<Call> = (store.calls.lock().unwrap().iter())
+        .filter(|c| matches!(c, Call::Get(..)))
+        .cloned()
+        .collect();
     assert_eq!(
         gets,
         vec![

@@ -26,6 +26,8 @@ use crate::http::{self, lock, Body, Cut, Handler, Reply, Request, Server};
 pub enum Fault {
     /// Answer this status with an empty body; the upstream is not asked.
     Status(u16),
+    /// This status with an empty body and a `Retry-After` header.
+    StatusRetryAfter(u16, RetryAfter),
     /// 503 with S3's `SlowDown` error XML.
     SlowDown,
     /// This status with an S3 error XML body carrying this `<Code>`.
@@ -41,6 +43,9 @@ pub enum Fault {
     ShortBody,
     /// Read the whole request, send nothing for this long, then close.
     Stall(Duration),
+    /// Read the whole request, then hold it until the test opens the
+    /// [`Gate`] (or [`HOLD_MAX`] passed), then forward it.
+    Hold(Gate),
     /// Forward, send the head and half the body, then nothing for this
     /// long, then close.
     StallDuringDownload(Duration),
@@ -53,6 +58,107 @@ pub enum Fault {
     /// `<Code>` and, unless empty, this `<Header>`.
     Refused(u16, &'static str, String),
 }
+
+/// What a `Retry-After` header says, in either of RFC 9110's forms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// Delta-seconds: `Retry-After: 2`.
+    Seconds(u64),
+    /// An IMF-fixdate this many seconds after the answer is made:
+    /// `Retry-After: Wed, 21 Oct 2015 07:28:02 GMT`.
+    DateIn(u64),
+}
+
+impl RetryAfter {
+    fn header(self) -> String {
+        match self {
+            RetryAfter::Seconds(n) => n.to_string(),
+            RetryAfter::DateIn(n) => {
+                imf_fixdate(time::OffsetDateTime::now_utc() + Duration::from_secs(n))
+            }
+        }
+    }
+}
+
+/// `Wed, 21 Oct 2015 07:28:00 GMT`, of a UTC time.
+pub fn imf_fixdate(at: time::OffsetDateTime) -> String {
+    let short = |name: String| name[..3].to_string();
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        short(at.weekday().to_string()),
+        at.day(),
+        short(at.month().to_string()),
+        at.year(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    )
+}
+
+/// The longest a [`Fault::Hold`] holds a request whose gate is never
+/// opened: a hang guard for a failing test, not a timing.
+pub const HOLD_MAX: Duration = Duration::from_secs(120);
+
+/// Where a [`Fault::Hold`] keeps its requests: the test waits until one is
+/// held ([`Gate::wait_held`]), does what must happen meanwhile, and
+/// [`Gate::open`]s it. Clones share the gate.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<GateState>, Condvar)>);
+
+#[derive(Default)]
+struct GateState {
+    held: usize,
+    open: bool,
+}
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    /// Waits until a request is held, at most `within`; whether one was.
+    pub fn wait_held(&self, within: Duration) -> bool {
+        let (state, changed) = &*self.0;
+        let (state, _) = changed
+            .wait_timeout_while(lock(state), within, |st| st.held == 0)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.held > 0
+    }
+
+    /// Lets every held request, and every later one, through.
+    pub fn open(&self) {
+        let (state, changed) = &*self.0;
+        lock(state).open = true;
+        changed.notify_all();
+    }
+
+    /// Holds the calling request until the gate opens (or `HOLD_MAX`).
+    fn hold(&self) {
+        let (state, changed) = &*self.0;
+        let mut st = lock(state);
+        st.held += 1;
+        changed.notify_all();
+        let _ = changed
+            .wait_timeout_while(st, HOLD_MAX, |st| !st.open)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = lock(&self.0 .0);
+        write!(f, "Gate(held {}, open {})", st.held, st.open)
+    }
+}
+
+/// Gates are equal when they are the same gate.
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 /// Refusals real stores make that the local servers don't; the default
 /// makes none.
@@ -364,15 +470,19 @@ impl Handler for Layer {
             return Reply::status(400, &e.to_string()).cut(Cut::Close);
         }
         lock(&self.state).seen[idx].request.body_len = req.body_len;
-        match fault {
-            Some(Fault::Status(status)) => return Reply::status(status, ""),
+        match &fault {
+            Some(Fault::Status(status)) => return Reply::status(*status, ""),
+            Some(Fault::StatusRetryAfter(status, after)) => {
+                return Reply::status(*status, "").header("retry-after", &after.header())
+            }
             Some(Fault::SlowDown) => return Reply::s3_error(503, "SlowDown", ""),
-            Some(Fault::Xml(status, code)) => return Reply::s3_error(status, code, ""),
+            Some(Fault::Xml(status, code)) => return Reply::s3_error(*status, code, ""),
             Some(Fault::Refused(status, code, name)) => {
-                return Reply::s3_error(status, code, &name)
+                return Reply::s3_error(*status, code, name)
             }
             Some(Fault::ResetBeforeResponse) => return Reply::default().cut(Cut::Reset),
-            Some(Fault::Stall(d)) => return Reply::default().cut(Cut::Stall(d)),
+            Some(Fault::Stall(d)) => return Reply::default().cut(Cut::Stall(*d)),
+            Some(Fault::Hold(gate)) => gate.hold(),
             _ => {}
         }
         let mut reply = match self.forward(&req) {

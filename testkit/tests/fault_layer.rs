@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use testkit::fault::{Fault, FaultProxy, Rule};
+use testkit::fault::{imf_fixdate, Fault, FaultProxy, Gate, RetryAfter, Rule};
 use testkit::http::{Reply, Server};
 
 type Got = Result<(u16, String, Vec<u8>), ureq::Error>;
@@ -138,6 +138,51 @@ fn status_faults_answer_without_the_upstream_and_rules_count() {
     proxy.inject(Rule::any().times(usize::MAX), Fault::Status(503));
     assert!((0..5).all(|_| code(&proxy, "/bytes/1") == 503), "forever");
     assert_eq!(proxy.faults_applied(), 3 + 3 + 5);
+}
+
+#[test]
+fn retry_after_comes_in_both_forms() {
+    let (_up, _count, proxy) = setup();
+    proxy.inject(
+        Rule::any(),
+        Fault::StatusRetryAfter(503, RetryAfter::Seconds(7)),
+    );
+    proxy.inject(
+        Rule::any(),
+        Fault::StatusRetryAfter(429, RetryAfter::DateIn(0)),
+    );
+    let url = format!("{}/bytes/1", proxy.url());
+    let header = |want: u16| {
+        let res = agent(None).get(&url).call().unwrap();
+        assert_eq!(res.status().as_u16(), want);
+        let value = res.headers().get("retry-after").unwrap();
+        value.to_str().unwrap().to_string()
+    };
+    assert_eq!(header(503), "7");
+    let date = header(429);
+    // IMF-fixdate: `Wed, 21 Oct 2015 07:28:00 GMT`.
+    assert_eq!(date.len(), 29, "{date}");
+    assert!(date.ends_with(" GMT") && &date[3..5] == ", ", "{date}");
+    let known = time::OffsetDateTime::from_unix_timestamp(1_445_412_480).unwrap();
+    assert_eq!(imf_fixdate(known), "Wed, 21 Oct 2015 07:28:00 GMT");
+}
+
+#[test]
+fn a_held_request_waits_for_its_gate_then_reaches_the_upstream() {
+    let (_up, count, proxy) = setup();
+    let gate = Gate::new();
+    proxy.inject(Rule::any(), Fault::Hold(gate.clone()));
+    let url = format!("{}/bytes/5", proxy.url());
+    let held = std::thread::spawn(move || get_status(&url));
+    assert!(gate.wait_held(Duration::from_secs(20)), "nothing was held");
+    assert_eq!(count.load(SeqCst), 0, "held before the upstream");
+    gate.open();
+    assert_eq!(held.join().unwrap(), 200);
+    assert_eq!(count.load(SeqCst), 1);
+}
+
+fn get_status(url: &str) -> u16 {
+    agent(None).get(url).call().unwrap().status().as_u16()
 }
 
 #[test]

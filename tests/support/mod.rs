@@ -10,10 +10,12 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
-use testkit::fault::{FaultProxy, Quirks};
+use testkit::fault::{Fault, FaultProxy, Quirks, Rule};
 use testkit::hub::HubServer;
 use testkit::rgw::Rgw;
 use testkit::s3::{Bucket, Moto, S3Server};
@@ -368,6 +370,58 @@ pub fn assert_one_racer_wins(env: &TestEnv, racers: usize) {
         .object("artifacts/jobs/job-1/contested.txt")
         .expect("stored");
     assert_eq!(stored, format!("version {}", winners[0]).into_bytes());
+}
+
+/// The temporary files a pull keeps in `dir` (`.artifact-tmp~…`).
+pub fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(".artifact-tmp~"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Polls `done` until it holds (`true`) or `within` has passed (`false`).
+pub fn poll_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A pull through a stalled download: the GETs `rule` picks get their
+/// head and half their body, then nothing for longer than any test waits;
+/// `pull` is started as the caller set it up, and handed back once
+/// `ready` holds (polled, with a deadline). If it never does, the pull is
+/// killed and the test fails, naming `what` it waited for.
+pub fn stalled_pull(
+    proxy: &FaultProxy,
+    rule: Rule,
+    mut pull: Command,
+    what: &str,
+    mut ready: impl FnMut() -> bool,
+) -> Child {
+    proxy.inject(rule, Fault::StallDuringDownload(Duration::from_secs(60)));
+    let mut child = pull.spawn().unwrap();
+    if !poll_until(Duration::from_secs(30), &mut ready) {
+        child.kill().unwrap();
+        child.wait().unwrap();
+        panic!("the stalled pull never got that far: {what}");
+    }
+    child
 }
 
 /// Deterministic bytes of a given length (different per seed).

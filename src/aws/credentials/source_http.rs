@@ -60,8 +60,8 @@ impl Answer {
 
 const BODY_LIMIT: u64 = 1024 * 1024;
 
-/// Sends one request (retrying connection failures, 429 and 5xx) and reads
-/// the answer. `body` empty means no body.
+/// Sends one request (retried as `Error::is_retryable` says, within this
+/// module's short policy) and reads the answer. `body` empty means no body.
 pub fn send(
     http: &Http,
     method: &str,
