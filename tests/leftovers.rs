@@ -19,8 +19,7 @@ use base64::Engine;
 use sha2::{Digest, Sha256};
 
 use crate::faults::{faulty, Kind};
-use crate::reliability::wait_for_temp;
-use crate::support::{data, TestEnv};
+use crate::support::{data, stalled_pull, temp_files, TestEnv};
 use testkit::fault::{Fault, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
@@ -157,18 +156,14 @@ fn a_run_in_another_pid_namespace_leaves_a_live_runs_file_alone() {
     let f = faulty(Kind::S3);
     f.env.put_object(&format!("{JOB}/slow.bin"), &data(SIZE, 3));
     f.env.put_object(&format!("{JOB}/fast.bin"), &data(1000, 4));
-    f.proxy.inject(
-        Rule::any().method("GET").path_contains("slow.bin"),
-        Fault::StallDuringDownload(Duration::from_secs(30)),
-    );
-    let mut slow = f
-        .env
-        .command(&["pull", "job", "slow.bin"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let live = wait_for_temp(f.env.work.path());
+    let mut pull = f.env.command(&["pull", "job", "slow.bin"]);
+    pull.stdout(Stdio::null()).stderr(Stdio::null());
+    let dir = f.env.work.path();
+    let rule = Rule::any().method("GET").path_contains("slow.bin");
+    let mut slow = stalled_pull(&f.proxy, rule, pull, "a temporary file", || {
+        !temp_files(dir).is_empty()
+    });
+    let live = temp_files(dir).remove(0);
     let other = in_new_pid_namespace(f.env.command(&["pull", "job", "fast.bin"]));
     f.env.run_cmd(other, None).success();
     let kept = live.exists();
