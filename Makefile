@@ -4,7 +4,7 @@
 CARGO ?= cargo
 BIN := target/release/artifact
 
-.PHONY: all build release-build demo test install fmt-check clippy unit-and-integration soak
+.PHONY: all build release-build demo test install fmt-check clippy doc unit-and-integration soak
 
 all: build
 
@@ -19,7 +19,7 @@ demo: release-build
 	@sh scripts/demo.sh $(BIN)
 
 # Every check CI runs.
-test: install fmt-check clippy unit-and-integration soak release-check
+test: install fmt-check clippy doc unit-and-integration soak release-check
 
 # What the checks need, installed only when missing.
 install:
@@ -37,6 +37,10 @@ clippy:
 	$(CARGO) clippy --target x86_64-pc-windows-gnu --bin artifact -- -D warnings
 	cargo-zigbuild clippy --target aarch64-apple-darwin --bin artifact --profile test -- -D warnings
 	cargo-zigbuild clippy --target aarch64-apple-darwin --bin artifact -- -D warnings
+
+# The module docs are the architecture's second half: they must build clean.
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --document-private-items
 
 unit-and-integration:
 	$(CARGO) test --workspace --all-targets

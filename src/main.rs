@@ -7,6 +7,8 @@
 //! `report` prints the Go CLI's lines. Errors travel as one `error::Error`
 //! and become an exit code here, in one place.
 
+#![forbid(unsafe_code)]
+
 mod atomic;
 mod aws;
 mod backend;
