@@ -33,10 +33,10 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@sh scripts/release-check/deps.sh build
-	$(CARGO) clippy --target x86_64-pc-windows-gnu --bin artifact --profile test -- -D warnings
-	$(CARGO) clippy --target x86_64-pc-windows-gnu --bin artifact -- -D warnings
-	cargo-zigbuild clippy --target aarch64-apple-darwin --bin artifact --profile test -- -D warnings
-	cargo-zigbuild clippy --target aarch64-apple-darwin --bin artifact -- -D warnings
+	$(CARGO) clippy --target x86_64-pc-windows-gnu --lib --bin artifact --profile test -- -D warnings
+	$(CARGO) clippy --target x86_64-pc-windows-gnu --lib --bin artifact -- -D warnings
+	cargo-zigbuild clippy --target aarch64-apple-darwin --lib --bin artifact --profile test -- -D warnings
+	cargo-zigbuild clippy --target aarch64-apple-darwin --lib --bin artifact -- -D warnings
 
 unit-and-integration:
 	$(CARGO) test --workspace --all-targets

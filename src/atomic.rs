@@ -147,7 +147,7 @@ pub struct TempName {
 impl TempName {
     /// A name no other temporary file has had: this process's, with a
     /// nonce no other name of this process has used.
-    fn fresh(dest_name: &str) -> TempName {
+    pub(crate) fn fresh(dest_name: &str) -> TempName {
         static NONCE: AtomicU64 = AtomicU64::new(0);
         let name: String = dest_name.chars().take(NAME_KEEP).collect();
         TempName {
@@ -189,7 +189,7 @@ impl TempName {
     }
 
     /// The name of this file's journal, or of the file a journal is for.
-    fn with_journal(&self, journal: bool) -> TempName {
+    pub(crate) fn with_journal(&self, journal: bool) -> TempName {
         TempName {
             journal,
             ..self.clone()
@@ -479,11 +479,6 @@ impl Drop for TempFile {
             track(&journal, false);
         }
     }
-}
-
-/// A fresh temporary path beside `dest`, named as this run's.
-pub fn temp_path_for(dest: &Path) -> PathBuf {
-    dest.with_file_name(TempName::fresh(&dest_name(dest)).to_string())
 }
 
 /// The file name of `dest`, as a temporary name keeps it.

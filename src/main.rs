@@ -7,24 +7,9 @@
 //! `report` prints the Go CLI's lines. Errors travel as one `error::Error`
 //! and become an exit code here, in one place.
 
-mod atomic;
-mod aws;
-mod backend;
-mod checksum;
-mod cli;
-mod config;
-mod error;
-mod http;
-mod interrupt;
-mod log;
-mod paths;
-mod progress;
-mod proxy;
-mod report;
-mod retry;
-mod time;
-mod tls;
-mod transfer;
+use artifact_cli::app::{
+    atomic, backend, cli, config, error, interrupt, log, paths, report, transfer,
+};
 
 use std::path::Path;
 use std::process::ExitCode;
