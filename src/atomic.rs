@@ -597,8 +597,9 @@ pub fn sweep(dir: &Path) -> Vec<Leftover> {
 }
 
 /// The names of a temporary file for `name` and its journal, as a dead
-/// run of this host and namespace left them.
-#[cfg(test)]
+/// run of this host and namespace left them (for resume's tests, which
+/// run on Linux only).
+#[cfg(all(test, target_os = "linux"))]
 pub fn dead_names(name: &str) -> (String, String) {
     let (temp, journal) = (tests::dead_name("0", name), tests::dead_name("0j", name));
     (temp, journal)
