@@ -147,7 +147,7 @@ pub struct TempName {
 impl TempName {
     /// A name no other temporary file has had: this process's, with a
     /// nonce no other name of this process has used.
-    fn fresh(dest_name: &str) -> TempName {
+    pub(crate) fn fresh(dest_name: &str) -> TempName {
         static NONCE: AtomicU64 = AtomicU64::new(0);
         let name: String = dest_name.chars().take(NAME_KEEP).collect();
         TempName {
@@ -189,7 +189,7 @@ impl TempName {
     }
 
     /// The name of this file's journal, or of the file a journal is for.
-    fn with_journal(&self, journal: bool) -> TempName {
+    pub(crate) fn with_journal(&self, journal: bool) -> TempName {
         TempName {
             journal,
             ..self.clone()
@@ -597,7 +597,8 @@ pub fn sweep(dir: &Path) -> Vec<Leftover> {
 }
 
 /// The names of a temporary file for `name` and its journal, as a dead
-/// run of this host and namespace left them.
+/// run of this host and namespace left them (for resume's tests, which
+/// run on Linux only).
 #[cfg(all(test, target_os = "linux"))]
 pub fn dead_names(name: &str) -> (String, String) {
     let (temp, journal) = (tests::dead_name("0", name), tests::dead_name("0j", name));

@@ -9,24 +9,9 @@
 
 #![forbid(unsafe_code)]
 
-mod atomic;
-mod aws;
-mod backend;
-mod checksum;
-mod cli;
-mod config;
-mod error;
-mod http;
-mod interrupt;
-mod log;
-mod paths;
-mod progress;
-mod proxy;
-mod report;
-mod retry;
-mod time;
-mod tls;
-mod transfer;
+use artifact_cli::app::{
+    atomic, backend, cli, config, error, interrupt, log, paths, report, transfer,
+};
 
 use std::path::Path;
 use std::process::ExitCode;

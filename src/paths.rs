@@ -344,7 +344,7 @@ pub fn local_path_for(root: &str, key: &str, local_root: &Path) -> Result<Option
     local_path_on(root, key, local_root, cfg!(windows))
 }
 
-fn local_path_on(
+pub(crate) fn local_path_on(
     root: &str,
     key: &str,
     local_root: &Path,
@@ -915,8 +915,6 @@ mod tests {
 /// Generated hostile keys: whatever a store lists, nothing maps outside.
 #[cfg(test)]
 pub(crate) mod hostile {
-    use std::path::{Component, Path};
-
     use proptest::prelude::*;
     use proptest::test_runner::RngSeed;
 
@@ -975,28 +973,9 @@ pub(crate) mod hostile {
             root in prop::sample::select(vec!["", "r/d", "r"]),
             under in any::<bool>(),
         ) {
-            let local_root = Path::new("/dest/root");
             let key = if under && !root.is_empty() { format!("{root}/{rest}") } else { rest };
-            if let Ok(Some(path)) = local_path_for(root, &key, local_root) {
-                let tail = path.strip_prefix(local_root);
-                prop_assert!(tail.is_ok(), "{key:?} -> {path:?}");
-                let tail = tail.unwrap_or(Path::new(""));
-                // Only the remote path itself lands on the destination
-                // itself (a folder marker `root/` does too).
-                prop_assert!(
-                    !tail.as_os_str().is_empty() || key.trim_end_matches('/') == root,
-                    "{key:?} -> {path:?}"
-                );
-                for part in tail.components() {
-                    let name = match part {
-                        Component::Normal(name) => name.to_string_lossy(),
-                        other => return Err(TestCaseError::fail(format!("{key:?} -> {other:?}"))),
-                    };
-                    prop_assert!(
-                        !name.chars().any(|c| c.is_control() || (cfg!(windows) && c == '\\')),
-                        "{key:?} -> {path:?}"
-                    );
-                }
+            for windows in [false, true] {
+                crate::fuzzing::local_path_promises(root, &key, windows);
             }
         }
 

@@ -151,7 +151,7 @@ pub fn tag(text: &str, name: &str) -> Option<String> {
     Some(unescape(text[start..end].trim()))
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -164,6 +164,19 @@ fn unescape(text: &str) -> String {
         .replace("&quot;", "\"")
         .replace("&apos;", "'")
         .replace("&amp;", "&")
+}
+
+/// A ListObjectsV2 page listing `keys`, escaped as S3 escapes them.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn page_text(keys: &[String], truncated: bool, token: &str) -> String {
+    let contents: String = keys
+        .iter()
+        .map(|k| format!("<Contents><Key>{}</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>7</Size></Contents>", escape(k)))
+        .collect();
+    format!(
+        "<ListBucketResult><Name>b</Name><IsTruncated>{truncated}</IsTruncated><NextContinuationToken>{}</NextContinuationToken>{contents}</ListBucketResult>",
+        escape(token)
+    )
 }
 
 fn unusable(what: &str, why: &str) -> Error {
@@ -282,17 +295,6 @@ mod hostile {
 
     use super::*;
 
-    fn page(keys: &[String], truncated: bool, token: &str) -> String {
-        let contents: String = keys
-            .iter()
-            .map(|k| format!("<Contents><Key>{}</Key><LastModified>2024-01-01T00:00:00.000Z</LastModified><ETag>&quot;e&quot;</ETag><Size>7</Size></Contents>", escape(k)))
-            .collect();
-        format!(
-            "<ListBucketResult><Name>b</Name><IsTruncated>{truncated}</IsTruncated><NextContinuationToken>{}</NextContinuationToken>{contents}</ListBucketResult>",
-            escape(token)
-        )
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig {
             failure_persistence: None,
@@ -314,7 +316,7 @@ mod hostile {
             cut in any::<prop::sample::Index>(),
             junk in "\\PC{0,8}|[<>&/]{0,4}",
         ) {
-            let text = page(&keys, true, "tok");
+            let text = page_text(&keys, true, "tok");
             let at = cut.index(text.len() + 1);
             let at = (0..=at).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
             let damaged = format!("{}{junk}{}", &text[..at], &text[at..]);
@@ -331,7 +333,7 @@ mod hostile {
             keys in prop::collection::vec(prop_oneof!["[^\\p{C}]{1,30}", " [a-z ]{0,5} "], 0..5),
             token in "[!-~]{1,20}",
         ) {
-            let parsed = list_page(&page(&keys, true, &token));
+            let parsed = list_page(&page_text(&keys, true, &token));
             prop_assert!(parsed.is_ok(), "{parsed:?}", parsed = parsed.as_ref().err());
             let parsed = parsed.unwrap_or(ListPage { objects: Vec::new(), next: None });
             let listed: Vec<String> = parsed.objects.into_iter().map(|o| o.key).collect();

@@ -34,7 +34,7 @@ const MAGIC: &str = "artifact-journal 2";
 const MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// The most separate spans kept: each range in flight adds one, so a
 /// journal of 10,000 ranges fits, and memory stays small.
-const MAX_SPANS: usize = 20_000;
+pub(crate) const MAX_SPANS: usize = 20_000;
 /// A key is at most 1,024 bytes; a header line is not much more.
 const MAX_LINE: usize = 4096;
 
@@ -70,7 +70,7 @@ impl Header {
             }
     }
 
-    fn text(&self) -> Option<String> {
+    pub(crate) fn text(&self) -> Option<String> {
         let text = format!(
             "{MAGIC}\nkey {}\netag {}\nversion {}\nsize {}\n",
             self.key,

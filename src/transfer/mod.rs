@@ -26,7 +26,7 @@
 
 mod budget;
 mod destination;
-mod journal;
+pub(crate) mod journal;
 mod outcome;
 mod push;
 mod receive;
