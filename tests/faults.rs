@@ -24,6 +24,7 @@ pub enum Kind {
     Hub,
     S3,
     Moto,
+    Rgw,
 }
 
 pub fn faulty(kind: Kind) -> Faulty {
@@ -31,6 +32,7 @@ pub fn faulty(kind: Kind) -> Faulty {
         Kind::Hub => TestEnv::hub(),
         Kind::S3 => TestEnv::s3(),
         Kind::Moto => TestEnv::moto(),
+        Kind::Rgw => TestEnv::rgw(),
     };
     let proxy = env.fault_proxy(Quirks::default());
     Faulty { env, proxy }
@@ -116,6 +118,7 @@ fn kind_named(name: &str) -> Kind {
     match name {
         "hub" => Kind::Hub,
         "s3s_fs" => Kind::S3,
+        "rgw" => Kind::Rgw,
         _ => Kind::Moto,
     }
 }
