@@ -1,7 +1,11 @@
 //! Putting objects: a single PUT, and the multipart primitives.
 //!
-//! Every PUT and part carries the signed `x-amz-checksum-sha256` of exactly
-//! the bytes it sends, so the store refuses damaged data. Without --force
+//! Every PUT and part carries the SHA-256 of exactly the bytes it sends
+//! twice: as the signed payload hash (`x-amz-content-sha256`, hex), which
+//! every store verifies, and as `x-amz-checksum-sha256` (base64), which AWS
+//! verifies and states back. The store refuses damaged data (BadDigest,
+//! XAmzContentSHA256Mismatch); it is sent again, and an integrity failure
+//! when the attempts run out. Without --force
 //! the write is conditional (`If-None-Match: *`); when a retry meets its own
 //! earlier attempt (412, or a multipart upload already completed) a HEAD
 //! tells ours from another writer's by a marker we stored with the object.
@@ -15,7 +19,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::client::{self, Request, UNSIGNED};
+use super::client::{self, Request};
 use super::settings::part_size_for;
 use super::S3;
 use crate::aws::xml;
@@ -47,10 +51,10 @@ impl S3 {
         body: &Body<'_>,
         attempt: &mut Attempt,
     ) -> Result<()> {
-        let sum = body.sha256_base64()?;
+        let (sum, payload_sha256) = digests(body)?;
         let req = Request::new("PUT", Some(&upload.locator)).header(META_SHA256, sum.clone());
         let mut req = self.with_condition(self.with_write_headers(req, upload), upload);
-        req.payload_sha256 = UNSIGNED;
+        req.payload_sha256 = &payload_sha256;
         let req = self.with_checksum(req, &sum);
         let mut reader = body.reader();
         let mut response = self.client.send(&req, reader.payload())?;
@@ -59,11 +63,11 @@ impl S3 {
             409 | 412 if self.is_ours(upload, META_SHA256, &sum)? => Ok(()),
             409 | 412 if attempt.damaged => Err(Error::Integrity {
                 what: format!("upload of '{}'", upload.key),
-                detail: "the store reported damaged bytes (BadDigest) and kept an object under that key; yank it and push again".into(),
+                detail: "the store reported damaged bytes and kept an object under that key; yank it and push again".into(),
             }),
             _ => {
                 let failure = client::failure(&mut response);
-                attempt.damaged |= failure.code == "BadDigest";
+                attempt.damaged |= damaged_on_the_way(&failure);
                 Err(self.put_error(failure, "PutObject", &req, &upload.key))
             }
         }
@@ -199,11 +203,11 @@ impl S3 {
                 detail: format!("the store does not take {}", refused.headers()),
             };
         }
-        if failure.code == "BadDigest" {
-            // The bytes were damaged on the way: send them again.
-            return Error::Network {
+        if damaged_on_the_way(&failure) {
+            // Sent again; an integrity failure when the attempts run out.
+            return Error::DamagedUpload {
                 what: format!("upload of '{key}'"),
-                detail: "the store received damaged bytes (BadDigest)".into(),
+                detail: failure.code,
             };
         }
         match self.error(failure, op, key) {
@@ -259,11 +263,11 @@ impl Multipart for S3 {
     }
 
     fn put_part(&self, upload: &Upload, id: &str, number: u32, body: &Body<'_>) -> Result<Part> {
-        let sum = body.sha256_base64()?;
+        let (sum, payload_sha256) = digests(body)?;
         let mut req = Request::new("PUT", Some(&upload.locator))
             .query("partNumber", number.to_string())
             .query("uploadId", id);
-        req.payload_sha256 = UNSIGNED;
+        req.payload_sha256 = &payload_sha256;
         let checked = !self.checksums_refused.load(Ordering::Relaxed);
         let req = self.with_checksum(req, &sum);
         let mut reader = body.reader();
@@ -344,6 +348,23 @@ impl Multipart for S3 {
             }
         }
     }
+}
+
+/// A body's SHA-256 as it is sent: base64 for `x-amz-checksum-sha256`, and
+/// hex for the signed payload hash (`x-amz-content-sha256`), which every
+/// store verifies, also those that ignore the checksum header (Ceph RGW).
+fn digests(body: &Body<'_>) -> Result<(String, String)> {
+    let digest = body.sha256()?;
+    Ok((checksum::base64(&digest), hex(&digest)))
+}
+
+/// Whether the store refused a body as damaged on the way: the checksum
+/// header (`BadDigest`) or the signed payload hash did not match it.
+fn damaged_on_the_way(failure: &client::S3Failure) -> bool {
+    matches!(
+        failure.code.as_str(),
+        "BadDigest" | "XAmzContentSHA256Mismatch"
+    )
 }
 
 /// A header a store does not take, which a write can do without.
