@@ -182,7 +182,7 @@ impl S3 {
             let (flag, warning) = match refused {
                 Refused::Checksums => (
                     &self.checksums_refused,
-                    "uploading without them, the bytes are then checked by length only",
+                    "uploading without them; the store still checks the bytes against the signed payload hash",
                 ),
                 Refused::Condition => (
                     &self.conditions_refused,
