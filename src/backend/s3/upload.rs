@@ -12,7 +12,9 @@
 //! A store that does not take one of those headers says which (`refusal`):
 //! the rest of the run goes on without it. Every PutObject and
 //! CreateMultipartUpload carries the configured encryption and storage
-//! class and a `Content-Type` from the key's extension (`content_type`).
+//! class and a `Content-Type` from the key's extension (`content_type`); a
+//! store refusing the encryption or the class is a configuration error
+//! naming the variable (`refused_setting`).
 //! Each function here is one request; the transfer engine schedules,
 //! retries and aborts.
 
@@ -203,6 +205,15 @@ impl S3 {
                 detail: format!("the store does not take {}", refused.headers()),
             };
         }
+        let writes_object = matches!(op, "PutObject" | "CreateMultipartUpload");
+        let setting = refused_setting(
+            &failure,
+            carries("x-amz-server-side-encryption"),
+            carries("x-amz-storage-class"),
+        );
+        if let (true, Some(setting)) = (writes_object, setting) {
+            return self.setting_error(setting, &failure);
+        }
         if damaged_on_the_way(&failure) {
             // Sent again; an integrity failure when the attempts run out.
             return Error::DamagedUpload {
@@ -230,6 +241,38 @@ impl S3 {
                 }
             }
             other => other,
+        }
+    }
+}
+
+impl S3 {
+    /// The configuration error for a write refused for the encryption or
+    /// the storage class it asked for.
+    fn setting_error(&self, setting: Setting, failure: &client::S3Failure) -> Error {
+        let said = if failure.message.is_empty() {
+            format!("{} {}", failure.status, failure.code)
+        } else {
+            format!("{} {}: {}", failure.status, failure.code, failure.message)
+        };
+        let not_at_rest =
+            "on Ceph RGW, AES256 is encryption at rest only where the gateway is configured for it";
+        match setting {
+            Setting::Encryption => {
+                let algorithm = self.settings.encryption.as_ref().map_or("", |e| e.algorithm);
+                let over_http = self.settings.endpoint.as_ref().is_some_and(|e| e.scheme == "http");
+                let advice = if over_http {
+                    format!("Ceph RGW takes it only over https: set an https:// ARTIFACT_S3_ENDPOINT, or unset ARTIFACT_S3_SSE ({not_at_rest})")
+                } else {
+                    format!("the store may not offer it: unset ARTIFACT_S3_SSE, or set one it offers ({not_at_rest})")
+                };
+                Error::Config(format!(
+                    "the store refused the server-side encryption ARTIFACT_S3_SSE={algorithm} asks for ({said}); {advice}"
+                ))
+            }
+            Setting::StorageClass => Error::Config(format!(
+                "the store does not offer the storage class ARTIFACT_S3_STORAGE_CLASS={} ({said}): unset ARTIFACT_S3_STORAGE_CLASS for the store's default, or set a class it offers (Ceph RGW offers STANDARD unless its placement is configured with others)",
+                self.settings.storage_class.unwrap_or_default()
+            )),
         }
     }
 }
@@ -365,6 +408,54 @@ fn damaged_on_the_way(failure: &client::S3Failure) -> bool {
         failure.code.as_str(),
         "BadDigest" | "XAmzContentSHA256Mismatch"
     )
+}
+
+/// A configured write setting a store refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    /// ARTIFACT_S3_SSE (`x-amz-server-side-encryption`).
+    Encryption,
+    /// ARTIFACT_S3_STORAGE_CLASS (`x-amz-storage-class`).
+    StorageClass,
+}
+
+/// Which of the settings a write carried (`sse`, `class`) a 400 refuses:
+/// by AWS's codes (`InvalidEncryptionAlgorithmError`,
+/// `InvalidStorageClass`), by the setting its header or message names, or,
+/// for a bare `InvalidRequest` or `InvalidArgument` (Ceph RGW 16 names
+/// nothing: InvalidRequest to SSE over http, InvalidArgument to a storage
+/// class it lacks), the one setting carried, else the one that code meant
+/// on RGW.
+fn refused_setting(failure: &client::S3Failure, sse: bool, class: bool) -> Option<Setting> {
+    if failure.status != 400 {
+        return None;
+    }
+    let named = format!(
+        "{} {}",
+        failure.header.as_deref().unwrap_or_default(),
+        failure.message
+    )
+    .to_ascii_lowercase();
+    let code = failure.code.as_str();
+    let bad_request = matches!(code, "InvalidRequest" | "InvalidArgument");
+    let names_sse = named.contains("encryption") || named.contains("kms");
+    let names_class = named.contains("storage");
+    if sse && (code == "InvalidEncryptionAlgorithmError" || bad_request && names_sse) {
+        return Some(Setting::Encryption);
+    }
+    if class && (code == "InvalidStorageClass" || bad_request && names_class) {
+        return Some(Setting::StorageClass);
+    }
+    if !bad_request || !named.trim().is_empty() {
+        return None;
+    }
+    match (sse, class) {
+        (true, false) => Some(Setting::Encryption),
+        (false, true) => Some(Setting::StorageClass),
+        (true, true) if code == "InvalidRequest" => Some(Setting::Encryption),
+        (true, true) => Some(Setting::StorageClass),
+        (false, false) => None,
+    }
 }
 
 /// A header a store does not take, which a write can do without.
@@ -538,5 +629,52 @@ mod tests {
         assert_eq!(refusal(&bad_request, true, true), None);
         let digest = failure(400, "BadDigest", "checksum mismatch", None);
         assert_eq!(refusal(&digest, true, true), None);
+    }
+
+    #[test]
+    fn refused_settings_are_told_apart() {
+        use Setting::*;
+        // Ceph RGW 16 names nothing.
+        let rgw_sse = failure(400, "InvalidRequest", "", None);
+        let rgw_class = failure(400, "InvalidArgument", "", None);
+        assert_eq!(refused_setting(&rgw_sse, true, false), Some(Encryption));
+        assert_eq!(refused_setting(&rgw_sse, true, true), Some(Encryption));
+        assert_eq!(refused_setting(&rgw_class, false, true), Some(StorageClass));
+        assert_eq!(refused_setting(&rgw_class, true, true), Some(StorageClass));
+        assert_eq!(refused_setting(&rgw_class, true, false), Some(Encryption));
+        assert_eq!(refused_setting(&rgw_sse, false, false), None);
+        // AWS's codes, and what a message names.
+        let aws_class = failure(
+            400,
+            "InvalidStorageClass",
+            "The storage class you specified is not valid",
+            None,
+        );
+        assert_eq!(refused_setting(&aws_class, true, true), Some(StorageClass));
+        let algorithm = failure(400, "InvalidEncryptionAlgorithmError", "bad", None);
+        assert_eq!(refused_setting(&algorithm, true, true), Some(Encryption));
+        let kms = failure(
+            400,
+            "InvalidArgument",
+            "Server Side Encryption with AWS KMS managed key requires HTTP header",
+            None,
+        );
+        assert_eq!(refused_setting(&kms, true, true), Some(Encryption));
+        // Anything else is not put on the settings.
+        let checksum = failure(
+            400,
+            "InvalidArgument",
+            "x-amz-checksum-sha256 is not supported",
+            None,
+        );
+        assert_eq!(refused_setting(&checksum, true, true), None);
+        assert_eq!(
+            refused_setting(&failure(403, "AccessDenied", "", None), true, true),
+            None
+        );
+        assert_eq!(
+            refused_setting(&failure(400, "BadDigest", "", None), true, true),
+            None
+        );
     }
 }
