@@ -59,6 +59,10 @@ pub enum Error {
     /// Bytes arrived, but not the bytes that were stored: a checksum
     /// mismatch. The bad data never reaches the destination path.
     Integrity { what: String, detail: String },
+    /// The store refused an upload's bytes as damaged on the way
+    /// (BadDigest, XAmzContentSHA256Mismatch) and stored nothing. Sent
+    /// again before it is reported.
+    DamagedUpload { what: String, detail: String },
     /// The local file system failed us: unreadable source, full disk,
     /// a destination whose parent is a file.
     LocalIo {
@@ -104,7 +108,7 @@ impl Error {
             Error::NotFound(_) => 4,
             Error::AlreadyExists { .. } => 5,
             Error::PermissionDenied { .. } => 6,
-            Error::Integrity { .. } => 7,
+            Error::Integrity { .. } | Error::DamagedUpload { .. } => 7,
             Error::LocalIo { .. } => 8,
             Error::Network { .. } | Error::Remote { .. } | Error::Protocol(_) => 1,
             Error::Interrupted(signal) => signal.exit_code(),
@@ -113,13 +117,13 @@ impl Error {
     }
 
     /// Whether trying the same request again may succeed: connection
-    /// problems, and the statuses `retryable_status` names. This is the one
-    /// rule: `http` turns those statuses into errors, and `retry` (so the
-    /// scheduler, the credential sources and the region lookup) retries
-    /// what this says.
+    /// problems, bytes damaged on the way up, and the statuses
+    /// `retryable_status` names. This is the one rule: `http` turns those
+    /// statuses into errors, and `retry` (so the scheduler, the credential
+    /// sources and the region lookup) retries what this says.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Network { .. } => true,
+            Error::Network { .. } | Error::DamagedUpload { .. } => true,
             Error::Remote { status, .. } => Error::retryable_status(*status),
             _ => false,
         }
@@ -202,6 +206,10 @@ impl fmt::Display for Error {
             Error::Integrity { what, detail } => write!(
                 f,
                 "{what}: the data is damaged ({detail}); nothing was written, run the command again"
+            ),
+            Error::DamagedUpload { what, detail } => write!(
+                f,
+                "{what}: the store received other bytes than were sent ({detail}) and stored nothing; check what lies between this machine and the store (a proxy that rewrites bodies, faulty memory or network hardware), then push again"
             ),
             Error::LocalIo {
                 action,
@@ -316,6 +324,13 @@ mod tests {
                 1,
             ),
             (Error::Protocol("x".into()), 1),
+            (
+                Error::DamagedUpload {
+                    what: "x".into(),
+                    detail: "y".into(),
+                },
+                7,
+            ),
         ];
         for (err, code) in cases {
             assert_eq!(err.exit_code(), code, "{err:?}");

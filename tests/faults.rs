@@ -24,6 +24,7 @@ pub enum Kind {
     Hub,
     S3,
     Moto,
+    Rgw,
 }
 
 pub fn faulty(kind: Kind) -> Faulty {
@@ -31,6 +32,7 @@ pub fn faulty(kind: Kind) -> Faulty {
         Kind::Hub => TestEnv::hub(),
         Kind::S3 => TestEnv::s3(),
         Kind::Moto => TestEnv::moto(),
+        Kind::Rgw => TestEnv::rgw(),
     };
     let proxy = env.fault_proxy(Quirks::default());
     Faulty { env, proxy }
@@ -116,6 +118,7 @@ fn kind_named(name: &str) -> Kind {
     match name {
         "hub" => Kind::Hub,
         "s3s_fs" => Kind::S3,
+        "rgw" => Kind::Rgw,
         _ => Kind::Moto,
     }
 }
@@ -653,4 +656,103 @@ fn a_pull_into_an_existing_destination_checks_every_page_before_writing() {
     env.run(&["pull", "job", "d", "-f"]).success();
     assert_eq!(std::fs::read_dir(env.path("d")).unwrap().count(), TWO_PAGES);
     assert_eq!(env.read("d/f1000"), b"1000");
+}
+
+// ---- bytes damaged on the way up -------------------------------------------
+
+const PART_BYTES: usize = 11 * 1024 * 1024;
+
+fn part_puts() -> Rule {
+    puts().query_contains("partNumber")
+}
+
+/// Pushes `name` in parts of 5 MiB.
+fn push_in_parts(f: &Faulty, name: &str) -> Run {
+    let mut push = f.env.command(&["push", "job", name]);
+    push.env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    f.env.run_cmd(push, None)
+}
+
+/// The statuses the store gave to the requests whose body was damaged.
+fn damaged_answers(f: &Faulty) -> Vec<Option<u16>> {
+    (f.proxy.seen().into_iter())
+        .filter(|s| s.fault == Some(Fault::CorruptUpload))
+        .map(|s| s.status)
+        .collect()
+}
+
+// A PUT and a part, one byte of each flipped once on the way: the store
+// refuses it (RGW: 400 XAmzContentSHA256Mismatch, on the signed payload
+// hash, as it ignores x-amz-checksum-sha256; s3s-fs: 500 InternalError) and
+// the push sends it again.
+fault_case!(
+    an_upload_damaged_on_the_way_is_refused_and_sent_again,
+    [s3s_fs, rgw],
+    |f| {
+        f.env.write("small.bin", &data(4000, 50));
+        f.inject(puts().times(1), Fault::CorruptUpload);
+        f.env.run(&["push", "job", "small.bin"]).success();
+        assert_eq!(
+            f.env.object(&format!("{JOB}/small.bin")).unwrap(),
+            data(4000, 50)
+        );
+        f.env.write("big.bin", &data(PART_BYTES, 51));
+        f.inject(part_puts().skip(1).times(1), Fault::CorruptUpload);
+        push_in_parts(&f, "big.bin").success();
+        assert_eq!(
+            f.env.object(&format!("{JOB}/big.bin")).unwrap(),
+            data(PART_BYTES, 51)
+        );
+        let refused = damaged_answers(&f);
+        assert_eq!(refused.len(), 2);
+        assert!(
+            refused.iter().all(|s| s.is_some_and(|s| s >= 400)),
+            "a damaged body was taken: {refused:?}"
+        );
+        f.no_open_uploads();
+    }
+);
+
+/// Damaged every time: the push gives up after its attempts with an
+/// integrity failure (exit 7), and nothing is stored.
+#[test]
+fn an_upload_damaged_every_time_fails_as_damaged_and_stores_nothing_on_rgw() {
+    let f = faulty(Kind::Rgw);
+    f.env.write("small.bin", &data(4000, 52));
+    f.inject(puts().times(FOREVER), Fault::CorruptUpload);
+    f.env
+        .run(&["push", "job", "small.bin"])
+        .failure(7)
+        .stderr_has("the store received other bytes than were sent (XAmzContentSHA256Mismatch) and stored nothing");
+    assert_eq!(f.env.object(&format!("{JOB}/small.bin")), None);
+
+    f.env.write("big.bin", &data(PART_BYTES, 53));
+    f.inject(part_puts().times(FOREVER), Fault::CorruptUpload);
+    push_in_parts(&f, "big.bin")
+        .failure(7)
+        .stderr_has("XAmzContentSHA256Mismatch");
+    assert_eq!(f.env.object(&format!("{JOB}/big.bin")), None);
+    f.no_open_uploads();
+    assert!(damaged_answers(&f).iter().all(|s| *s == Some(400)));
+}
+
+/// moto verifies neither the checksum header nor the signed payload hash:
+/// it stores a body damaged on the way, and states the checksum that was
+/// sent. The push cannot know; the pull refuses the bytes (exit 7).
+#[test]
+fn moto_stores_a_damaged_upload_and_the_pull_refuses_it() {
+    let f = faulty(Kind::Moto);
+    f.env.write("small.bin", &data(4000, 54));
+    f.inject(puts().times(1), Fault::CorruptUpload);
+    f.env.run(&["push", "job", "small.bin"]).success();
+    assert_eq!(damaged_answers(&f), [Some(200)]);
+    assert_ne!(
+        f.env.object(&format!("{JOB}/small.bin")).unwrap(),
+        data(4000, 54)
+    );
+    f.env
+        .run(&["pull", "job", "small.bin", "-d", "back.bin"])
+        .failure(7)
+        .stderr_has("the data is damaged");
+    assert!(!f.env.path("back.bin").exists());
 }

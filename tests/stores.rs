@@ -61,9 +61,9 @@ fn folder_markers_are_not_files() {
     assert_eq!(env.keys(), Vec::<String>::new());
 }
 
-// RGW refuses SSE over http (400 InvalidRequest, with no message) and
-// this test's fault proxy speaks http to it: on RGW the case needs the
-// gateway behind TLS in the test kit, and the engine a hint for that answer.
+// RGW refuses SSE over http (400 InvalidRequest, with no message; the
+// error then says so, see below) and this test's fault proxy speaks http
+// to it: on RGW the case needs the gateway behind TLS in the test kit.
 s3_case!(
     a_bucket_that_requires_encryption,
     except rgw: "RGW refuses SSE over http (400 InvalidRequest); needs RGW behind TLS",
@@ -342,4 +342,40 @@ fn moto_head(bucket: &Moto, key: &str) -> impl Fn(&str) -> Option<String> {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     }
+}
+
+/// RGW refuses SSE over http, and a storage class its placement lacks,
+/// naming neither (400 InvalidRequest, 400 InvalidArgument, no message):
+/// the error names the setting and what to do, for a PUT and a multipart
+/// upload alike, and nothing is stored.
+#[test]
+fn rgw_refusing_encryption_or_a_storage_class_names_the_setting() {
+    let mut env = TestEnv::rgw();
+    env.set_env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    env.write("f.txt", b"x");
+    env.write("big.bin", &data(11 * MIB, 3));
+    let sse = [
+        "the store refused the server-side encryption ARTIFACT_S3_SSE=AES256 asks for (400 InvalidRequest)",
+        "Ceph RGW takes it only over https: set an https:// ARTIFACT_S3_ENDPOINT, or unset ARTIFACT_S3_SSE",
+        "on Ceph RGW, AES256 is encryption at rest only where the gateway is configured for it",
+    ];
+    let class = [
+        "the store does not offer the storage class ARTIFACT_S3_STORAGE_CLASS=STANDARD_IA (400 InvalidArgument)",
+        "unset ARTIFACT_S3_STORAGE_CLASS for the store's default, or set a class it offers",
+    ];
+    for (name, value, says) in [
+        ("ARTIFACT_S3_SSE", "AES256", &sse[..]),
+        ("ARTIFACT_S3_STORAGE_CLASS", "STANDARD_IA", &class[..]),
+    ] {
+        env.set_env(name, value);
+        for file in ["f.txt", "big.bin"] {
+            let run = env.run(&["push", "job", file]);
+            run.failure(3).stderr_has("error: ");
+            for text in says {
+                run.stderr_has(text);
+            }
+        }
+        env.set_env(name, "");
+    }
+    assert_eq!(env.keys(), Vec::<String>::new());
 }

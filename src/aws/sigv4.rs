@@ -51,7 +51,7 @@ pub struct SignedParts<'a> {
     pub url: &'a Url,
     /// The headers sent besides Host and the ones `sign` adds; all are signed.
     pub headers: &'a [(&'a str, &'a str)],
-    /// The body's hex SHA-256, or S3's `UNSIGNED-PAYLOAD`.
+    /// The body's hex SHA-256 (S3 also takes `UNSIGNED-PAYLOAD`, which we never send).
     pub payload_sha256: &'a str,
 }
 

@@ -109,10 +109,10 @@ impl<'a> Body<'a> {
         self.len
     }
 
-    /// The SHA-256 of the bytes, base64-encoded as S3 states it.
-    pub fn sha256_base64(&self) -> Result<String> {
+    /// The SHA-256 of the bytes, read and hashed on the first call only.
+    pub fn sha256(&self) -> Result<[u8; 32]> {
         if let Some(digest) = self.sha256.get() {
-            return Ok(checksum::base64(digest));
+            return Ok(*digest);
         }
         let digest = match self.data {
             Data::Bytes(bytes) => checksum::sha256(bytes),
@@ -130,7 +130,7 @@ impl<'a> Body<'a> {
                 hasher.finalize().into()
             }
         };
-        Ok(checksum::base64(self.sha256.get_or_init(|| digest)))
+        Ok(*self.sha256.get_or_init(|| digest))
     }
 
     /// A fresh reader over the bytes, from their start; what it reads
@@ -494,18 +494,15 @@ mod tests {
         std::fs::write(&path, b"0123456789").unwrap();
         let file = File::open(&path).unwrap();
         let body = Body::slice(&file, &path, 2, 5);
-        assert_eq!(
-            body.sha256_base64().unwrap(),
-            checksum::base64(&checksum::sha256(b"23456"))
-        );
+        assert_eq!(body.sha256().unwrap(), checksum::sha256(b"23456"));
         let mut out = Vec::new();
         body.reader().read_to_end(&mut out).unwrap();
         assert_eq!(out, b"23456");
         // A slice past the end of a file that shrank is an error.
         let short = Body::slice(&file, &path, 8, 5);
         assert!(short.reader().read_to_end(&mut Vec::new()).is_err());
-        assert!(short.sha256_base64().is_err()); // A digest already known is not computed again.
+        assert!(short.sha256().is_err()); // A digest already known is not computed again.
         let known = Body::slice(&file, &path, 8, 5).with_sha256(Some([7; 32]));
-        assert_eq!(known.sha256_base64().unwrap(), checksum::base64(&[7; 32]));
+        assert_eq!(known.sha256().unwrap(), [7; 32]);
     }
 }

@@ -51,6 +51,9 @@ pub enum Fault {
     StallDuringDownload(Duration),
     /// Forward, flipping every bit of the body's middle byte.
     CorruptBody,
+    /// Flip every bit of the request body's middle byte (same length, same
+    /// headers), then forward: bytes damaged on the way up.
+    CorruptUpload,
     /// Forward, drop the Content-Length, and send this many bytes more
     /// than the body (delimited by the close).
     Overlong(usize),
@@ -470,6 +473,12 @@ impl Handler for Layer {
             return Reply::status(400, &e.to_string()).cut(Cut::Close);
         }
         lock(&self.state).seen[idx].request.body_len = req.body_len;
+        if fault == Some(Fault::CorruptUpload) {
+            let middle = req.body.len() / 2;
+            if let Some(b) = req.body.get_mut(middle) {
+                *b ^= 0xFF;
+            }
+        }
         match &fault {
             Some(Fault::Status(status)) => return Reply::status(*status, ""),
             Some(Fault::StatusRetryAfter(status, after)) => {

@@ -4,8 +4,8 @@
 //! (`crate::http`), so timeouts, pooling and `-v` lines are shared with the
 //! Hub backend. Every header we send but Content-Length is signed: AWS
 //! refuses an unsigned `x-amz-*` header, while local test servers let it pass.
-//! Bodies are sent as `UNSIGNED-PAYLOAD`; their integrity rides on the signed
-//! `x-amz-checksum-sha256` header instead.
+//! Every request signs its body's hex SHA-256 (`x-amz-content-sha256`), so
+//! the store refuses a body changed on the way.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -23,7 +23,6 @@ use crate::http::{self, Http, Patience, Payload};
 
 /// SHA-256 of the empty string: the payload hash of a request with no body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-pub const UNSIGNED: &str = "UNSIGNED-PAYLOAD";
 
 /// An S3 answer that is not a success, as S3 describes it.
 #[derive(Debug)]

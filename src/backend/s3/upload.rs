@@ -1,21 +1,27 @@
 //! Putting objects: a single PUT, and the multipart primitives.
 //!
-//! Every PUT and part carries the signed `x-amz-checksum-sha256` of exactly
-//! the bytes it sends, so the store refuses damaged data. Without --force
+//! Every PUT and part carries the SHA-256 of exactly the bytes it sends
+//! twice: as the signed payload hash (`x-amz-content-sha256`, hex), which
+//! every store verifies, and as `x-amz-checksum-sha256` (base64), which AWS
+//! verifies and states back. The store refuses damaged data (BadDigest,
+//! XAmzContentSHA256Mismatch); it is sent again, and an integrity failure
+//! when the attempts run out. Without --force
 //! the write is conditional (`If-None-Match: *`); when a retry meets its own
 //! earlier attempt (412, or a multipart upload already completed) a HEAD
 //! tells ours from another writer's by a marker we stored with the object.
 //! A store that does not take one of those headers says which (`refusal`):
 //! the rest of the run goes on without it. Every PutObject and
 //! CreateMultipartUpload carries the configured encryption and storage
-//! class and a `Content-Type` from the key's extension (`content_type`).
+//! class and a `Content-Type` from the key's extension (`content_type`); a
+//! store refusing the encryption or the class is a configuration error
+//! naming the variable (`refused_setting`).
 //! Each function here is one request; the transfer engine schedules,
 //! retries and aborts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::client::{self, Request, UNSIGNED};
+use super::client::{self, Request};
 use super::settings::part_size_for;
 use super::S3;
 use crate::aws::xml;
@@ -47,10 +53,10 @@ impl S3 {
         body: &Body<'_>,
         attempt: &mut Attempt,
     ) -> Result<()> {
-        let sum = body.sha256_base64()?;
+        let (sum, payload_sha256) = digests(body)?;
         let req = Request::new("PUT", Some(&upload.locator)).header(META_SHA256, sum.clone());
         let mut req = self.with_condition(self.with_write_headers(req, upload), upload);
-        req.payload_sha256 = UNSIGNED;
+        req.payload_sha256 = &payload_sha256;
         let req = self.with_checksum(req, &sum);
         let mut reader = body.reader();
         let mut response = self.client.send(&req, reader.payload())?;
@@ -59,11 +65,11 @@ impl S3 {
             409 | 412 if self.is_ours(upload, META_SHA256, &sum)? => Ok(()),
             409 | 412 if attempt.damaged => Err(Error::Integrity {
                 what: format!("upload of '{}'", upload.key),
-                detail: "the store reported damaged bytes (BadDigest) and kept an object under that key; yank it and push again".into(),
+                detail: "the store reported damaged bytes and kept an object under that key; yank it and push again".into(),
             }),
             _ => {
                 let failure = client::failure(&mut response);
-                attempt.damaged |= failure.code == "BadDigest";
+                attempt.damaged |= damaged_on_the_way(&failure);
                 Err(self.put_error(failure, "PutObject", &req, &upload.key))
             }
         }
@@ -178,7 +184,7 @@ impl S3 {
             let (flag, warning) = match refused {
                 Refused::Checksums => (
                     &self.checksums_refused,
-                    "uploading without them, the bytes are then checked by length only",
+                    "uploading without them; the store still checks the bytes against the signed payload hash",
                 ),
                 Refused::Condition => (
                     &self.conditions_refused,
@@ -199,11 +205,20 @@ impl S3 {
                 detail: format!("the store does not take {}", refused.headers()),
             };
         }
-        if failure.code == "BadDigest" {
-            // The bytes were damaged on the way: send them again.
-            return Error::Network {
+        let writes_object = matches!(op, "PutObject" | "CreateMultipartUpload");
+        let setting = refused_setting(
+            &failure,
+            carries("x-amz-server-side-encryption"),
+            carries("x-amz-storage-class"),
+        );
+        if let (true, Some(setting)) = (writes_object, setting) {
+            return self.setting_error(setting, &failure);
+        }
+        if damaged_on_the_way(&failure) {
+            // Sent again; an integrity failure when the attempts run out.
+            return Error::DamagedUpload {
                 what: format!("upload of '{key}'"),
-                detail: "the store received damaged bytes (BadDigest)".into(),
+                detail: failure.code,
             };
         }
         match self.error(failure, op, key) {
@@ -226,6 +241,38 @@ impl S3 {
                 }
             }
             other => other,
+        }
+    }
+}
+
+impl S3 {
+    /// The configuration error for a write refused for the encryption or
+    /// the storage class it asked for.
+    fn setting_error(&self, setting: Setting, failure: &client::S3Failure) -> Error {
+        let said = if failure.message.is_empty() {
+            format!("{} {}", failure.status, failure.code)
+        } else {
+            format!("{} {}: {}", failure.status, failure.code, failure.message)
+        };
+        let not_at_rest =
+            "on Ceph RGW, AES256 is encryption at rest only where the gateway is configured for it";
+        match setting {
+            Setting::Encryption => {
+                let algorithm = self.settings.encryption.as_ref().map_or("", |e| e.algorithm);
+                let over_http = self.settings.endpoint.as_ref().is_some_and(|e| e.scheme == "http");
+                let advice = if over_http {
+                    format!("Ceph RGW takes it only over https: set an https:// ARTIFACT_S3_ENDPOINT, or unset ARTIFACT_S3_SSE ({not_at_rest})")
+                } else {
+                    format!("the store may not offer it: unset ARTIFACT_S3_SSE, or set one it offers ({not_at_rest})")
+                };
+                Error::Config(format!(
+                    "the store refused the server-side encryption ARTIFACT_S3_SSE={algorithm} asks for ({said}); {advice}"
+                ))
+            }
+            Setting::StorageClass => Error::Config(format!(
+                "the store does not offer the storage class ARTIFACT_S3_STORAGE_CLASS={} ({said}): unset ARTIFACT_S3_STORAGE_CLASS for the store's default, or set a class it offers (Ceph RGW offers STANDARD unless its placement is configured with others)",
+                self.settings.storage_class.unwrap_or_default()
+            )),
         }
     }
 }
@@ -259,11 +306,11 @@ impl Multipart for S3 {
     }
 
     fn put_part(&self, upload: &Upload, id: &str, number: u32, body: &Body<'_>) -> Result<Part> {
-        let sum = body.sha256_base64()?;
+        let (sum, payload_sha256) = digests(body)?;
         let mut req = Request::new("PUT", Some(&upload.locator))
             .query("partNumber", number.to_string())
             .query("uploadId", id);
-        req.payload_sha256 = UNSIGNED;
+        req.payload_sha256 = &payload_sha256;
         let checked = !self.checksums_refused.load(Ordering::Relaxed);
         let req = self.with_checksum(req, &sum);
         let mut reader = body.reader();
@@ -343,6 +390,71 @@ impl Multipart for S3 {
                 Err(self.put_error(failure, "AbortMultipartUpload", &req, &upload.key))
             }
         }
+    }
+}
+
+/// A body's SHA-256 as it is sent: base64 for `x-amz-checksum-sha256`, and
+/// hex for the signed payload hash (`x-amz-content-sha256`), which every
+/// store verifies, also those that ignore the checksum header (Ceph RGW).
+fn digests(body: &Body<'_>) -> Result<(String, String)> {
+    let digest = body.sha256()?;
+    Ok((checksum::base64(&digest), hex(&digest)))
+}
+
+/// Whether the store refused a body as damaged on the way: the checksum
+/// header (`BadDigest`) or the signed payload hash did not match it.
+fn damaged_on_the_way(failure: &client::S3Failure) -> bool {
+    matches!(
+        failure.code.as_str(),
+        "BadDigest" | "XAmzContentSHA256Mismatch"
+    )
+}
+
+/// A configured write setting a store refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Setting {
+    /// ARTIFACT_S3_SSE (`x-amz-server-side-encryption`).
+    Encryption,
+    /// ARTIFACT_S3_STORAGE_CLASS (`x-amz-storage-class`).
+    StorageClass,
+}
+
+/// Which of the settings a write carried (`sse`, `class`) a 400 refuses:
+/// by AWS's codes (`InvalidEncryptionAlgorithmError`,
+/// `InvalidStorageClass`), by the setting its header or message names, or,
+/// for a bare `InvalidRequest` or `InvalidArgument` (Ceph RGW 16 names
+/// nothing: InvalidRequest to SSE over http, InvalidArgument to a storage
+/// class it lacks), the one setting carried, else the one that code meant
+/// on RGW.
+fn refused_setting(failure: &client::S3Failure, sse: bool, class: bool) -> Option<Setting> {
+    if failure.status != 400 {
+        return None;
+    }
+    let named = format!(
+        "{} {}",
+        failure.header.as_deref().unwrap_or_default(),
+        failure.message
+    )
+    .to_ascii_lowercase();
+    let code = failure.code.as_str();
+    let bad_request = matches!(code, "InvalidRequest" | "InvalidArgument");
+    let names_sse = named.contains("encryption") || named.contains("kms");
+    let names_class = named.contains("storage");
+    if sse && (code == "InvalidEncryptionAlgorithmError" || bad_request && names_sse) {
+        return Some(Setting::Encryption);
+    }
+    if class && (code == "InvalidStorageClass" || bad_request && names_class) {
+        return Some(Setting::StorageClass);
+    }
+    if !bad_request || !named.trim().is_empty() {
+        return None;
+    }
+    match (sse, class) {
+        (true, false) => Some(Setting::Encryption),
+        (false, true) => Some(Setting::StorageClass),
+        (true, true) if code == "InvalidRequest" => Some(Setting::Encryption),
+        (true, true) => Some(Setting::StorageClass),
+        (false, false) => None,
     }
 }
 
@@ -517,5 +629,52 @@ mod tests {
         assert_eq!(refusal(&bad_request, true, true), None);
         let digest = failure(400, "BadDigest", "checksum mismatch", None);
         assert_eq!(refusal(&digest, true, true), None);
+    }
+
+    #[test]
+    fn refused_settings_are_told_apart() {
+        use Setting::*;
+        // Ceph RGW 16 names nothing.
+        let rgw_sse = failure(400, "InvalidRequest", "", None);
+        let rgw_class = failure(400, "InvalidArgument", "", None);
+        assert_eq!(refused_setting(&rgw_sse, true, false), Some(Encryption));
+        assert_eq!(refused_setting(&rgw_sse, true, true), Some(Encryption));
+        assert_eq!(refused_setting(&rgw_class, false, true), Some(StorageClass));
+        assert_eq!(refused_setting(&rgw_class, true, true), Some(StorageClass));
+        assert_eq!(refused_setting(&rgw_class, true, false), Some(Encryption));
+        assert_eq!(refused_setting(&rgw_sse, false, false), None);
+        // AWS's codes, and what a message names.
+        let aws_class = failure(
+            400,
+            "InvalidStorageClass",
+            "The storage class you specified is not valid",
+            None,
+        );
+        assert_eq!(refused_setting(&aws_class, true, true), Some(StorageClass));
+        let algorithm = failure(400, "InvalidEncryptionAlgorithmError", "bad", None);
+        assert_eq!(refused_setting(&algorithm, true, true), Some(Encryption));
+        let kms = failure(
+            400,
+            "InvalidArgument",
+            "Server Side Encryption with AWS KMS managed key requires HTTP header",
+            None,
+        );
+        assert_eq!(refused_setting(&kms, true, true), Some(Encryption));
+        // Anything else is not put on the settings.
+        let checksum = failure(
+            400,
+            "InvalidArgument",
+            "x-amz-checksum-sha256 is not supported",
+            None,
+        );
+        assert_eq!(refused_setting(&checksum, true, true), None);
+        assert_eq!(
+            refused_setting(&failure(403, "AccessDenied", "", None), true, true),
+            None
+        );
+        assert_eq!(
+            refused_setting(&failure(400, "BadDigest", "", None), true, true),
+            None
+        );
     }
 }
