@@ -5,6 +5,9 @@
 //! the write is conditional (`If-None-Match: *`); when a retry meets its own
 //! earlier attempt (412, or a multipart upload already completed) a HEAD
 //! tells ours from another writer's by a marker we stored with the object.
+//! A multipart upload without --force first holds its key with a
+//! create-only placeholder (`claim`), since not every store makes
+//! CompleteMultipartUpload's condition atomic; Complete then goes over it.
 //! A store that does not take one of those headers says which (`refusal`):
 //! the rest of the run goes on without it. Every PutObject and
 //! CreateMultipartUpload carries the configured encryption and storage
