@@ -54,6 +54,10 @@ pub enum Error {
     NotFound(String),
     /// The target exists and --force was not given.
     AlreadyExists { side: Side, path: String },
+    /// The remote key is held by the placeholder of a push that has not
+    /// finished: another push is writing it, or one died part way. A push
+    /// without --force stops (exit 5); a pull treats the key as absent.
+    Pending(String),
     /// The storage refused our credentials (401, 403).
     PermissionDenied { what: String, hint: String },
     /// Bytes arrived, but not the bytes that were stored: a checksum
@@ -106,7 +110,7 @@ impl Error {
             Error::Usage(_) => 2,
             Error::Config(_) => 3,
             Error::NotFound(_) => 4,
-            Error::AlreadyExists { .. } => 5,
+            Error::AlreadyExists { .. } | Error::Pending(_) => 5,
             Error::PermissionDenied { .. } => 6,
             Error::Integrity { .. } | Error::DamagedUpload { .. } => 7,
             Error::LocalIo { .. } => 8,
@@ -192,6 +196,10 @@ impl fmt::Display for Error {
             } => write!(
                 f,
                 "'{path}' already exists in the remote storage; delete it first, or use --force flag"
+            ),
+            Error::Pending(path) => write!(
+                f,
+                "'{path}' is held by a push that has not finished: another push is writing it now, or one died part way; if none is running, yank it, or push with --force flag"
             ),
             Error::AlreadyExists {
                 side: Side::Local,
@@ -292,6 +300,7 @@ mod tests {
                 },
                 5,
             ),
+            (Error::Pending("x".into()), 5),
             (
                 Error::PermissionDenied {
                     what: "x".into(),

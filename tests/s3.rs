@@ -4,8 +4,11 @@
 //! implementation) and on Ceph's RADOS Gateway (a real store) unless it
 //! needs one of them.
 
-use crate::support::{data, TestEnv};
-use testkit::fault::Quirks;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{data, Store, TestEnv};
+use testkit::fault::{Fault, Quirks, Rule};
 
 const JOB: &str = "artifacts/jobs/job-1";
 const MIB: usize = 1024 * 1024;
@@ -168,6 +171,125 @@ fn racing_pushes_store_exactly_one() {
     want.insert(0, (Some(200), Some("*")));
     assert_eq!(puts, want, "{seen:#?}");
 }
+
+// Racing pushes of one large file (in parts) without --force, held at
+// the worst moment: every racer that gets as far as
+// CompleteMultipartUpload has all its parts uploaded, and the Completes
+// are then sent together. RGW 16 ignores `If-None-Match` on Complete, and
+// moto and s3s-fs check it without a lock, so a guard on Complete alone
+// lets several win. Exactly one may succeed, the others exit 5 having
+// started no upload, and the store holds the winner's bytes, whole. On RGW
+// the store itself is atomic for a create-only PUT; moto and s3s-fs are
+// made so by the test kit's serialising front.
+s3_case!(racing_pushes_of_a_large_file_store_exactly_one, |env| {
+    const RACERS: usize = 4;
+    env.set_env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    let proxy = env.fault_proxy(Quirks::default());
+    if !matches!(env.store, Store::Rgw(_)) {
+        proxy.serialise_conditional_puts(RACERS);
+    }
+    proxy.hold_completes(RACERS);
+    let files: Vec<Vec<u8>> = (0..RACERS).map(|i| data(11 * MIB + i, i as u8)).collect();
+    let mut racers: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let name = format!("v{i}.bin");
+            env.write(&name, &files[i]);
+            let mut cmd = env.command(&["push", "job", &name, "-d", "contested.bin"]);
+            cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    // Every racer either ends or reaches the hold: then the held
+    // Completes go on together (all of them at once if every racer got
+    // that far).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut codes: Vec<Option<i32>> = vec![None; RACERS];
+    while codes.iter().any(Option::is_none) {
+        for (code, racer) in codes.iter_mut().zip(&mut racers) {
+            if code.is_none() {
+                *code = racer.try_wait().unwrap().map(|s| s.code().unwrap_or(-1));
+            }
+        }
+        let ended = codes.iter().flatten().count();
+        if ended + proxy.completes_held() >= RACERS {
+            proxy.release_completes();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the racers did not end: {codes:?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let codes: Vec<i32> = codes.into_iter().flatten().collect();
+    let stderr: Vec<String> = racers
+        .into_iter()
+        .map(|r| String::from_utf8_lossy(&r.wait_with_output().unwrap().stderr).into_owned())
+        .collect();
+    let winners: Vec<usize> = (0..RACERS).filter(|&i| codes[i] == 0).collect();
+    assert_eq!(winners.len(), 1, "exit codes: {codes:?}\n{stderr:#?}");
+    assert!(
+        codes.iter().all(|&c| c == 0 || c == 5),
+        "{codes:?}\n{stderr:#?}"
+    );
+    let stored = env.object(&format!("{JOB}/contested.bin")).expect("stored");
+    assert!(
+        stored == files[winners[0]],
+        "the stored object is not the winner's"
+    );
+    // The losers sent no part: only the winner started an upload.
+    assert_eq!(proxy.count(|s| s.is_create_multipart()), 1);
+    assert_no_open_uploads(&env);
+});
+
+// A push that failed and could not clean up leaves its placeholder at
+// the key (and its multipart upload, for a lifecycle rule to abort). A
+// pull treats the key as absent, with a warning: a pull of the name alone
+// exits 4, a pull of the tree around it gets the rest. A push without
+// --force exits 5, naming the unfinished push and the remedies; a yank
+// removes the placeholder, and the name can be pushed again.
+s3_case!(a_push_that_died_leaves_a_placeholder_readers_skip, |env| {
+    env.set_env("ARTIFACT_S3_PART_SIZE", "5MiB");
+    env.write("d/ok.txt", b"ok");
+    env.run(&["push", "job", "d/ok.txt", "-d", "d/ok.txt"])
+        .success();
+    let big = data(11 * MIB, 5);
+    env.write("big.bin", &big);
+    let proxy = env.fault_proxy(Quirks::default());
+    let complete = Rule::any().method("POST").query_contains("uploadId=");
+    proxy.inject(complete, Fault::Xml(500, "InternalError"));
+    // The abort and the placeholder's removal both fail.
+    proxy.inject(Rule::any().method("DELETE").times(2), Fault::Status(503));
+    let mut died = env.command(&["push", "job", "big.bin", "-d", "d/big.bin"]);
+    died.env("ARTIFACT_RETRY_ATTEMPTS", "1");
+    let died = env.run_cmd(died, None);
+    assert_ne!(died.code, 0, "{died}");
+    died.stderr_has("could not remove the placeholder");
+    let key = format!("{JOB}/d/big.bin");
+    assert!(env.object(&key).is_some_and(|b| b != big), "no placeholder");
+
+    env.run(&["pull", "job", "d/big.bin", "-d", "pulled.bin"])
+        .failure(4)
+        .stderr_has(
+            "'artifacts/jobs/job-1/d/big.bin' was not pulled: a push of it has not finished",
+        );
+    assert!(!env.path("pulled.bin").exists());
+    env.run(&["pull", "job", "d", "-d", "back"])
+        .success()
+        .stderr_has("was not pulled: a push of it has not finished")
+        .stderr_has("Pulled 1 file");
+    assert_eq!(env.read("back/ok.txt"), b"ok");
+    assert!(!env.path("back/big.bin").exists());
+    env.run(&["push", "job", "big.bin", "-d", "d/big.bin"])
+        .failure(5)
+        .stderr_has("is held by a push that has not finished")
+        .stderr_has("yank it, or push with --force");
+
+    env.run(&["yank", "job", "d/big.bin"]).success();
+    assert!(env.object(&key).is_none());
+    env.run(&["push", "job", "big.bin", "-d", "d/big.bin"])
+        .success();
+    assert!(env.object(&key) == Some(big), "not the pushed bytes");
+});
 
 s3_case!(prefix_with_or_without_slashes, |env| {
     env.write("a.txt", b"a");

@@ -84,7 +84,8 @@ s3_case!(
         .into_iter()
         .filter(|r| r.fault.is_none() && (r.is_put_object() || r.is_create_multipart()))
         .collect();
-    assert_eq!(writes.len(), 4, "{writes:?}");
+    // Three PUTs, the placeholder holding big.bin's key, its upload.
+    assert_eq!(writes.len(), 5, "{writes:?}");
     for write in &writes {
         assert_eq!(write.header("x-amz-server-side-encryption"), Some("AES256"));
         let signed = write.header("authorization").unwrap_or_default();

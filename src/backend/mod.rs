@@ -18,7 +18,8 @@ pub mod s3;
 mod signed_url;
 
 pub use object::{
-    Attempt, Body, ByteRange, Download, Intent, Multipart, Page, Part, RemoteObject, Stated, Upload,
+    Attempt, Body, ByteRange, Claim, Download, Intent, Multipart, Page, Part, RemoteObject, Stated,
+    Upload,
 };
 
 use crate::error::{Error, Result, Side};

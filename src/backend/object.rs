@@ -46,6 +46,20 @@ pub struct RemoteObject {
     pub etag: Option<String>,
 }
 
+/// The size of the placeholder a push holds its key with until its
+/// multipart upload completes (`Multipart::claim`): a listed object of
+/// another size is never one.
+pub const PLACEHOLDER_SIZE: u64 = 124;
+
+impl RemoteObject {
+    /// Whether the object may be a push's placeholder, which only its
+    /// `stat` (`Stated::pending`) can tell: readers treat a placeholder as
+    /// absent, with a warning.
+    pub fn may_be_placeholder(&self) -> bool {
+        self.size == Some(PLACEHOLDER_SIZE)
+    }
+}
+
 /// One page of a listing, and where the next one starts.
 #[derive(Debug, Default)]
 pub struct Page {
@@ -259,6 +273,9 @@ pub struct Stated {
     pub part_size: Option<u64>,
     /// The ETag, bare, where it may be an MD5 (`etag_as_md5`).
     pub etag_md5: Option<String>,
+    /// The object is a push's placeholder (`Multipart::claim`): that push
+    /// is still running, or died; readers treat it as absent.
+    pub pending: bool,
 }
 
 /// A GET's answer: the body and what the store said about it.
@@ -283,6 +300,8 @@ pub struct Download<'a> {
     pub etag_md5: Option<String>,
     /// The part size our multipart upload recorded with the object.
     pub part_size: Option<u64>,
+    /// The object is a push's placeholder (`Stated::pending`).
+    pub pending: bool,
 }
 
 impl<'a> Download<'a> {
@@ -299,6 +318,7 @@ impl<'a> Download<'a> {
             mode: None,
             etag_md5: None,
             part_size: None,
+            pending: false,
         }
     }
 
@@ -405,6 +425,17 @@ pub struct Attempt {
     pub damaged: bool,
 }
 
+/// A key held for one multipart upload by a create-only placeholder
+/// (`Multipart::claim`).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// What the placeholder carries that no other push's does.
+    pub marker: String,
+    /// The placeholder's ETag, when known: the upload completes only over
+    /// it (`If-Match`), where the store checks that.
+    pub etag: Option<String>,
+}
+
 /// The multipart primitives, for stores that have them: large objects go
 /// up in parts, which the engine schedules like any other request.
 pub trait Multipart: Sync {
@@ -412,12 +443,35 @@ pub trait Multipart: Sync {
     /// up in one PUT.
     fn part_size(&self, size: u64) -> u64;
 
+    /// Before an upload that may not overwrite, holds its key with a
+    /// small placeholder written only if the key is free: where completing
+    /// an upload is no atomic create-only write, racing pushes meet this
+    /// one, and a loser sends no part (`AlreadyExists`). `None` where the
+    /// store has no conditional writes. The default holds nothing.
+    fn claim(&self, _upload: &Upload, _attempt: &Attempt) -> Result<Option<Claim>> {
+        Ok(None)
+    }
+
+    /// Removes the placeholder of an upload that will not complete, if it
+    /// is still ours.
+    fn unclaim(&self, _upload: &Upload, _claim: &Claim) -> Result<()> {
+        Ok(())
+    }
+
     /// Starts an upload and returns its id.
     fn create(&self, upload: &Upload, part_size: u64) -> Result<String>;
 
     fn put_part(&self, upload: &Upload, id: &str, number: u32, body: &Body<'_>) -> Result<Part>;
 
-    fn complete(&self, upload: &Upload, id: &str, parts: &[Part], attempt: &Attempt) -> Result<()>;
+    /// Completes the upload, over its `claim`'s placeholder when it has one.
+    fn complete(
+        &self,
+        upload: &Upload,
+        id: &str,
+        parts: &[Part],
+        claim: Option<&Claim>,
+        attempt: &Attempt,
+    ) -> Result<()>;
 
     /// Drops the parts of an upload that will not complete.
     fn abort(&self, upload: &Upload, id: &str) -> Result<()>;

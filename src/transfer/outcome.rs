@@ -41,6 +41,9 @@ pub enum Moved {
     Bytes(u64),
     /// Identical on both sides: nothing was sent.
     Skipped,
+    /// Not there after all: the placeholder of a push that has not
+    /// finished (`absent`).
+    Absent,
 }
 
 /// Fills `slot`; a failure stops the run from starting anything new.
@@ -60,6 +63,15 @@ pub fn skip(slot: &Slot, key: &str, size: u64) {
     let _ = slot.set(Ok(Moved::Skipped));
 }
 
+/// Fills `slot` for the object at `key`, found to be the placeholder of
+/// a push that has not finished: treated as absent, with a warning.
+pub fn absent(slot: &Slot, key: &str) {
+    log::info(&format!(
+        "Warning: '{key}' was not pulled: a push of it has not finished (another push is writing it now, or one died part way; if none is running, yank it or push it again with --force)."
+    ));
+    let _ = slot.set(Ok(Moved::Absent));
+}
+
 /// The end of a pull or a yank: nothing found is not found (unless the
 /// listing failed, or a signal stopped it), else the summary.
 pub fn conclude(
@@ -70,7 +82,10 @@ pub fn conclude(
 ) -> Result<Totals> {
     log_budget(budget);
     let fed = fed.into_inner().unwrap_or_default();
-    if fed.is_empty() {
+    let all_absent = fed
+        .iter()
+        .all(|(_, slot)| matches!(slot.get(), Some(Ok(Moved::Absent))));
+    if all_absent {
         listed?;
         interrupt::check()?;
         return Err(Error::NotFound(remote.to_string()));
@@ -114,6 +129,7 @@ pub fn summarize(
                 totals.bytes += bytes;
             }
             Some(Ok(Moved::Skipped)) => totals.skipped += 1,
+            Some(Ok(Moved::Absent)) => {}
             Some(Err(e)) => {
                 failed.push(key);
                 first.get_or_insert(e);

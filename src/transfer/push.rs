@@ -22,7 +22,9 @@ use super::scheduler::{self, Ctx};
 use super::spool;
 use super::unchanged::{self, Digests};
 use super::walk::{self, Item};
-use crate::backend::{Attempt, Backend, Body, Intent, Multipart, Part, RemoteObject, Upload};
+use crate::backend::{
+    Attempt, Backend, Body, Claim, Intent, Multipart, Part, RemoteObject, Upload,
+};
 use crate::error::{Error, Result, Side};
 use crate::{interrupt, log, progress};
 
@@ -353,6 +355,8 @@ struct Multi<'env> {
     multipart: &'env dyn Multipart,
     upload: &'env Upload,
     source: PartSource<'env>,
+    /// The placeholder holding the key until the upload completes.
+    claim: Option<Claim>,
     id: String,
     parts: Mutex<Vec<Part>>,
     /// Parts not yet finished, plus one while parts are still being queued.
@@ -371,13 +375,21 @@ impl<'env> Multi<'env> {
         source: PartSource<'env>,
         part_size: u64,
     ) -> Result<Arc<Multi<'env>>> {
+        let claim = claim(ctx, multipart, upload)?;
         let what = format!("CreateMultipartUpload '{}'", upload.key);
-        let id = ctx.request(&what, None, |_| multipart.create(upload, part_size))?;
+        let id = match ctx.request(&what, None, |_| multipart.create(upload, part_size)) {
+            Ok(id) => id,
+            Err(e) => {
+                unclaim(multipart, upload, claim.as_ref());
+                return Err(e);
+            }
+        };
         log::debug(|| format!("multipart upload of '{}' started", upload.key));
         Ok(Arc::new(Multi {
             multipart,
             upload,
             source,
+            claim,
             id,
             parts: Mutex::new(Vec::new()),
             left: AtomicUsize::new(1),
@@ -505,8 +517,8 @@ impl<'env> Multi<'env> {
         let mut attempt = Attempt::default();
         ctx.request(&what, None, |n| {
             attempt.number = n;
-            self.multipart
-                .complete(self.upload, &self.id, &parts, &attempt)
+            let claim = self.claim.as_ref();
+            (self.multipart).complete(self.upload, &self.id, &parts, claim, &attempt)
         })?;
         let bytes = self.bytes.load(Ordering::Relaxed);
         if let PartSource::File { path, size, .. } = self.source {
@@ -515,7 +527,8 @@ impl<'env> Multi<'env> {
         Ok(bytes)
     }
 
-    /// Best effort: a failed upload must not leave its parts in the bucket.
+    /// Best effort: a failed upload must not leave its parts in the
+    /// bucket, nor its placeholder at the key.
     fn abort(&self, ctx: &Ctx<'_, '_, 'env>) {
         let what = format!("AbortMultipartUpload '{}'", self.upload.key);
         match ctx.request(&what, None, |_| self.multipart.abort(self.upload, &self.id)) {
@@ -525,6 +538,7 @@ impl<'env> Multi<'env> {
                 self.upload.key
             )),
         }
+        unclaim(self.multipart, self.upload, self.claim.as_ref());
     }
 
     /// Blocks until fewer than `limit` standard-input parts are in memory,
@@ -539,6 +553,39 @@ impl<'env> Multi<'env> {
             };
         }
         *held += 1;
+    }
+}
+
+/// Holds the key of an upload that may not overwrite with the store's
+/// create-only placeholder (`Multipart::claim`), before any part is sent:
+/// racing pushes meet there, and a loser uploads nothing.
+fn claim(
+    ctx: &Ctx<'_, '_, '_>,
+    multipart: &dyn Multipart,
+    upload: &Upload,
+) -> Result<Option<Claim>> {
+    if upload.overwrite {
+        return Ok(None);
+    }
+    let what = format!("PUT '{}' (placeholder)", upload.key);
+    let mut attempt = Attempt::default();
+    ctx.request(&what, Some(0), |n| {
+        attempt.number = n;
+        multipart.claim(upload, &attempt)
+    })
+}
+
+/// Best effort, once, with the short limits of clean-up: removes the
+/// placeholder of an upload that will not complete. One left behind makes
+/// later pushes without --force stop, naming the remedies.
+fn unclaim(multipart: &dyn Multipart, upload: &Upload, claim: Option<&Claim>) {
+    let Some(claim) = claim else { return };
+    match multipart.unclaim(upload, claim) {
+        Ok(()) => log::debug(|| format!("placeholder of '{}' removed", upload.key)),
+        Err(e) => log::info(&format!(
+            "Warning: could not remove the placeholder of the unfinished upload of '{}' ({e}); yank it, or a later push without --force stops there.",
+            upload.key
+        )),
     }
 }
 
@@ -605,8 +652,8 @@ fn push_stdin(backend: &dyn Backend, remote: &str, opts: &Options) -> Result<Tot
             skipped: 0,
         }),
         Some(Err(e)) => Err(e),
-        // Standard input is never compared, so never skipped.
-        Some(Ok(Moved::Skipped)) | None => {
+        // Standard input is never compared, so never skipped (nor absent).
+        Some(Ok(Moved::Skipped | Moved::Absent)) | None => {
             interrupt::check()?;
             Err(Error::Protocol("the upload stopped before it ended".into()))
         }

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::journal::{self, Header, Journal, Spans, RECORD_EVERY};
-use super::outcome::{finish, Slot};
+use super::outcome::{absent, finish, Slot};
 use super::resume::{self, Adopted, Resume};
 use super::scheduler::Ctx;
 use crate::atomic::{Mode, TempFile};
@@ -87,7 +87,10 @@ fn fetch_checked<'env>(
         },
         None => whole(ctx, pull, &object, &path, etag_probe),
     };
-    finish(ctx, &slot, result);
+    match result {
+        Err(Error::Pending(key)) => absent(&slot, &key),
+        result => finish(ctx, &slot, result),
+    }
 }
 
 /// How a finished download's check came out.
@@ -185,6 +188,9 @@ fn whole(
             }
             (other, _) => other?,
         };
+        if download.pending {
+            return Err(Error::Pending(object.key.clone()));
+        }
         if let Some(temp) = temp.as_mut().filter(|_| landing.unhashed > 0) {
             // A dead run's bytes: this answer says what they must hash to.
             if !landing.check_adopted(temp, &download)? {
@@ -502,6 +508,9 @@ impl<'env> Ranged<'env> {
     ) -> Result<Arc<Ranged<'env>>> {
         let what = format!("HEAD '{}'", object.key);
         let stated = ctx.request(&what, None, |_| pull.backend.stat(&object))?;
+        if stated.pending {
+            return Err(Error::Pending(object.key));
+        }
         let could_vouch = pull.resume.vouching(vouching_facts(&stated, size));
         let adopted = match (&could_vouch, &stated.etag) {
             (Some(_), Some(etag)) => {

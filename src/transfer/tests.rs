@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::backend::{
-    Attempt, Body, ByteRange, Download, Multipart, Page, Part, RemoteObject, Stated, Upload,
+    Attempt, Body, ByteRange, Claim, Download, Multipart, Page, Part, RemoteObject, Stated, Upload,
 };
 use crate::checksum::{self, Expected};
 use crate::retry;
@@ -178,6 +178,7 @@ impl Backend for Memory {
             mode: None,
             part_size: None,
             etag_md5: None,
+            pending: false,
         })
     }
 
@@ -243,7 +244,14 @@ impl Multipart for Memory {
         })
     }
 
-    fn complete(&self, upload: &Upload, _id: &str, parts: &[Part], _: &Attempt) -> Result<()> {
+    fn complete(
+        &self,
+        upload: &Upload,
+        _id: &str,
+        parts: &[Part],
+        _: Option<&Claim>,
+        _: &Attempt,
+    ) -> Result<()> {
         self.enter(Call::Complete(upload.key.clone()))?;
         let stored = self.parts.lock().unwrap();
         let mut whole = Vec::new();

@@ -103,6 +103,8 @@ fn stat(ctx: &Ctx<'_, '_, '_>, backend: &dyn Backend, object: &RemoteObject) -> 
     // An object's HEAD, one per file compared: it steers the budget as the
     // transfers it replaces would.
     match ctx.request(&what, Some(0), |_| backend.stat(object)) {
+        // A push's placeholder is no content to compare.
+        Ok(stated) if stated.pending => None,
         Ok(stated) => Some(stated),
         Err(e) => {
             log::debug(|| format!("cannot compare '{}' ({e}); sending it", object.key));

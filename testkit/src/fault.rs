@@ -303,6 +303,11 @@ struct State {
     /// Conditional PUTs to hold until this many have arrived.
     hold: usize,
     held: usize,
+    /// CompleteMultipartUploads to hold until this many have arrived (or
+    /// `release_completes`), then to send together.
+    hold_completes: usize,
+    completes_held: usize,
+    completes_released: bool,
 }
 
 struct Layer {
@@ -386,6 +391,27 @@ impl FaultProxy {
     pub fn serialise_conditional_puts(&self, n: usize) {
         lock(&self.layer.state).hold = n;
     }
+
+    /// The worst moment of a race: CompleteMultipartUploads (`POST
+    /// ?uploadId=`) are held until `n` have arrived, then all sent to the
+    /// upstream at once (not one at a time), so each racer's Complete
+    /// meets the others' in flight.
+    pub fn hold_completes(&self, n: usize) {
+        lock(&self.layer.state).hold_completes = n;
+    }
+
+    /// How many CompleteMultipartUploads have reached the hold.
+    pub fn completes_held(&self) -> usize {
+        lock(&self.layer.state).completes_held
+    }
+
+    /// Sends the held CompleteMultipartUploads on now, and every later one
+    /// at once: for a race in which fewer than the `n` of
+    /// `hold_completes` got that far.
+    pub fn release_completes(&self) {
+        lock(&self.layer.state).completes_released = true;
+        self.layer.arrived.notify_all();
+    }
 }
 
 fn xorshift(x: &mut u64) -> u64 {
@@ -438,8 +464,13 @@ impl Layer {
         (st.seen.len() - 1, fault)
     }
 
-    /// Forwards, holding and serialising conditional PUTs when asked to.
+    /// Forwards, holding and serialising conditional PUTs, and holding
+    /// CompleteMultipartUploads, when asked to.
     fn forward(&self, req: &Request) -> std::io::Result<Reply> {
+        if req.method == "POST" && req.query().contains("uploadId=") {
+            self.hold_complete();
+            return http::forward(self.upstream, req);
+        }
         if req.method != "PUT" || req.header("if-none-match").is_none() {
             return http::forward(self.upstream, req);
         }
@@ -457,6 +488,23 @@ impl Layer {
         drop(st);
         let _one_at_a_time = lock(&self.serial);
         http::forward(self.upstream, req)
+    }
+}
+
+impl Layer {
+    /// Blocks a CompleteMultipartUpload while `hold_completes` holds them.
+    fn hold_complete(&self) {
+        let mut st = lock(&self.state);
+        if st.hold_completes == 0 || st.completes_released {
+            return;
+        }
+        st.completes_held += 1;
+        self.arrived.notify_all();
+        let _ = self
+            .arrived
+            .wait_timeout_while(st, Duration::from_secs(60), |st| {
+                st.completes_held < st.hold_completes && !st.completes_released
+            });
     }
 }
 

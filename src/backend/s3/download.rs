@@ -15,7 +15,7 @@ use ureq::http::HeaderMap;
 
 use super::client::{self, Request};
 use super::settings::is_possible_part_size;
-use super::upload::{META_MODE, META_PART_SIZE};
+use super::upload::{META_MODE, META_PART_SIZE, META_PENDING};
 use super::S3;
 use crate::backend::object::{etag_as_md5, version_of};
 use crate::backend::{ByteRange, Download, RemoteObject, Stated};
@@ -45,6 +45,7 @@ impl S3 {
             mode: recorded_mode(headers),
             part_size,
             etag_md5: etag_as_md5(headers),
+            pending: headers.contains_key(META_PENDING),
         })
     }
 
@@ -84,7 +85,9 @@ impl S3 {
             false => recorded_sha256(headers),
         };
         let mode = recorded_mode(headers);
+        let pending = headers.contains_key(META_PENDING);
         let mut download = Download::from_http(response)?;
+        download.pending = pending;
         download.sha256 = expected;
         download.mode = mode;
         download.part_size = part_size;

@@ -60,6 +60,9 @@ pub struct S3 {
     /// The multipart uploads of this run not yet completed or aborted, by
     /// upload id: (bucket key, the marker stored with the object).
     open_uploads: Mutex<HashMap<String, (String, String)>>,
+    /// The placeholders of this run's uploads not yet completed or
+    /// removed, by bucket key: the marker each carries.
+    claims: Mutex<HashMap<String, String>>,
 }
 
 impl S3 {
@@ -90,6 +93,7 @@ impl S3 {
             conditions_refused: AtomicBool::new(false),
             batch_delete_refused: AtomicBool::new(false),
             open_uploads: Mutex::new(HashMap::new()),
+            claims: Mutex::new(HashMap::new()),
         })
     }
 
@@ -173,6 +177,25 @@ impl S3 {
                 path: key.to_string(),
             },
             _ => Error::remote(format!("S3 {what} of '{key}'"), status, format!("{code}: {message}")),
+        }
+    }
+
+    /// The error for a push without --force onto the stored `listed`, at
+    /// artifact key `key`: `Pending` when it is the placeholder of a push
+    /// that has not finished (a HEAD tells, for an object of that size).
+    fn taken(&self, key: String, listed: xml::Listed) -> Error {
+        let object = RemoteObject {
+            key,
+            size: Some(listed.size),
+            locator: listed.key,
+            etag: listed.etag,
+        };
+        if object.may_be_placeholder() && self.head_object(&object).is_ok_and(|s| s.pending) {
+            return Error::Pending(object.key);
+        }
+        Error::AlreadyExists {
+            side: Side::Remote,
+            path: object.key,
         }
     }
 
@@ -283,8 +306,9 @@ impl Backend for S3 {
         if force {
             return Ok(uploads);
         }
-        let taken = if let [key] = keys {
-            self.exists(key)?.then(|| key.clone())
+        let taken = if let [upload] = &uploads[..] {
+            self.exists_exactly(&upload.locator)?
+                .map(|listed| (upload.key.clone(), listed))
         } else {
             // One listing of the tree's common prefix, page by page,
             // against the keys about to be written.
@@ -296,22 +320,19 @@ impl Backend for S3 {
             let mut token = None;
             loop {
                 let page = self.list_prefix(&prefix, None, token.as_deref())?;
-                let found = page
-                    .objects
-                    .iter()
-                    .find_map(|o| ours.get(o.key.as_str()).map(|key| key.to_string()));
+                let found = page.objects.into_iter().find_map(|o| {
+                    let key = ours.get(o.key.as_str())?.to_string();
+                    Some((key, o))
+                });
                 match (found, page.next) {
-                    (Some(key), _) => break Some(key),
+                    (Some(found), _) => break Some(found),
                     (None, Some(next)) => token = Some(next),
                     (None, None) => break None,
                 }
             }
         };
         match taken {
-            Some(path) => Err(Error::AlreadyExists {
-                side: Side::Remote,
-                path,
-            }),
+            Some((key, listed)) => Err(self.taken(key, listed)),
             None => Ok(uploads),
         }
     }
@@ -383,7 +404,10 @@ impl Backend for S3 {
     }
 
     fn cancel(&self) {
-        self.abort_open_uploads();
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.remove_claims());
+            self.abort_open_uploads();
+        });
     }
 
     fn delete(&self, object: &RemoteObject) -> Result<()> {

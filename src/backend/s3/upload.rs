@@ -9,6 +9,9 @@
 //! the write is conditional (`If-None-Match: *`); when a retry meets its own
 //! earlier attempt (412, or a multipart upload already completed) a HEAD
 //! tells ours from another writer's by a marker we stored with the object.
+//! A multipart upload without --force first holds its key with a
+//! create-only placeholder (`claim`), since not every store makes
+//! CompleteMultipartUpload's condition atomic; Complete then goes over it.
 //! A store that does not take one of those headers says which (`refusal`):
 //! the rest of the run goes on without it. Every PutObject and
 //! CreateMultipartUpload carries the configured encryption and storage
@@ -25,7 +28,7 @@ use super::client::{self, Request};
 use super::settings::part_size_for;
 use super::S3;
 use crate::aws::xml;
-use crate::backend::{Attempt, Body, Multipart, Part, Upload};
+use crate::backend::{Attempt, Body, Claim, Multipart, Part, Upload};
 use crate::checksum;
 use crate::checksum::hex;
 use crate::error::{Error, Result, Side};
@@ -36,6 +39,8 @@ use crate::log;
 const COMPLETE_WAIT: Duration = Duration::from_secs(15 * 60);
 const META_SHA256: &str = "x-amz-meta-sha256";
 const META_UPLOAD: &str = "x-amz-meta-artifact-upload";
+/// On a placeholder (`Multipart::claim`): the marker its body carries.
+pub(super) const META_PENDING: &str = "x-amz-meta-artifact-pending";
 pub(super) const META_PART_SIZE: &str = "x-amz-meta-artifact-part-size";
 /// A file's permission bits, in octal (`0755`).
 pub(super) const META_MODE: &str = "x-amz-meta-mode";
@@ -138,6 +143,44 @@ impl S3 {
         });
     }
 
+    /// Removes every placeholder of this run still standing, in parallel,
+    /// each with the short limits of clean-up.
+    pub(super) fn remove_claims(&self) {
+        let claims: Vec<(String, String)> = match self.claims.lock() {
+            Ok(mut claims) => claims.drain().collect(),
+            Err(_) => return,
+        };
+        std::thread::scope(|scope| {
+            for (locator, marker) in &claims {
+                scope.spawn(move || self.remove_placeholder(locator, marker, Patience::Cleanup));
+            }
+        });
+    }
+
+    /// Deletes the object at `locator` if it is still the placeholder
+    /// carrying `marker`: a HEAD, then a DELETE. Only a --force push can
+    /// replace a placeholder in between (its bytes are then lost, as when
+    /// the two pushes had run the other way round).
+    fn remove_placeholder(&self, locator: &str, marker: &str, patience: Patience) -> Result<()> {
+        if !self.is_marked(locator, META_PENDING, marker, patience)? {
+            return Ok(());
+        }
+        let mut req = Request::new("DELETE", Some(locator));
+        req.patience = patience;
+        let mut response = self.client.send(&req, Payload::Empty)?;
+        match response.status().as_u16() {
+            200..=299 | 404 => Ok(()),
+            _ => Err(self.error(client::failure(&mut response), "DeleteObject", locator)),
+        }
+    }
+
+    /// Forgets the placeholder at `locator`: completed over, or removed.
+    fn unclaimed(&self, locator: &str) {
+        if let Ok(mut claims) = self.claims.lock() {
+            claims.remove(locator);
+        }
+    }
+
     /// One AbortMultipartUpload, with the short limits of clean-up: the
     /// request, and S3's failure if it was not a success.
     fn abort_request<'k>(
@@ -158,7 +201,19 @@ impl S3 {
     /// Whether the stored object carries our marker: our own earlier
     /// attempt, not another writer's object.
     fn is_ours(&self, upload: &Upload, header: &str, value: &str) -> Result<bool> {
-        let req = Request::new("HEAD", Some(&upload.locator));
+        self.is_marked(&upload.locator, header, value, Patience::Usual)
+    }
+
+    /// Whether the object at bucket key `locator` carries `header: value`.
+    fn is_marked(
+        &self,
+        locator: &str,
+        header: &str,
+        value: &str,
+        patience: Patience,
+    ) -> Result<bool> {
+        let mut req = Request::new("HEAD", Some(locator));
+        req.patience = patience;
         let response = self.client.send(&req, Payload::Empty)?;
         let stored = response.headers().get(header).and_then(|v| v.to_str().ok());
         Ok(response.status().is_success() && stored == Some(value))
@@ -178,7 +233,7 @@ impl S3 {
         let refused = refusal(
             &failure,
             carries("x-amz-checksum-sha256") || carries("x-amz-checksum-algorithm"),
-            carries("if-none-match"),
+            carries("if-none-match") || carries("if-match"),
         );
         if let Some(refused) = refused {
             let (flag, warning) = match refused {
@@ -282,6 +337,55 @@ impl Multipart for S3 {
         part_size_for(size, self.settings.part_size)
     }
 
+    /// A PUT of the key with `If-None-Match: *`, which stores make atomic
+    /// where they may not make CompleteMultipartUpload so (RGW 16 ignores
+    /// the condition there). Its body is `placeholder_body`, its marker
+    /// also in `x-amz-meta-artifact-pending`; the marker is kept across
+    /// attempts, so a retry that meets its own earlier success (412) knows
+    /// it by a HEAD.
+    fn claim(&self, upload: &Upload, attempt: &Attempt) -> Result<Option<Claim>> {
+        if upload.overwrite || self.conditions_refused.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let marker = match self.claims.lock() {
+            Ok(mut claims) => claims
+                .entry(upload.locator.clone())
+                .or_insert_with(unique_marker)
+                .clone(),
+            Err(_) => return Err(Error::Protocol("the list of placeholders was lost".into())),
+        };
+        let body = placeholder_body(&marker);
+        let body_sha = hex(&checksum::sha256(body.as_bytes()));
+        let req = Request::new("PUT", Some(&upload.locator))
+            .header(META_PENDING, marker.clone())
+            .header("if-none-match", "*");
+        let mut req = self.with_write_headers(req, upload);
+        req.payload_sha256 = &body_sha;
+        let mut response = self.client.send(&req, Payload::Bytes(body.as_bytes()))?;
+        let status = response.status().as_u16();
+        if response.status().is_success() {
+            let etag = response.headers().get("etag").and_then(|v| v.to_str().ok());
+            let etag = etag.filter(|e| !e.is_empty()).map(str::to_string);
+            return Ok(Some(Claim { marker, etag }));
+        }
+        if attempt.number > 1
+            && matches!(status, 409 | 412)
+            && self.is_ours(upload, META_PENDING, &marker)?
+        {
+            // Ours, its ETag unknown: completed without If-Match.
+            return Ok(Some(Claim { marker, etag: None }));
+        }
+        self.unclaimed(&upload.locator);
+        let failure = client::failure(&mut response);
+        Err(self.put_error(failure, "PutObject", &req, &upload.key))
+    }
+
+    fn unclaim(&self, upload: &Upload, claim: &Claim) -> Result<()> {
+        self.remove_placeholder(&upload.locator, &claim.marker, Patience::Cleanup)?;
+        self.unclaimed(&upload.locator);
+        Ok(())
+    }
+
     fn create(&self, upload: &Upload, part_size: u64) -> Result<String> {
         let marker = unique_marker();
         let req = Request::new("POST", Some(&upload.locator))
@@ -337,13 +441,26 @@ impl Multipart for S3 {
         })
     }
 
-    fn complete(&self, upload: &Upload, id: &str, parts: &[Part], attempt: &Attempt) -> Result<()> {
+    /// Over the claim's placeholder (`If-Match` on its ETag), where the
+    /// upload has one; else as forced, or on a store without conditional
+    /// writes. Never `If-None-Match`: the placeholder holds the key.
+    fn complete(
+        &self,
+        upload: &Upload,
+        id: &str,
+        parts: &[Part],
+        claim: Option<&Claim>,
+        attempt: &Attempt,
+    ) -> Result<()> {
         let body = xml::complete_body(parts);
         let body_sha = hex(&checksum::sha256(body.as_bytes()));
-        let req = Request::new("POST", Some(&upload.locator))
+        let mut req = Request::new("POST", Some(&upload.locator))
             .query("uploadId", id)
             .header("content-type", "application/xml");
-        let mut req = self.with_condition(req, upload);
+        let over = claim.and_then(|c| c.etag.clone());
+        if let (Some(etag), false) = (over, self.conditions_refused.load(Ordering::Relaxed)) {
+            req = req.header("if-match", etag);
+        }
         req.payload_sha256 = &body_sha;
         req.patience = Patience::Long(COMPLETE_WAIT);
         let mut response = self.client.send(&req, Payload::Bytes(body.as_bytes()))?;
@@ -352,6 +469,7 @@ impl Multipart for S3 {
             let text = super::read_text(&mut response, "CompleteMultipartUpload")?;
             if !xml::is_error_document(&text) {
                 self.closed(id);
+                self.unclaimed(&upload.locator);
                 return Ok(());
             }
             let (code, message) = xml::error_code_and_message(&text);
@@ -373,6 +491,7 @@ impl Multipart for S3 {
             && self.is_ours(upload, META_UPLOAD, &self.upload_marker(id))?
         {
             self.closed(id);
+            self.unclaimed(&upload.locator);
             return Ok(());
         }
         let failure = client::failure(&mut response);
@@ -471,7 +590,7 @@ impl Refused {
     fn headers(self) -> &'static str {
         match self {
             Refused::Checksums => "the checksum headers (x-amz-checksum-sha256)",
-            Refused::Condition => "conditional writes (If-None-Match)",
+            Refused::Condition => "conditional writes (If-None-Match, If-Match)",
         }
     }
 }
@@ -500,7 +619,7 @@ fn refusal(failure: &client::S3Failure, checksums: bool, condition: bool) -> Opt
         failure.message
     )
     .to_ascii_lowercase();
-    let names_condition = named.contains("if-none-match");
+    let names_condition = named.contains("if-none-match") || named.contains("if-match");
     let names_checksums = named.contains("checksum");
     if condition && names_condition {
         return Some(Refused::Condition);
@@ -545,7 +664,9 @@ fn content_type(key: &str) -> &'static str {
     }
 }
 
-/// A value no other upload will store: time, process and a counter.
+/// A value no other upload will store: time, process and a counter, in
+/// hex of fixed widths (58 characters), so that a placeholder carrying one
+/// has one size.
 fn unique_marker() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
@@ -553,15 +674,30 @@ fn unique_marker() -> String {
         .unwrap_or_default()
         .as_nanos();
     format!(
-        "{nanos:x}-{:x}-{:x}",
+        "{nanos:032x}-{:08x}-{:016x}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     )
 }
 
+/// The body of a placeholder: says what it is to whoever opens it, and
+/// names its marker; `PLACEHOLDER_SIZE` bytes, whose test checks.
+fn placeholder_body(marker: &str) -> String {
+    format!("artifact: a push of this name has not finished (or died); marker {marker}\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::object::PLACEHOLDER_SIZE;
+
+    #[test]
+    fn placeholders_have_one_size() {
+        for _ in 0..3 {
+            let body = placeholder_body(&unique_marker());
+            assert_eq!(body.len() as u64, PLACEHOLDER_SIZE, "{body:?}");
+        }
+    }
 
     #[test]
     fn content_types_from_extensions() {
