@@ -178,6 +178,7 @@ mod tests {
             size,
             locator: "k".into(),
             etag: None,
+            modified: None,
         }
     }
 

@@ -342,6 +342,7 @@ impl Backend for S3 {
                 size: Some(listed.size),
                 locator: listed.key.clone(),
                 etag: listed.etag,
+                modified: listed.modified,
             })
         };
         let under = format!("{full}/");
