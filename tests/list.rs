@@ -230,3 +230,52 @@ scenario!(pull_fetches_only_selected_objects, |env| {
     env.run(&["yank", "job", "out", "--include", "*.txt"])
         .failure(2);
 });
+
+/// Peak memory of `list` over `count` objects on s3s-fs, in MiB, as
+/// `/usr/bin/time -v` reports it.
+fn list_peak_rss_mib(count: usize) -> f64 {
+    let env = TestEnv::s3();
+    for i in 0..count {
+        env.s3_server()
+            .put_object(&format!("{JOB}/many/{:03}/file-{i:06}.txt", i % 100), b"x");
+    }
+    let inner = env.command(&["list", "job", "many"]);
+    let mut cmd = std::process::Command::new("/usr/bin/time");
+    cmd.arg("-v")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear();
+    for (name, value) in inner.get_envs() {
+        if let Some(value) = value {
+            cmd.env(name, value);
+        }
+    }
+    let run = env.run_cmd(cmd, None);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(run.stdout.lines().count(), count);
+    let kib: f64 = run
+        .stderr
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .expect("time -v's peak RSS line")
+        .parse()
+        .unwrap();
+    let mib = kib / 1024.0;
+    // Said before the store's 100,000 files are removed, which takes a while.
+    println!("list peak RSS over {count} objects: {mib:.1} MiB");
+    mib
+}
+
+/// `list` streams: its peak memory over 100,000 objects is about that over
+/// 1,000. Slow (it lays out 100,000 files for s3s-fs): run by hand,
+/// `cargo test --release --test integration -- --ignored list_memory --nocapture`.
+#[test]
+#[ignore]
+fn list_memory_is_flat_over_100_000_objects_on_s3() {
+    let small = list_peak_rss_mib(1_000);
+    let large = list_peak_rss_mib(100_000);
+    assert!(large < small + 8.0, "{small:.1} MiB vs {large:.1} MiB");
+}
