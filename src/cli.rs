@@ -5,7 +5,8 @@
 //! every form of every flag is tested right here. The accepted language is
 //! the Go CLI's: `artifact [-v] push|pull|yank|delete job|workflow|project PATH
 //! [flags]`, flags before or after PATH, in `-d x`, `-dx`, `--destination x`
-//! and `--destination=x` forms.
+//! and `--destination=x` forms; and our own `list` (alias `ls`), whose PATH
+//! is optional, with `--include`/`--exclude` on push, pull and list.
 
 use std::ffi::OsString;
 
@@ -20,6 +21,7 @@ pub enum Op {
     Push,
     Pull,
     Yank,
+    List,
 }
 
 impl Op {
@@ -28,6 +30,7 @@ impl Op {
             "push" => Some(Op::Push),
             "pull" => Some(Op::Pull),
             "yank" | "delete" => Some(Op::Yank),
+            "list" | "ls" => Some(Op::List),
             _ => None,
         }
     }
@@ -37,6 +40,7 @@ impl Op {
             Op::Push => "push",
             Op::Pull => "pull",
             Op::Yank => "yank",
+            Op::List => "list",
         }
     }
 
@@ -45,6 +49,7 @@ impl Op {
             Op::Push => PUSH_HELP,
             Op::Pull => PULL_HELP,
             Op::Yank => YANK_HELP,
+            Op::List => LIST_HELP,
         }
     }
 }
@@ -67,6 +72,11 @@ pub struct Invocation {
     pub parallel: Option<usize>,
     pub verbose: bool,
     pub config_file: Option<String>,
+    /// --include and --exclude, in the order given (`crate::pattern`).
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    /// list --json: one JSON object per line.
+    pub json: bool,
 }
 
 impl Invocation {
@@ -90,7 +100,7 @@ impl Invocation {
 pub enum Parsed {
     Help(&'static str),
     Version,
-    Run(Invocation),
+    Run(Box<Invocation>),
 }
 
 pub fn parse<I>(args: I) -> Result<Parsed, Error>
@@ -133,6 +143,15 @@ where
             }
             Short('e') | Long("expire-in") if inv.op == Some(Op::Push) => {
                 inv.expire_in = Some(string(&mut parser, inv.op)?)
+            }
+            Long("include") if matches!(inv.op, Some(Op::Push | Op::Pull | Op::List)) => {
+                inv.include.push(string(&mut parser, inv.op)?)
+            }
+            Long("exclude") if matches!(inv.op, Some(Op::Push | Op::Pull | Op::List)) => {
+                inv.exclude.push(string(&mut parser, inv.op)?)
+            }
+            Long("json") if inv.op == Some(Op::List) => {
+                inv.json = bool_value(&mut parser, "json", inv.op)?
             }
             Long("parallel") if matches!(inv.op, Some(Op::Push | Op::Pull)) => {
                 let text = string(&mut parser, inv.op)?;
@@ -186,7 +205,7 @@ where
     let Some(op) = inv.op else {
         return Err(usage_error(
             None,
-            "missing command: push, pull or yank".into(),
+            "missing command: push, pull, yank or list".into(),
         ));
     };
     if inv.level.is_none() {
@@ -198,7 +217,7 @@ where
             ),
         ));
     }
-    if positionals == 0 {
+    if positionals == 0 && op != Op::List {
         return Err(usage_error(inv.op, "missing PATH".into()));
     }
     if inv.reads_stdin() && inv.destination.as_deref().unwrap_or("").is_empty() {
@@ -210,7 +229,14 @@ where
             ),
         ));
     }
-    Ok(Parsed::Run(inv))
+    if inv.reads_stdin() && !(inv.include.is_empty() && inv.exclude.is_empty()) {
+        return Err(usage_error(
+            inv.op,
+            "--include and --exclude choose files of a directory, not parts of standard input"
+                .into(),
+        ));
+    }
+    Ok(Parsed::Run(Box::new(inv)))
 }
 
 fn parse_parallel(text: &str) -> Result<usize, String> {
@@ -257,18 +283,37 @@ fn usage(op: Option<Op>) -> impl Fn(lexopt::Error) -> Error {
 /// A usage error: the complaint, the short usage, and where to read more.
 fn usage_error(op: Option<Op>, complaint: String) -> Error {
     let (line, more) = match op {
+        Some(Op::List) => (
+            "artifact list job|workflow|project [PATH] [flags]".to_string(),
+            "artifact list --help".to_string(),
+        ),
         Some(op) => (
             format!("artifact {} job|workflow|project PATH [flags]", op.name()),
             format!("artifact {} --help", op.name()),
         ),
         None => (
-            "artifact push|pull|yank job|workflow|project PATH [flags]".to_string(),
+            "artifact push|pull|yank|list job|workflow|project PATH [flags]".to_string(),
             "artifact --help".to_string(),
         ),
     };
     Error::Usage(format!(
         "{complaint}\nUsage: {line}\nRun '{more}' for more."
     ))
+}
+
+/// The rules of --include and --exclude, in the help of each command that takes them.
+macro_rules! patterns_help {
+    () => {
+        "
+Patterns (gitignore-style, case-sensitive, '/' on every system) apply to a
+directory's files, relative to it: without '/' a pattern matches the base name
+at any depth ('*.map'); with '/' it is anchored at the directory ('js/*.js',
+'/top.txt'); '*' and '?' stay within a name, '**' crosses '/'; '[a-z]',
+'[!x]' and '[^x]' are classes; a trailing '/' takes a directory and all under
+it ('vendor/'). A pattern that matches nothing is warned about. Not for a
+single file.
+"
+    };
 }
 
 pub const GENERAL_HELP: &str = "\
@@ -278,6 +323,7 @@ Usage:
   artifact push job|workflow|project PATH [flags]   store a file, a directory or stdin
   artifact pull job|workflow|project PATH [flags]   download what was pushed
   artifact yank job|workflow|project PATH [flags]   delete it (alias: delete)
+  artifact list job|workflow|project [PATH] [flags] show what is stored (alias: ls)
 
 Levels:
   job        artifacts/jobs/$SEMAPHORE_JOB_ID/PATH
@@ -297,11 +343,13 @@ Backend (ARTIFACT_BACKEND):
   local          a directory, e.g. a shared volume: ARTIFACT_LOCAL_DIR
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 configuration, 4 not found,
-5 already exists, 6 permission denied, 7 integrity, 8 local I/O.
+5 already exists, 6 permission denied, 7 integrity, 8 local I/O (also: a push
+whose --include/--exclude select no file).
 See README.md for every variable.
 ";
 
-const PUSH_HELP: &str = "\
+const PUSH_HELP: &str = concat!(
+    "\
 Store a file or a directory (recursively) for later jobs.
 
 Usage:
@@ -316,14 +364,21 @@ Flags:
                            S3 and local backends; the Hub sends everything)
   -e, --expire-in TIME     obsolete, has no effect (use retention policies)
       --parallel N         requests in flight, fixed (ARTIFACT_PARALLELISM; default: adapts, 1-128)
+      --include GLOB       only files matching GLOB (repeatable; see below)
+      --exclude GLOB       not files matching GLOB (repeatable; after --include)
   -j, --job-id ID          instead of SEMAPHORE_JOB_ID
   -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
   -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
   -v, --verbose            explain every step and request
   -h, --help               show this help
-";
+",
+    patterns_help!(),
+    "No file selected: exit 8.
+"
+);
 
-const PULL_HELP: &str = "\
+const PULL_HELP: &str = concat!(
+    "\
 Download a file or a directory that was pushed earlier.
 
 Usage:
@@ -335,12 +390,18 @@ Flags:
       --skip-unchanged     with -f: leave local files that already match
                            (ARTIFACT_SKIP_UNCHANGED; S3 and local backends)
       --parallel N         requests in flight, fixed (ARTIFACT_PARALLELISM; default: adapts, 1-128)
+      --include GLOB       only files matching GLOB (repeatable; see below)
+      --exclude GLOB       not files matching GLOB (repeatable; after --include)
   -j, --job-id ID          instead of SEMAPHORE_JOB_ID
   -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
   -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
   -v, --verbose            explain every step and request
   -h, --help               show this help
-";
+",
+    patterns_help!(),
+    "Only the selected objects are fetched; none selected: exit 4.
+"
+);
 
 const YANK_HELP: &str = "\
 Delete a file or a directory that was pushed earlier. Alias: delete.
@@ -356,13 +417,42 @@ Flags:
   -h, --help               show this help
 ";
 
+const LIST_HELP: &str = concat!(
+    "\
+Show what is stored at a level, or under PATH in it; downloads nothing.
+Alias: ls.
+
+Usage:
+  artifact list job|workflow|project [PATH] [flags]
+
+Prints one line per stored file, in the byte order of its key:
+  SIZE<TAB>TIME<TAB>PATH
+SIZE in bytes, TIME in RFC 3339 UTC, PATH relative to the level (control
+characters escaped). On the Hub backend the list comes from the same Hub
+request a pull makes, which gives names only: SIZE and TIME are '-', and the
+names are sorted in memory. Nothing stored: exit 4.
+
+Flags:
+      --json               one JSON object per line: path, and size and
+                           modified where known
+      --include GLOB       only files matching GLOB (repeatable; see below)
+      --exclude GLOB       not files matching GLOB (repeatable; after --include)
+  -j, --job-id ID          instead of SEMAPHORE_JOB_ID
+  -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
+  -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
+  -v, --verbose            explain every step and request
+  -h, --help               show this help
+",
+    patterns_help!()
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn run(args: &[&str]) -> Invocation {
         match parse(args.iter().copied()) {
-            Ok(Parsed::Run(inv)) => inv,
+            Ok(Parsed::Run(inv)) => *inv,
             other => panic!("{args:?} gave {other:?}"),
         }
     }
@@ -470,6 +560,45 @@ mod tests {
     }
 
     #[test]
+    fn list_and_patterns() {
+        let inv = run(&["list", "workflow"]);
+        assert_eq!((inv.op, inv.path.as_str()), (Some(Op::List), ""));
+        let inv = run(&["ls", "job", "dist", "--json", "-j", "7", "-v"]);
+        assert!(inv.json && inv.verbose);
+        assert_eq!(
+            (inv.path.as_str(), inv.job_id.as_deref()),
+            ("dist", Some("7"))
+        );
+        let inv = run(&[
+            "pull",
+            "job",
+            "d",
+            "--include",
+            "*.js",
+            "--include=*.css",
+            "--exclude",
+            "x/",
+        ]);
+        assert_eq!(inv.include, ["*.js", "*.css"]);
+        assert_eq!(inv.exclude, ["x/"]);
+        assert_eq!(
+            run(&["push", "job", "d", "--exclude=*.map"]).exclude,
+            ["*.map"]
+        );
+        assert_eq!(run(&["list", "job", "--include", "a"]).include, ["a"]);
+        // Not on yank, nor on standard input; --json is list's alone.
+        usage_err(&["yank", "job", "d", "--include", "*.js"]);
+        usage_err(&["delete", "job", "d", "--exclude", "*.js"]);
+        assert!(
+            usage_err(&["push", "job", "-", "-d", "x", "--include", "a"])
+                .contains("standard input")
+        );
+        usage_err(&["pull", "job", "d", "--json"]);
+        assert!(usage_err(&["list", "job", "a", "b"]).contains("[PATH]"));
+        assert!(usage_err(&["list"]).contains("missing level"));
+    }
+
+    #[test]
     fn stdin_needs_a_destination() {
         assert!(usage_err(&["push", "job", "-"]).contains("--destination"));
         assert!(usage_err(&["push", "job", "/dev/stdin"]).contains("--destination"));
@@ -490,6 +619,11 @@ mod tests {
         );
         assert_eq!(parse(["help", "pull"]).unwrap(), Parsed::Help(PULL_HELP));
         assert_eq!(parse(["delete", "-h"]).unwrap(), Parsed::Help(YANK_HELP));
+        assert_eq!(parse(["ls", "--help"]).unwrap(), Parsed::Help(LIST_HELP));
+        for help in [PUSH_HELP, PULL_HELP, LIST_HELP] {
+            assert!(help.contains("--include GLOB") && help.contains("'**' crosses '/'"));
+        }
+        assert!(LIST_HELP.contains("same Hub\nrequest a pull makes"));
         assert_eq!(parse(["--version"]).unwrap(), Parsed::Version);
     }
 }

@@ -52,6 +52,9 @@ pub enum Error {
     Config(String),
     /// Nothing exists at the remote path (pull, yank).
     NotFound(String),
+    /// --include/--exclude selected no file of the directory: none stored
+    /// (`Remote`: pull, list) or none on disk (`Local`: push).
+    NothingSelected { side: Side, path: String },
     /// The target exists and --force was not given.
     AlreadyExists { side: Side, path: String },
     /// The remote key is held by the placeholder of a push that has not
@@ -110,6 +113,12 @@ impl Error {
             Error::Usage(_) => 2,
             Error::Config(_) => 3,
             Error::NotFound(_) => 4,
+            Error::NothingSelected {
+                side: Side::Remote, ..
+            } => 4,
+            Error::NothingSelected {
+                side: Side::Local, ..
+            } => 8,
             Error::AlreadyExists { .. } | Error::Pending(_) => 5,
             Error::PermissionDenied { .. } => 6,
             Error::Integrity { .. } | Error::DamagedUpload { .. } => 7,
@@ -190,6 +199,20 @@ impl fmt::Display for Error {
             Error::NotFound(what) => {
                 write!(f, "'{what}' does not exist in the remote storage")
             }
+            Error::NothingSelected {
+                side: Side::Remote,
+                path,
+            } => write!(
+                f,
+                "no file stored under '{path}' matches the --include/--exclude patterns; 'artifact list' shows what is stored"
+            ),
+            Error::NothingSelected {
+                side: Side::Local,
+                path,
+            } => write!(
+                f,
+                "no file under '{path}' matches the --include/--exclude patterns; check them against the directory"
+            ),
             Error::AlreadyExists {
                 side: Side::Remote,
                 path,
@@ -293,6 +316,20 @@ mod tests {
             (Error::Usage("x".into()), 2),
             (Error::Config("x".into()), 3),
             (Error::NotFound("x".into()), 4),
+            (
+                Error::NothingSelected {
+                    side: Side::Remote,
+                    path: "x".into(),
+                },
+                4,
+            ),
+            (
+                Error::NothingSelected {
+                    side: Side::Local,
+                    path: "x".into(),
+                },
+                8,
+            ),
             (
                 Error::AlreadyExists {
                     side: Side::Remote,

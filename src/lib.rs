@@ -18,6 +18,7 @@ mod http;
 mod interrupt;
 mod log;
 mod paths;
+mod pattern;
 mod progress;
 mod proxy;
 mod report;
@@ -36,7 +37,7 @@ pub mod app {
         pub use crate::atomic::init;
     }
     pub mod backend {
-        pub use crate::backend::Backend;
+        pub use crate::backend::{Backend, RemoteObject};
         pub mod hub {
             pub use crate::backend::hub::Hub;
         }
@@ -67,11 +68,14 @@ pub mod app {
     }
     pub mod report {
         pub use crate::report::{
-            config_file_ignored, expire_in_is_obsolete, expire_in_on_own_store, failure, pulled,
-            pushed, yanked,
+            config_file_ignored, expire_in_is_obsolete, expire_in_on_own_store, failure,
+            listing_line, pulled, pushed, yanked,
         };
     }
+    pub mod pattern {
+        pub use crate::pattern::Selection;
+    }
     pub mod transfer {
-        pub use crate::transfer::{pull, push, yank, Budget, Options, PushSource};
+        pub use crate::transfer::{catalog, pull, push, yank, Budget, Options, PushSource};
     }
 }

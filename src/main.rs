@@ -10,9 +10,10 @@
 #![forbid(unsafe_code)]
 
 use artifact_cli::app::{
-    atomic, backend, cli, config, error, interrupt, log, paths, report, transfer,
+    atomic, backend, cli, config, error, interrupt, log, paths, pattern, report, transfer,
 };
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use cli::{Invocation, Op, Parsed};
 use config::{BackendKind, Env, Settings};
 use error::{Error, Result};
 use paths::{PullPaths, PushPaths, Resolver};
+use pattern::Selection;
 use transfer::{Budget, Options, PushSource};
 
 fn main() -> ExitCode {
@@ -71,6 +73,7 @@ enum Resolved {
     Push(PushPaths),
     Pull(PullPaths),
     Yank(String),
+    List(String),
 }
 
 fn resolve(resolver: &Resolver, op: Op, inv: &Invocation) -> Result<Resolved> {
@@ -79,6 +82,7 @@ fn resolve(resolver: &Resolver, op: Op, inv: &Invocation) -> Result<Resolved> {
         Op::Push => Resolved::Push(resolver.push(&inv.path, destination)?),
         Op::Pull => Resolved::Pull(resolver.pull(&inv.path, destination)?),
         Op::Yank => Resolved::Yank(resolver.yank(&inv.path)?),
+        Op::List => Resolved::List(resolver.list(&inv.path)?),
     })
 }
 
@@ -97,8 +101,10 @@ fn run_command(inv: &Invocation) -> Result<()> {
     interrupt::install();
     let env = Env::from_process();
     let id = level.id_in_effect(inv.id_flag(level), env.get(level.env_var()))?;
-    // Paths first: a bad one is refused before any store is asked.
-    let resolved = resolve(&Resolver::new(level, id)?, op, inv)?;
+    // Paths and patterns first: a bad one is refused before any store is asked.
+    let resolver = Resolver::new(level, id)?;
+    let resolved = resolve(&resolver, op, inv)?;
+    let mut selection = Selection::new(&inv.include, &inv.exclude)?;
     let settings = Settings::from_env(&env, inv.parallel)?;
     if inv.expire_in.is_some() && settings.backend != BackendKind::Hub {
         report::expire_in_on_own_store();
@@ -107,7 +113,7 @@ fn run_command(inv: &Invocation) -> Result<()> {
     let cancel = Arc::clone(&backend);
     interrupt::on_signal(Box::new(move || cancel.cancel()));
     let mut skip_unchanged = config::skip_unchanged(&env, inv.skip_unchanged)?;
-    if skip_unchanged && settings.backend == BackendKind::Hub && op != Op::Yank {
+    if skip_unchanged && settings.backend == BackendKind::Hub && matches!(op, Op::Push | Op::Pull) {
         log::info("Warning: --skip-unchanged is not offered with the Hub backend: the Hub hands out only signed URLs to send or fetch files, nothing to compare them with, so every file is transferred.");
         skip_unchanged = false;
     }
@@ -134,7 +140,13 @@ fn run_command(inv: &Invocation) -> Result<()> {
                     paths.local, paths.remote, inv.force, options.skip_unchanged
                 )
             });
-            let totals = transfer::push(backend.as_ref(), source, &paths.remote, &options)?;
+            let totals = transfer::push(
+                backend.as_ref(),
+                source,
+                &paths.remote,
+                &options,
+                &mut selection,
+            )?;
             report::pushed(level, &paths.local, &paths.remote, totals);
         }
         Resolved::Pull(paths) => {
@@ -149,6 +161,7 @@ fn run_command(inv: &Invocation) -> Result<()> {
                 &paths.remote,
                 Path::new(&paths.local),
                 &options,
+                &mut selection,
             )?;
             report::pulled(level, &paths.remote, &paths.local, totals);
         }
@@ -156,6 +169,53 @@ fn run_command(inv: &Invocation) -> Result<()> {
             transfer::yank(backend.as_ref(), &remote, &options)?;
             report::yanked(level, &remote);
         }
+        Resolved::List(remote) => list(
+            backend.as_ref(),
+            &remote,
+            &resolver,
+            &options,
+            &mut selection,
+            inv.json,
+        )?,
     }
     Ok(())
+}
+
+/// Prints what is stored at `remote`, a line per file, page by page. A
+/// reader that went away (`artifact list … | head`) ends the listing
+/// quietly.
+fn list(
+    backend: &dyn Backend,
+    remote: &str,
+    resolver: &Resolver,
+    options: &transfer::Options,
+    selection: &mut Selection,
+    json: bool,
+) -> Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut gone = false;
+    let mut show = |object: &backend::RemoteObject| {
+        let line = report::listing_line(object, resolver.level_relative(&object.key), json);
+        match writeln!(out, "{line}") {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                gone = true;
+                Ok(false)
+            }
+            Err(e) => Err(Error::local_io(
+                "write the listing to",
+                Path::new("standard output"),
+                e,
+            )),
+        }
+    };
+    transfer::catalog(backend, remote, selection, options, &mut show)?;
+    match out.flush() {
+        Err(e) if !gone && e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::local_io(
+            "write the listing to",
+            Path::new("standard output"),
+            e,
+        )),
+        _ => Ok(()),
+    }
 }

@@ -234,6 +234,19 @@ impl Resolver {
     pub fn yank(&self, source: &str) -> Result<String> {
         self.prefixed(&to_relative(&to_slash(source)))
     }
+
+    /// What `list` shows: the name `source`, or the level's whole prefix
+    /// when it is empty.
+    pub fn list(&self, source: &str) -> Result<String> {
+        self.yank(source)
+    }
+
+    /// `key` as `list` prints it: relative to the level's prefix.
+    pub fn level_relative<'k>(&self, key: &'k str) -> &'k str {
+        key.strip_prefix(self.root().as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(key)
+    }
 }
 
 fn to_slash(p: &str) -> String {

@@ -6,7 +6,8 @@
 //! failure line (`Error pushing artifact: …`, or `error: …` for usage and
 //! configuration errors), the notices about `--config` and `--expire-in`
 //! (the Go CLI's lines, then on the S3 and local backends one of our own
-//! pointing to README's retention section), and `format_bytes`. With --skip-unchanged, a line of our own follows the
+//! pointing to README's retention section), `format_bytes`, and the lines
+//! `list` prints on stdout (`listing_line`). With --skip-unchanged, a line of our own follows the
 //! summary: `Skipped 3 unchanged files.`, counted apart from what moved.
 //! Warnings met on the way are printed where they arise, through `log`: a
 //! skipped file or symlink (`transfer::walk`), an empty
@@ -16,11 +17,13 @@
 //! second signal (`interrupt`), --skip-unchanged with the Hub and a listing
 //! that failed it (`main`, `transfer::unchanged`).
 
+use crate::backend::RemoteObject;
 use crate::cli::Op;
 use crate::error::Error;
 use crate::log;
 use crate::paths::Level;
 use crate::progress::format_bytes;
+use crate::time;
 use crate::transfer::Totals;
 
 fn count(totals: Totals) -> String {
@@ -105,7 +108,48 @@ pub fn failure(op: Option<Op>, err: &Error) {
             log::info(&format!("Error yanking artifact: {err}"));
             log::info("Please check if the artifact you are trying to yank exists.");
         }
+        (Some(Op::List), _) => {
+            log::info(&format!("Error listing artifact: {err}"));
+            log::info("Please check if the artifact you are trying to list exists.");
+        }
     }
+}
+
+/// One line of `list` for `object`, shown as `name` (its path relative to
+/// the level): `SIZE<TAB>TIME<TAB>NAME`, `-` for what the store does not
+/// state, control characters (and `\`) escaped so that one object is one
+/// line; with `json`, an object of `path`, and `size` and `modified` where
+/// known.
+pub fn listing_line(object: &RemoteObject, name: &str, json: bool) -> String {
+    let modified = object.modified.map(time::format_rfc3339);
+    if json {
+        let mut line = serde_json::Map::new();
+        line.insert("path".into(), name.into());
+        if let Some(size) = object.size {
+            line.insert("size".into(), size.into());
+        }
+        if let Some(modified) = modified {
+            line.insert("modified".into(), modified.into());
+        }
+        return serde_json::Value::Object(line).to_string();
+    }
+    let size = object.size.map_or("-".to_string(), |s| s.to_string());
+    let modified = modified.unwrap_or_else(|| "-".to_string());
+    format!("{size}\t{modified}\t{}", escape_controls(name))
+}
+
+/// `name` with `\` and every control character written as an escape
+/// (`\n`, `\t`, `\u{1b}`).
+fn escape_controls(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -122,5 +166,36 @@ mod tests {
         assert_eq!(count(totals(1, 5)), "1 file. Total of 5 B");
         assert_eq!(count(totals(3, 1229)), "3 files. Total of 1.2 KB");
         assert_eq!(count(totals(0, 0)), "0 files. Total of 0 B");
+    }
+
+    #[test]
+    fn listing_lines() {
+        let object = |size, modified| RemoteObject {
+            key: "k".into(),
+            size,
+            locator: "k".into(),
+            etag: None,
+            modified,
+        };
+        let at = time::parse_iso8601("2024-05-01T12:30:00.250Z");
+        let stored = object(Some(5), at);
+        assert_eq!(
+            listing_line(&stored, "d/a.txt", false),
+            "5\t2024-05-01T12:30:00Z\td/a.txt"
+        );
+        let json = |line: String| serde_json::from_str::<serde_json::Value>(&line).unwrap();
+        assert_eq!(
+            json(listing_line(&stored, "d/a.txt", true)),
+            serde_json::json!({"path": "d/a.txt", "size": 5, "modified": "2024-05-01T12:30:00Z"})
+        );
+        let hub = object(None, None);
+        assert_eq!(
+            listing_line(&hub, "a\nb\t\\c", false),
+            "-\t-\ta\\nb\\t\\\\c"
+        );
+        assert_eq!(
+            json(listing_line(&hub, "a\nb", true)),
+            serde_json::json!({"path": "a\nb"})
+        );
     }
 }

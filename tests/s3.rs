@@ -279,6 +279,13 @@ s3_case!(a_push_that_died_leaves_a_placeholder_readers_skip, |env| {
         .stderr_has("Pulled 1 file");
     assert_eq!(env.read("back/ok.txt"), b"ok");
     assert!(!env.path("back/big.bin").exists());
+    let listed = env.run(&["list", "job", "d"]);
+    listed.success();
+    assert!(
+        listed.stdout.contains("d/ok.txt") && !listed.stdout.contains("big.bin"),
+        "{listed}"
+    );
+    env.run(&["list", "job", "d/big.bin"]).failure(4);
     env.run(&["push", "job", "big.bin", "-d", "d/big.bin"])
         .failure(5)
         .stderr_has("is held by a push that has not finished")

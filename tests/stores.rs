@@ -50,10 +50,19 @@ fn folder_markers_are_not_files() {
     assert_eq!(env.read("back/a.txt"), b"a");
     assert_eq!(env.read("back/sub/b.txt"), b"b");
     assert!(!env.path("back/empty").exists());
+    let listed = env.run(&["list", "job", "tree"]);
+    let names: Vec<&str> = listed
+        .success()
+        .stdout
+        .lines()
+        .map(|l| l.rsplit('\t').next().unwrap())
+        .collect();
+    assert_eq!(names, ["tree/a.txt", "tree/sub/b.txt"]);
     // A path that holds only markers holds no artifact.
     bucket.put_object(&format!("{JOB}/hollow/"), b"");
     bucket.put_object(&format!("{JOB}/hollow/x/"), b"");
     env.run(&["pull", "job", "hollow"]).failure(4);
+    env.run(&["list", "job", "hollow"]).failure(4);
     assert!(!env.path("hollow").exists());
     // Yank deletes the markers with the rest.
     env.run(&["yank", "job", "tree"]).success();

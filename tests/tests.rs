@@ -11,6 +11,9 @@ mod cli;
 /// Push, pull and yank behaviour, run once per backend (`scenario!`).
 mod scenarios;
 
+/// list, --include and --exclude, once per backend.
+mod list;
+
 /// What only the Hub backend has: its wire protocol, retries, signed URLs.
 mod hub;
 

@@ -31,6 +31,8 @@ pub struct Listed {
     pub key: String,
     pub size: u64,
     pub etag: Option<String>,
+    /// LastModified, when the store sends one we can read.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 pub fn list_page(text: &str) -> Result<ListPage> {
@@ -53,6 +55,7 @@ pub fn list_page(text: &str) -> Result<ListPage> {
                 key: o.key,
                 size: o.size,
                 etag: o.e_tag.filter(|e| !e.is_empty()),
+                modified: crate::time::parse_iso8601(&o.last_modified),
             })
             .collect(),
         next,

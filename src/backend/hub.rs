@@ -312,6 +312,7 @@ impl Backend for Hub {
                     size: None,
                     locator: u.url,
                     etag: None,
+                    modified: None,
                 })
             })
             .collect::<Result<_>>()?;

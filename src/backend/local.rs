@@ -9,6 +9,9 @@
 //! `stat` states a stored file's permission bits as its mode, and its MD5 as
 //! a quoted hex ETag, as S3 states a single PUT's: computed when asked, by
 //! reading the file (what `--skip-unchanged` compares with).
+//! A directory is listed as S3 lists a prefix: in the byte order of the
+//! keys, `LIST_PAGE` files a page, the token being the last key given, so a
+//! listing of any size holds one page in memory.
 
 use std::fs::{self, File};
 use std::io::{self, Seek, SeekFrom};
@@ -21,6 +24,9 @@ use crate::atomic::{self, Mode, TempFile};
 use crate::config::Env;
 use crate::error::{Error, Result, Side};
 use crate::{checksum, log};
+
+/// Files per page of a listing, as S3's default.
+const LIST_PAGE: usize = 1000;
 
 pub struct Local {
     root: PathBuf,
@@ -94,8 +100,16 @@ impl Local {
         Ok(())
     }
 
-    /// Every file under `dir`, with its key.
-    fn walk(&self, dir: &Path, key: &str, out: &mut Vec<RemoteObject>) -> Result<()> {
+    /// The files under `dir` whose keys sort after `after`, in key order,
+    /// until `out` holds `LIST_PAGE`. A directory whose every key sorts
+    /// before `after` is not read.
+    fn walk(
+        &self,
+        dir: &Path,
+        key: &str,
+        after: Option<&str>,
+        out: &mut Vec<RemoteObject>,
+    ) -> Result<()> {
         let entries =
             fs::read_dir(dir).map_err(|e| Error::local_io("read the store directory", dir, e))?;
         let mut children: Vec<(String, fs::Metadata)> = Vec::new();
@@ -116,18 +130,32 @@ impl Local {
             }
             children.push((name.to_string(), meta));
         }
-        children.sort_by(|a, b| a.0.cmp(&b.0));
+        // A directory's keys go on with '/': sorted so, siblings come in
+        // the byte order of the keys ("a-b" before "a/c").
+        let sort_name = |(name, meta): &(String, fs::Metadata)| match meta.is_dir() {
+            true => format!("{name}/"),
+            false => name.clone(),
+        };
+        children.sort_by_cached_key(sort_name);
         for (name, meta) in children {
+            if out.len() >= LIST_PAGE {
+                break;
+            }
             let child_key = format!("{key}/{name}");
             let child = dir.join(&name);
             if meta.is_dir() {
-                self.walk(&child, &child_key, out)?;
-            } else if meta.is_file() {
+                let under = format!("{child_key}/");
+                if after.is_some_and(|a| under.as_str() < a && !a.starts_with(&under)) {
+                    continue;
+                }
+                self.walk(&child, &child_key, after, out)?;
+            } else if meta.is_file() && after.is_none_or(|a| child_key.as_str() > a) {
                 out.push(RemoteObject {
                     locator: child_key.clone(),
                     key: child_key,
                     size: Some(meta.len()),
                     etag: None,
+                    modified: meta.modified().ok(),
                 });
             }
         }
@@ -150,7 +178,7 @@ impl Backend for Local {
         temp.commit(&dest, mode, upload.overwrite, &upload.key, Side::Remote)
     }
 
-    fn list_page(&self, key: &str, _intent: Intent, _token: Option<&str>) -> Result<Page> {
+    fn list_page(&self, key: &str, _intent: Intent, token: Option<&str>) -> Result<Page> {
         let path = self.path_of(key)?;
         let mut out = Vec::new();
         match fs::metadata(&path) {
@@ -159,14 +187,16 @@ impl Backend for Local {
                 size: Some(m.len()),
                 locator: key.to_string(),
                 etag: None,
+                modified: m.modified().ok(),
             }),
-            Ok(m) if m.is_dir() => self.walk(&path, key, &mut out)?,
+            Ok(m) if m.is_dir() => self.walk(&path, key, token, &mut out)?,
             _ => {}
         }
-        Ok(Page {
-            objects: out,
-            next: None,
-        })
+        let next = match out.len() >= LIST_PAGE {
+            true => out.last().map(|o| o.key.clone()),
+            false => None,
+        };
+        Ok(Page { objects: out, next })
     }
 
     fn stat(&self, object: &RemoteObject) -> Result<Stated> {
@@ -272,6 +302,38 @@ mod tests {
         ] {
             assert!(local.path_of(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn listings_come_in_pages_in_key_byte_order() {
+        let (_dir, local) = store();
+        let mut keys = vec![
+            "d/a-b".to_string(),
+            "d/a/c".to_string(),
+            "d/a.x".to_string(),
+        ];
+        keys.extend((0..LIST_PAGE + 5).map(|i| format!("d/m/{:02}/f{i}", i % 7)));
+        for key in &keys {
+            let path = local.root.join(key);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, b"x").unwrap();
+        }
+        keys.sort();
+        let (mut listed, mut token, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = local
+                .list_page("d", Intent::Pull, token.as_deref())
+                .unwrap();
+            assert!(page.objects.len() <= LIST_PAGE);
+            listed.extend(page.objects.into_iter().map(|o| o.key));
+            pages += 1;
+            match page.next {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(pages, 2);
+        assert_eq!(listed, keys);
     }
 
     #[cfg(unix)]

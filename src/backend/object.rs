@@ -44,6 +44,9 @@ pub struct RemoteObject {
     pub locator: String,
     /// The ETag the listing states (S3's; quoted as S3 sends it).
     pub etag: Option<String>,
+    /// When it was last written, where the listing says (S3's
+    /// LastModified, the local file's mtime; the Hub states none).
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// The size of the placeholder a push holds its key with until its

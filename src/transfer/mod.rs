@@ -11,6 +11,7 @@
 //!   from the `journal` it keeps beside the file, under `resume`'s one rule
 //!   for what a dead run left;
 //! - `outcome` keeps what became of each object and sums a run up;
+//! - `catalog` shows what is stored, for `list`, one page at a time;
 //! - `unchanged` decides, for --skip-unchanged, whether a local file and a
 //!   stored object are proven identical;
 //! - `scheduler` runs every request — files, parts, ranges, deletes (in
@@ -20,11 +21,14 @@
 //!
 //! Every conflict is checked before anything is written: a push checks the
 //! whole tree against the store first; a pull checks every object of the
-//! listing (names, files in the way) before it fetches any.
+//! listing (names, files in the way) before it fetches any. With
+//! --include/--exclude (`crate::pattern`), both look only at the files
+//! selected: a push filters the walk, a pull its listing.
 //! When a run fails part way, the engine says which files made it and which
 //! did not.
 
 mod budget;
+mod catalog;
 mod destination;
 pub(crate) mod journal;
 mod outcome;
@@ -41,11 +45,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use budget::Budget;
+pub use catalog::catalog;
 pub use outcome::{Options, Totals};
 pub use push::{push, PushSource};
 
 use crate::backend::{Backend, Intent, RemoteObject};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Side};
+use crate::pattern::Selection;
 use crate::progress;
 use destination::Destination;
 use outcome::{conclude, finish, skip, Slot};
@@ -55,8 +61,14 @@ use scheduler::Ctx;
 /// checked first (`Destination`): a key that would land outside the
 /// destination, or a file in the way, stops the pull before anything is
 /// written. With --force --skip-unchanged, a local file proven identical is
-/// left as it is.
-pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -> Result<Totals> {
+/// left as it is. Only the objects `selection` takes are fetched.
+pub fn pull(
+    backend: &dyn Backend,
+    remote: &str,
+    local: &Path,
+    opts: &Options,
+    selection: &mut Selection,
+) -> Result<Totals> {
     let resume = resume::Resume::default();
     let mut destination = Destination::new(remote, local, opts.force, &resume);
     let _progress = progress::Reporter::start("Pulling");
@@ -82,22 +94,69 @@ pub fn pull(backend: &dyn Backend, remote: &str, local: &Path, opts: &Options) -
         };
         let mut admitted = Vec::new();
         let mut shapes = Shapes::default();
+        let mut stored = false;
         let listed = list(ctx, backend, remote, Intent::Pull, |page| {
             shapes.see(remote, &page)?;
             for object in page {
+                stored = true;
+                if !selected(selection, remote, &object.key)? {
+                    continue;
+                }
                 if let Some(path) = destination.admit(&object.key)? {
                     progress::planned(object.size);
                     admitted.push((object, path));
                 }
             }
             Ok(!ctx.stopping())
-        });
+        })
+        .and_then(|()| selection_end(selection, remote, stored, !admitted.is_empty()));
         if listed.is_ok() {
             admitted.into_iter().for_each(|(o, p)| feed(o, p));
         }
         listed
     });
     conclude(remote, listed, &budget, fed)
+}
+
+/// Whether the stored object at `key`, listed for the directory `remote`,
+/// is one `selection` takes, by its path below `remote`. Patterns choose
+/// among a directory's files: the name given being a file itself is a
+/// usage error. Folder markers and keys outside `remote/` are left for the
+/// caller to skip.
+fn selected(selection: &mut Selection, remote: &str, key: &str) -> Result<bool> {
+    if !selection.is_active() || key.ends_with('/') {
+        return Ok(true);
+    }
+    if key == remote {
+        return Err(Error::Usage(format!(
+            "'{}' is a single file, and --include/--exclude choose among the files of a directory; name the file without patterns",
+            key.escape_debug()
+        )));
+    }
+    match key
+        .strip_prefix(remote)
+        .and_then(|rest| rest.strip_prefix('/'))
+    {
+        Some(path) => Ok(selection.takes(path)),
+        None => Ok(true),
+    }
+}
+
+/// The end of a listing filtered by `selection`: a warning for each
+/// pattern that matched no file, and something `stored` but nothing
+/// `taken` is `NothingSelected`.
+fn selection_end(selection: &Selection, remote: &str, stored: bool, taken: bool) -> Result<()> {
+    if !selection.is_active() {
+        return Ok(());
+    }
+    selection.warn_unmatched();
+    match stored && !taken {
+        true => Err(Error::NothingSelected {
+            side: Side::Remote,
+            path: remote.to_string(),
+        }),
+        false => Ok(()),
+    }
 }
 
 /// What a listing of a name has shown so far: a file at the name itself,

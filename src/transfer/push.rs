@@ -26,6 +26,7 @@ use crate::backend::{
     Attempt, Backend, Body, Claim, Intent, Multipart, Part, RemoteObject, Upload,
 };
 use crate::error::{Error, Result, Side};
+use crate::pattern::Selection;
 use crate::{interrupt, log, progress};
 
 /// Files up to this size are read into memory once rather than read twice
@@ -38,19 +39,21 @@ pub enum PushSource<'a> {
     Stdin,
 }
 
-/// Stores `source` at `remote`: a file, a tree, or standard input.
+/// Stores `source` at `remote`: a file, a tree, or standard input; of a
+/// tree, only the files `selection` takes.
 pub fn push(
     backend: &dyn Backend,
     source: PushSource<'_>,
     remote: &str,
     opts: &Options,
+    selection: &mut Selection,
 ) -> Result<Totals> {
     let items = match source {
         PushSource::Stdin => {
             log::debug(|| format!("reading standard input, to push to '{remote}'"));
             return push_stdin(backend, remote, opts);
         }
-        PushSource::Path(path) => walk::walk(path, remote)?,
+        PushSource::Path(path) => select(walk::walk(path, remote)?, path, remote, selection)?,
     };
     if items.is_empty() {
         log::info("Warning: there are no files to push in that directory.");
@@ -83,6 +86,45 @@ pub fn push(
     });
     log_budget(&budget);
     summarize(Ok(()), uploads.into_iter().map(|u| u.key).zip(slots))
+}
+
+/// The walked `items` of `source`, pushed to `remote`, that `selection`
+/// takes, by their path below `remote`: before any conflict is checked,
+/// so that the check covers these alone. Patterns choose among the files
+/// of a directory: on a single file they are a usage error.
+fn select(
+    items: Vec<Item>,
+    source: &Path,
+    remote: &str,
+    selection: &mut Selection,
+) -> Result<Vec<Item>> {
+    if !selection.is_active() {
+        return Ok(items);
+    }
+    if items.first().is_some_and(|item| item.key == remote) {
+        return Err(Error::Usage(format!(
+            "'{}' is a single file, and --include/--exclude choose among the files of a directory; push the file without patterns",
+            source.display()
+        )));
+    }
+    let items: Vec<Item> = items
+        .into_iter()
+        .filter(|item| {
+            let path = item
+                .key
+                .strip_prefix(remote)
+                .and_then(|r| r.strip_prefix('/'));
+            path.is_some_and(|path| selection.takes(path))
+        })
+        .collect();
+    selection.warn_unmatched();
+    if items.is_empty() {
+        return Err(Error::NothingSelected {
+            side: Side::Local,
+            path: source.display().to_string(),
+        });
+    }
+    Ok(items)
 }
 
 /// The uploads for `keys`, the files of a push to `remote`, with every

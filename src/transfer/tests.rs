@@ -161,6 +161,7 @@ impl Backend for Memory {
                     size: Some(v.len() as u64),
                     locator: k.clone(),
                     etag: None,
+                    modified: None,
                 })
                 .collect(),
             next: None,
@@ -318,6 +319,7 @@ fn a_tree_goes_up_whole_within_the_fixed_budget() {
         PushSource::Path(dir.path()),
         "r",
         &options(Budget::fixed(3)),
+        &mut Selection::default(),
     )
     .unwrap();
     assert_eq!(
@@ -354,6 +356,7 @@ fn retryable_failures_are_retried_and_final_ones_stop_the_run() {
         PushSource::Path(dir.path()),
         "r",
         &options(Budget::fixed(1)),
+        &mut Selection::default(),
     )
     .unwrap_err();
     // f001 took three attempts; f005 one, and nothing after it started.
@@ -393,6 +396,7 @@ fn large_files_go_up_in_parts_scheduled_with_other_files() {
         PushSource::Path(dir.path()),
         "r",
         &options(Budget::fixed(4)),
+        &mut Selection::default(),
     )
     .unwrap();
     assert_eq!(totals.files, 6);
@@ -417,6 +421,7 @@ fn a_part_that_keeps_failing_aborts_its_upload() {
         PushSource::Path(dir.path()),
         "r",
         &options(Budget::fixed(2)),
+        &mut Selection::default(),
     )
     .unwrap_err();
     assert_eq!(err.exit_code(), 1);
@@ -436,7 +441,14 @@ fn a_large_object_comes_down_in_ranges_and_a_failed_range_is_retried() {
     });
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("big");
-    let totals = pull(&store, "r/big", &dest, &options(Budget::fixed(4))).unwrap();
+    let totals = pull(
+        &store,
+        "r/big",
+        &dest,
+        &options(Budget::fixed(4)),
+        &mut Selection::default(),
+    )
+    .unwrap();
     assert_eq!(totals.bytes, 9_999);
     assert_eq!(std::fs::read(&dest).unwrap(), bytes(9_999, 4));
     assert_eq!(store.count(|c| matches!(c, Call::Get(..))), 11);
@@ -449,7 +461,14 @@ fn a_range_damaged_on_the_way_fails_the_whole_check_and_leaves_nothing() {
     store.corrupt_ranges = true;
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("big");
-    let err = pull(&store, "r/big", &dest, &options(Budget::fixed(3))).unwrap_err();
+    let err = pull(
+        &store,
+        "r/big",
+        &dest,
+        &options(Budget::fixed(3)),
+        &mut Selection::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.exit_code(), 7, "{err}");
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
@@ -460,7 +479,14 @@ fn a_download_cut_short_goes_on_from_the_bytes_written() {
     store.cut_after = Some(40_000);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("a");
-    pull(&store, "r/a", &dest, &options(Budget::fixed(2))).unwrap();
+    pull(
+        &store,
+        "r/a",
+        &dest,
+        &options(Budget::fixed(2)),
+        &mut Selection::default(),
+    )
+    .unwrap();
     assert_eq!(std::fs::read(&dest).unwrap(), bytes(50_000, 5));
     let gets: Vec<Call> = (store.calls.lock().unwrap().iter())
         .filter(|c| matches!(c, Call::Get(..)))
@@ -484,7 +510,14 @@ fn a_failed_pull_leaves_nothing_behind() {
     });
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("d");
-    let err = pull(&store, "r/d", &dest, &options(Budget::fixed(1))).unwrap_err();
+    let err = pull(
+        &store,
+        "r/d",
+        &dest,
+        &options(Budget::fixed(1)),
+        &mut Selection::default(),
+    )
+    .unwrap_err();
     assert_eq!(err.exit_code(), 1);
     let left: Vec<_> = std::fs::read_dir(&dest)
         .unwrap()
@@ -513,6 +546,7 @@ fn the_adaptive_budget_opens_up_for_a_slow_store_and_stays_under_its_ceiling() {
         PushSource::Path(dir.path()),
         "r",
         &options(Budget::adaptive(32)),
+        &mut Selection::default(),
     )
     .unwrap();
     let peak = store.peak.load(Ordering::SeqCst);

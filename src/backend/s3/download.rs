@@ -181,6 +181,7 @@ mod tests {
             size,
             locator: "k".into(),
             etag: None,
+            modified: None,
         }
     }
 

@@ -189,6 +189,7 @@ impl S3 {
             size: Some(listed.size),
             locator: listed.key,
             etag: listed.etag,
+            modified: listed.modified,
         };
         if object.may_be_placeholder() && self.head_object(&object).is_ok_and(|s| s.pending) {
             return Error::Pending(object.key);
@@ -363,6 +364,7 @@ impl Backend for S3 {
                 size: Some(listed.size),
                 locator: listed.key.clone(),
                 etag: listed.etag,
+                modified: listed.modified,
             })
         };
         let under = format!("{full}/");
