@@ -538,6 +538,13 @@ enum Setting {
     StorageClass,
 }
 
+/// The header a refusal names and its message, lowercase: what tells
+/// refusals of one code apart.
+fn failure_words(failure: &client::S3Failure) -> String {
+    let header = failure.header.as_deref().unwrap_or_default();
+    format!("{header} {}", failure.message).to_ascii_lowercase()
+}
+
 /// Which of the settings a write carried (`sse`, `class`) a 400 refuses:
 /// by AWS's codes (`InvalidEncryptionAlgorithmError`,
 /// `InvalidStorageClass`), by the setting its header or message names, or,
@@ -549,12 +556,7 @@ fn refused_setting(failure: &client::S3Failure, sse: bool, class: bool) -> Optio
     if failure.status != 400 {
         return None;
     }
-    let named = format!(
-        "{} {}",
-        failure.header.as_deref().unwrap_or_default(),
-        failure.message
-    )
-    .to_ascii_lowercase();
+    let named = failure_words(failure);
     let code = failure.code.as_str();
     let bad_request = matches!(code, "InvalidRequest" | "InvalidArgument");
     let names_sse = named.contains("encryption") || named.contains("kms");
@@ -613,12 +615,7 @@ fn refusal(failure: &client::S3Failure, checksums: bool, condition: bool) -> Opt
     if !refusing {
         return None;
     }
-    let named = format!(
-        "{} {}",
-        failure.header.as_deref().unwrap_or_default(),
-        failure.message
-    )
-    .to_ascii_lowercase();
+    let named = failure_words(failure);
     let names_condition = named.contains("if-none-match") || named.contains("if-match");
     let names_checksums = named.contains("checksum");
     if condition && names_condition {
