@@ -252,11 +252,16 @@ fn checked_answer(named: Option<String>, s3: &S3Settings) -> Option<String> {
     None
 }
 
+/// The most of an S3 XML answer that is read: a page of 1,000 keys of
+/// 1,024 bytes, every byte escaped, is under 6 MiB, so memory stays within
+/// its target whatever a store sends.
+const MAX_XML_ANSWER: u64 = 16 * 1024 * 1024;
+
 fn read_text(response: &mut ureq::http::Response<ureq::Body>, what: &str) -> Result<String> {
     response
         .body_mut()
         .with_config()
-        .limit(256 * 1024 * 1024)
+        .limit(MAX_XML_ANSWER)
         .read_to_string()
         .map_err(|e| Error::Network {
             what: format!("reading the answer to {what}"),
