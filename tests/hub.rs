@@ -783,6 +783,28 @@ fn a_push_asks_what_is_stored_at_its_name_first() {
     }
 }
 
+/// The Go CLI's own test Hub answers a pull of a name with nothing stored
+/// with a bare 500: a push's check of what is stored at its name takes
+/// that as nothing there, asks once, and pushes (its suite's empty-file
+/// push does exactly this).
+#[test]
+fn a_push_is_not_held_up_by_a_hub_that_answers_nothing_stored_with_500() {
+    let env = TestEnv::hub();
+    env.hub_server().set_missing_status(Some(500));
+    env.write("x.txt", b"");
+    env.run(&["push", "job", "x.txt"]).success();
+    let kinds: Vec<u64> = env
+        .hub_server()
+        .hub_calls()
+        .iter()
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(kinds, [2, 0], "asked more than once");
+    env.run(&["pull", "job", "x.txt", "-d", "back.txt"])
+        .success();
+    assert_eq!(env.read("back.txt"), b"");
+}
+
 /// A Hub that lists a name both as a file and as a tree: a pull or a yank
 /// names both and touches nothing.
 #[test]

@@ -293,15 +293,29 @@ impl Backend for Hub {
 
     fn list_page(&self, key: &str, intent: Intent, _token: Option<&str>) -> Result<Page> {
         let kind = match intent {
-            Intent::Pull => Kind::Pull,
+            Intent::Pull | Intent::Probe => Kind::Pull,
             Intent::Yank => Kind::Yank,
         };
-        let urls = self.signed_urls(&[key.to_string()], kind)?;
+        let urls = match self.signed_urls(&[key.to_string()], kind) {
+            // Such a Hub answers a pull of a name with nothing stored with a
+            // 500: a push need not wait for its retries to learn that (a
+            // throttled or unavailable Hub, 502 to 504, is asked again).
+            Err(Error::Remote { status: 500, .. }) if intent == Intent::Probe => {
+                let status = 500;
+                log::debug(|| {
+                    format!(
+                        "the Hub answered {status} to a pull of '{key}': taken as nothing stored"
+                    )
+                });
+                return Err(Error::NotFound(key.to_string()));
+            }
+            other => other?,
+        };
         let objects = urls
             .into_iter()
             .map(|u| {
                 let object_key = match intent {
-                    Intent::Pull => signed_url::object_key(&u.url)?,
+                    Intent::Pull | Intent::Probe => signed_url::object_key(&u.url)?,
                     // Yank needs no file names; keep what can be read for -v.
                     Intent::Yank => {
                         signed_url::object_key(&u.url).unwrap_or_else(|_| key.to_string())

@@ -82,7 +82,10 @@ pub trait Backend: Send + Sync {
     fn exists(&self, key: &str) -> Result<bool> {
         let mut token = None;
         loop {
-            let page = self.list_page(key, Intent::Pull, token.as_deref())?;
+            let page = match self.list_page(key, Intent::Probe, token.as_deref()) {
+                Err(Error::NotFound(_)) => return Ok(false),
+                other => other?,
+            };
             if page.objects.iter().any(|o| o.key == key) {
                 return Ok(true);
             }

@@ -75,6 +75,10 @@ pub struct Page {
 pub enum Intent {
     Pull,
     Yank,
+    /// Only whether anything is stored, before a push: asked as a pull,
+    /// but a store that answers a missing name with a bare server error
+    /// (as the Go CLI's own test Hub does) is taken to hold nothing.
+    Probe,
 }
 
 /// The bytes of one upload: a slice of an open file, or bytes in memory.

@@ -238,7 +238,7 @@ fn clash(
         };
     }
     let mut found = None;
-    let listed = super::list(ctx, backend, remote, Intent::Pull, |page| {
+    let listed = super::list(ctx, backend, remote, Intent::Probe, |page| {
         found = (page.into_iter())
             .find(|o| clashes(remote, false, &o.key))
             .map(|o| o.key);

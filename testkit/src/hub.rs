@@ -53,6 +53,9 @@ struct State {
     delay: Duration,
     hook: Option<Hook>,
     missing_error: Option<String>,
+    /// When set, a pull or yank of a path without objects gets this status
+    /// and no body, as the Go CLI's own test Hub answers.
+    missing_status: Option<u16>,
     /// Where signed URLs point: the storage, or a proxy in front of it.
     storage_base: String,
     goog_md5: Option<bool>,
@@ -181,6 +184,12 @@ impl HubServer {
     /// `{"urls":[],"error":msg}` instead of an empty, error-free list.
     pub fn set_missing_error(&self, msg: Option<String>) {
         lock(&self.shared.state).missing_error = msg;
+    }
+
+    /// When `Some`, a pull or yank of a path without objects answers this
+    /// status with no body (the Go CLI's test Hub answers 500).
+    pub fn set_missing_status(&self, status: Option<u16>) {
+        lock(&self.shared.state).missing_status = status;
     }
 
     /// A valid signed URL for `method` on `key`.
@@ -323,7 +332,10 @@ impl Handler for Hub {
                 json!({ "error": "unauthorized" }).to_string(),
             );
         }
-        let mut answer = hub_answer(shared, &call);
+        let (mut answer, missing) = hub_answer(shared, &call);
+        if let Some(status) = lock(&shared.state).missing_status.filter(|_| missing) {
+            return Reply::status(status, "");
+        }
         let hook = lock(&shared.state).hook.clone();
         if let Some(hook) = hook {
             hook(&call, &mut answer);
@@ -332,7 +344,9 @@ impl Handler for Hub {
     }
 }
 
-fn hub_answer(shared: &Shared, call: &HubCall) -> Value {
+/// The Hub's answer to `call`, and whether a path to pull or yank had
+/// nothing stored.
+fn hub_answer(shared: &Shared, call: &HubCall) -> (Value, bool) {
     let entry = |method: &str, key: &str| json!({ "url": shared.signed_url(method, key), "method": method });
     let mut urls = Vec::new();
     let mut missing = false;
@@ -362,10 +376,11 @@ fn hub_answer(shared: &Shared, call: &HubCall) -> Value {
             }
         }
     }
-    match lock(&shared.state).missing_error.clone() {
+    let answer = match lock(&shared.state).missing_error.clone() {
         Some(msg) if missing => json!({ "urls": [], "error": msg }),
         _ => json!({ "urls": urls, "error": "" }),
-    }
+    };
+    (answer, missing)
 }
 
 impl Handler for Storage {
