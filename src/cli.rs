@@ -348,6 +348,28 @@ whose --include/--exclude select no file).
 See README.md for every variable.
 ";
 
+/// The flag rows every command's help ends with: the level's ID and the
+/// common flags.
+macro_rules! level_flags_help {
+    () => {
+        "  -j, --job-id ID          instead of SEMAPHORE_JOB_ID
+  -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
+  -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
+  -v, --verbose            explain every step and request
+  -h, --help               show this help
+"
+    };
+}
+
+/// The flag rows of the commands that take patterns.
+macro_rules! selection_flags_help {
+    () => {
+        "      --include GLOB       only files matching GLOB (repeatable; see below)
+      --exclude GLOB       not files matching GLOB (repeatable; after --include)
+"
+    };
+}
+
 const PUSH_HELP: &str = concat!(
     "\
 Store a file or a directory (recursively) for later jobs.
@@ -364,14 +386,9 @@ Flags:
                            S3 and local backends; the Hub sends everything)
   -e, --expire-in TIME     obsolete, has no effect (use retention policies)
       --parallel N         requests in flight, fixed (ARTIFACT_PARALLELISM; default: adapts, 1-128)
-      --include GLOB       only files matching GLOB (repeatable; see below)
-      --exclude GLOB       not files matching GLOB (repeatable; after --include)
-  -j, --job-id ID          instead of SEMAPHORE_JOB_ID
-  -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
-  -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
-  -v, --verbose            explain every step and request
-  -h, --help               show this help
 ",
+    selection_flags_help!(),
+    level_flags_help!(),
     patterns_help!(),
     "No file selected: exit 8.
 "
@@ -390,32 +407,25 @@ Flags:
       --skip-unchanged     with -f: leave local files that already match
                            (ARTIFACT_SKIP_UNCHANGED; S3 and local backends)
       --parallel N         requests in flight, fixed (ARTIFACT_PARALLELISM; default: adapts, 1-128)
-      --include GLOB       only files matching GLOB (repeatable; see below)
-      --exclude GLOB       not files matching GLOB (repeatable; after --include)
-  -j, --job-id ID          instead of SEMAPHORE_JOB_ID
-  -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
-  -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
-  -v, --verbose            explain every step and request
-  -h, --help               show this help
 ",
+    selection_flags_help!(),
+    level_flags_help!(),
     patterns_help!(),
     "Only the selected objects are fetched; none selected: exit 4.
 "
 );
 
-const YANK_HELP: &str = "\
+const YANK_HELP: &str = concat!(
+    "\
 Delete a file or a directory that was pushed earlier. Alias: delete.
 
 Usage:
   artifact yank job|workflow|project PATH [flags]
 
 Flags:
-  -j, --job-id ID          instead of SEMAPHORE_JOB_ID
-  -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
-  -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
-  -v, --verbose            explain every step and request
-  -h, --help               show this help
-";
+",
+    level_flags_help!()
+);
 
 const LIST_HELP: &str = concat!(
     "\
@@ -435,14 +445,9 @@ names are sorted in memory. Nothing stored: exit 4.
 Flags:
       --json               one JSON object per line: path, and size and
                            modified where known
-      --include GLOB       only files matching GLOB (repeatable; see below)
-      --exclude GLOB       not files matching GLOB (repeatable; after --include)
-  -j, --job-id ID          instead of SEMAPHORE_JOB_ID
-  -w, --workflow-id ID     instead of SEMAPHORE_WORKFLOW_ID
-  -p, --project-id ID      instead of SEMAPHORE_PROJECT_ID
-  -v, --verbose            explain every step and request
-  -h, --help               show this help
 ",
+    selection_flags_help!(),
+    level_flags_help!(),
     patterns_help!()
 );
 
